@@ -1,0 +1,26 @@
+# genolens task runner (https://github.com/casey/just: `cargo install just`).
+# Every recipe is a plain command you can also paste into a shell.
+
+# Run the test suite (what CI runs).
+test:
+    cargo test
+
+# Rebuild the HF-transformers conformance fixtures in tests/fixtures/ (pinned torch/transformers
+# in a git-ignored .venv-ref/, ~5 GB once; CI never needs it: the fixtures are committed).
+fixtures:
+    test -x .venv-ref/bin/python || python3 -m venv .venv-ref
+    .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
+    .venv-ref/bin/python tests/reference/make_fixtures.py
+
+# Run one study end to end (see `just experiments`); outputs go to reports/<name>/<run-id>/.
+experiment NAME *ARGS:
+    cargo run --release -- experiment {{NAME}} {{ARGS}}
+
+# List the studies in experiments/.
+experiments:
+    cargo run --release -- experiment --list
+
+# Lint as CI and reviewers expect.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings

@@ -1,0 +1,226 @@
+//! A streaming FASTA reader (plain or gzip, multi-line records) whose errors carry file and line.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use crate::data::Example;
+use crate::error::{GenolensError, Result};
+
+/// Iterates the records of a FASTA file.
+pub struct FastaReader {
+    path: PathBuf,
+    lines: Box<dyn BufRead>,
+    line_number: usize,
+    pending_header: Option<(String, usize)>,
+    finished: bool,
+}
+
+impl FastaReader {
+    /// Opens `path`, decompressing when it ends in `.gz`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
+        let lines: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
+            Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+        } else {
+            Box::new(BufReader::new(file))
+        };
+        Ok(FastaReader {
+            path: path.to_path_buf(),
+            lines,
+            line_number: 0,
+            pending_header: None,
+            finished: false,
+        })
+    }
+
+    fn error(&self, line: usize, message: impl Into<String>) -> GenolensError {
+        GenolensError::Data {
+            path: self.path.clone(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    fn read_record(&mut self) -> Result<Option<Example>> {
+        let mut sequence = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = self
+                .lines
+                .read_line(&mut line)
+                .map_err(|e| GenolensError::io(&self.path, e))?;
+            if read == 0 {
+                self.finished = true;
+                return match self.pending_header.take() {
+                    Some((id, header_line)) => self.finish(id, header_line, sequence).map(Some),
+                    None => Ok(None),
+                };
+            }
+            self.line_number += 1;
+            let text = line.trim_end_matches(['\n', '\r']);
+            if let Some(header) = text.strip_prefix('>') {
+                let id = header.split_whitespace().next().unwrap_or("").to_string();
+                if id.is_empty() {
+                    return Err(self.error(
+                        self.line_number,
+                        "empty FASTA header (expected '>name ...')",
+                    ));
+                }
+                let previous = self.pending_header.replace((id, self.line_number));
+                if let Some((previous_id, header_line)) = previous {
+                    return self.finish(previous_id, header_line, sequence).map(Some);
+                }
+            } else if text.trim().is_empty() || text.starts_with(';') {
+                continue;
+            } else {
+                if self.pending_header.is_none() {
+                    return Err(self.error(
+                        self.line_number,
+                        format!("sequence line before any '>' header: {:?}", truncate(text)),
+                    ));
+                }
+                if let Some((offset, bad)) = text
+                    .char_indices()
+                    .find(|(_, c)| !c.is_ascii_alphabetic() && *c != '*' && *c != '-')
+                {
+                    return Err(self.error(
+                        self.line_number,
+                        format!(
+                            "character {bad:?} at column {} is not a sequence letter",
+                            offset + 1
+                        ),
+                    ));
+                }
+                sequence.push_str(text.trim_end());
+            }
+        }
+    }
+
+    fn finish(&self, id: String, header_line: usize, sequence: String) -> Result<Example> {
+        if sequence.is_empty() {
+            return Err(self.error(header_line, format!("record {id:?} has no sequence")));
+        }
+        Ok(Example {
+            id,
+            sequence,
+            label: None,
+        })
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
+impl Iterator for FastaReader {
+    type Item = Result<Example>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        match self.read_record() {
+            Ok(Some(example)) => Some(Ok(example)),
+            Ok(None) => None,
+            Err(error) => {
+                self.finished = true;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(text: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn reads_multiline_records_and_lowercase() {
+        let (_dir, path) = write(">a desc\nACGT\nacgt\n\n>b\nNNAC\n", "x.fa");
+        let records: Vec<Example> = FastaReader::open(&path)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].id, "a");
+        assert_eq!(records[0].sequence, "ACGTacgt");
+        assert_eq!(records[1].sequence, "NNAC");
+    }
+
+    #[test]
+    fn reads_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.fa.gz");
+        let mut encoder = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::default(),
+        );
+        encoder.write_all(b">s\nACGTACGT\n").unwrap();
+        encoder.finish().unwrap();
+        let records: Vec<Example> = FastaReader::open(&path)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(records[0].sequence, "ACGTACGT");
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let (_dir, path) = write(">a\nACGT\n>\nACGT\n", "bad.fa");
+        let err = FastaReader::open(&path)
+            .unwrap()
+            .find_map(|r| r.err())
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("bad.fa:3") && err.contains("empty FASTA header"),
+            "{err}"
+        );
+
+        let (_dir, path) = write("ACGT\n>a\nACGT\n", "nohead.fa");
+        let err = FastaReader::open(&path)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nohead.fa:1") && err.contains("before any '>'"),
+            "{err}"
+        );
+
+        let (_dir, path) = write(">a\nAC1T\n", "digit.fa");
+        let err = FastaReader::open(&path)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("digit.fa:2") && err.contains("'1'") && err.contains("column 3"),
+            "{err}"
+        );
+
+        let (_dir, path) = write(">a\n>b\nACGT\n", "empty.fa");
+        let err = FastaReader::open(&path)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("empty.fa:1") && err.contains("no sequence"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Sequence tables: CSV / TSV (header row) and Parquet, with named sequence, id and label columns.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, Int32Array, Int64Array, LargeStringArray, RecordBatch, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::data::{Example, ExampleStream, TableColumns};
+use crate::error::{GenolensError, Result};
+
+fn data_error(path: &Path, line: usize, message: impl Into<String>) -> GenolensError {
+    GenolensError::Data {
+        path: path.to_path_buf(),
+        line,
+        message: message.into(),
+    }
+}
+
+fn column_index(path: &Path, headers: &[String], name: &str) -> Result<usize> {
+    headers.iter().position(|h| h == name).ok_or_else(|| {
+        data_error(
+            path,
+            1,
+            format!(
+                "no column {name:?}; the columns are: {}",
+                headers.join(", ")
+            ),
+        )
+    })
+}
+
+/// Streams a delimited text table with a header row.
+pub fn read_delimited(path: &Path, delimiter: u8, columns: &TableColumns) -> Result<ExampleStream> {
+    let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
+    let reader: Box<dyn std::io::Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(reader);
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| data_error(path, 1, format!("unreadable header row: {e}")))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let sequence_column = column_index(path, &headers, &columns.sequence)?;
+    let id_column = headers.iter().position(|h| *h == columns.id);
+    let label_column = match &columns.label {
+        Some(label) => Some(column_index(path, &headers, label)?),
+        None => None,
+    };
+    let path: PathBuf = path.to_path_buf();
+    let records = reader.into_records().enumerate().map(move |(row, record)| {
+        let line = row + 2;
+        let record = record.map_err(|e| data_error(&path, line, e.to_string()))?;
+        let field = |index: usize, what: &str| {
+            record
+                .get(index)
+                .map(str::to_string)
+                .ok_or_else(|| data_error(&path, line, format!("row has no {what} field")))
+        };
+        let sequence = field(sequence_column, "sequence")?;
+        if sequence.is_empty() {
+            return Err(data_error(&path, line, "empty sequence"));
+        }
+        Ok(Example {
+            id: match id_column {
+                Some(index) => field(index, "id")?,
+                None => format!("row{}", row + 1),
+            },
+            sequence,
+            label: match label_column {
+                Some(index) => Some(field(index, "label")?),
+                None => None,
+            },
+        })
+    });
+    Ok(Box::new(records))
+}
+
+/// Streams a Parquet table (string sequence column; string or integer id/label columns).
+pub fn read_parquet(path: &Path, columns: &TableColumns) -> Result<ExampleStream> {
+    let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| data_error(path, 0, format!("not a readable Parquet file: {e}")))?;
+    let headers: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    column_index(path, &headers, &columns.sequence)?;
+    if let Some(label) = &columns.label {
+        column_index(path, &headers, label)?;
+    }
+    let reader = builder
+        .with_batch_size(4096)
+        .build()
+        .map_err(|e| data_error(path, 0, e.to_string()))?;
+    let path = path.to_path_buf();
+    let columns = columns.clone();
+    let mut row_offset = 0usize;
+    let batches = reader.flat_map(move |batch| {
+        let examples = batch
+            .map_err(|e| data_error(&path, 0, e.to_string()))
+            .and_then(|batch| examples_from_batch(&path, &batch, &columns, row_offset));
+        if let Ok(examples) = &examples {
+            row_offset += examples.len();
+        }
+        match examples {
+            Ok(examples) => examples.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(error) => vec![Err(error)],
+        }
+    });
+    Ok(Box::new(batches))
+}
+
+fn strings(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| data_error(path, 0, format!("no column {name:?}")))?;
+    let any = column.as_any();
+    let values: Vec<Option<String>> = if let Some(a) = any.downcast_ref::<StringArray>() {
+        a.iter().map(|v| v.map(str::to_string)).collect()
+    } else if let Some(a) = any.downcast_ref::<LargeStringArray>() {
+        a.iter().map(|v| v.map(str::to_string)).collect()
+    } else if let Some(a) = any.downcast_ref::<Int64Array>() {
+        a.iter().map(|v| v.map(|v| v.to_string())).collect()
+    } else if let Some(a) = any.downcast_ref::<Int32Array>() {
+        a.iter().map(|v| v.map(|v| v.to_string())).collect()
+    } else {
+        return Err(data_error(
+            path,
+            0,
+            format!(
+                "column {name:?} has type {}; expected string or integer",
+                column.data_type()
+            ),
+        ));
+    };
+    Ok(values)
+}
+
+fn examples_from_batch(
+    path: &Path,
+    batch: &RecordBatch,
+    columns: &TableColumns,
+    row_offset: usize,
+) -> Result<Vec<Example>> {
+    let sequences = strings(path, batch, &columns.sequence)?;
+    let ids = match batch.column_by_name(&columns.id) {
+        Some(_) => Some(strings(path, batch, &columns.id)?),
+        None => None,
+    };
+    let labels = match &columns.label {
+        Some(label) => Some(strings(path, batch, label)?),
+        None => None,
+    };
+    let mut examples = Vec::with_capacity(sequences.len());
+    for (index, sequence) in sequences.into_iter().enumerate() {
+        let row = row_offset + index + 1;
+        let missing = |what: &str| data_error(path, 0, format!("row {row}: {what} is null"));
+        let sequence = sequence.ok_or_else(|| missing("sequence"))?;
+        let id = match &ids {
+            Some(ids) => ids[index].clone().ok_or_else(|| missing("id"))?,
+            None => format!("row{row}"),
+        };
+        let label = match &labels {
+            Some(labels) => Some(labels[index].clone().ok_or_else(|| missing("label"))?),
+            None => None,
+        };
+        examples.push(Example {
+            id,
+            sequence,
+            label,
+        });
+    }
+    Ok(examples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_with_label_and_missing_column_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, "id,sequence,label\na,ACGT,1\nb,GGCC,0\n").unwrap();
+        let columns = TableColumns {
+            label: Some("label".into()),
+            ..Default::default()
+        };
+        let rows: Vec<Example> = read_delimited(&path, b',', &columns)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            rows[1],
+            Example {
+                id: "b".into(),
+                sequence: "GGCC".into(),
+                label: Some("0".into())
+            }
+        );
+
+        let columns = TableColumns {
+            label: Some("class".into()),
+            ..Default::default()
+        };
+        let err = read_delimited(&path, b',', &columns)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("t.csv:1")
+                && err.contains("\"class\"")
+                && err.contains("id, sequence, label"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tsv_rows_are_numbered_when_no_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.tsv");
+        std::fs::write(&path, "sequence\nACGT\n\"\"\n").unwrap();
+        let mut rows = read_delimited(&path, b'\t', &TableColumns::default()).unwrap();
+        assert_eq!(rows.next().unwrap().unwrap().id, "row1");
+        let err = rows.next().unwrap().unwrap_err().to_string();
+        assert!(
+            err.contains("t.tsv:3") && err.contains("empty sequence"),
+            "{err}"
+        );
+    }
+}

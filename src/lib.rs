@@ -1,0 +1,16 @@
+//! genolens: a mechanistic-interpretability harness for genomic language models (DNABERT first).
+//!
+//! Data flows one way: files → [`data`] → [`tokenize`] → [`model::Batch`] →
+//! [`model::HookedModel::forward`] (captures + interventions) → analyses → [`report`] (Parquet).
+
+pub mod commands;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod experiment;
+pub mod model;
+pub mod progress;
+pub mod report;
+pub mod tokenize;
+
+pub use error::{GenolensError, Result};

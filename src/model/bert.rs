@@ -1,0 +1,525 @@
+//! DNABERT-k: a post-LN BERT encoder with learned positions, erf GELU, and hook points everywhere.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Device, Tensor, D};
+
+use crate::error::Result;
+use crate::model::batch::Batch;
+use crate::model::config::ModelConfig;
+use crate::model::heads::HeadKind;
+use crate::model::hooks::{ActivationCache, BlockSite, HookPoint, Hooks};
+use crate::model::ops::{activate, additive_key_mask, softmax_last_dim, LayerNorm, Linear};
+use crate::model::source::{Recording, TensorSource};
+use crate::model::weights::RandomInit;
+
+struct Embeddings {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    layer_norm: LayerNorm,
+}
+
+struct EncoderLayer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_output: Linear,
+    attention_layer_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_layer_norm: LayerNorm,
+}
+
+enum Head {
+    Encoder,
+    MaskedLm {
+        transform: Linear,
+        layer_norm: LayerNorm,
+        decoder_weight: Tensor,
+        bias: Tensor,
+    },
+    Classifier(Linear),
+}
+
+/// What one forward pass returns.
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// [b,t,V] (masked LM) or [b,labels] (classifier); `None` for an encoder without head.
+    pub logits: Option<Tensor>,
+    /// [b,t,d] final hidden states (HF `last_hidden_state`).
+    pub last_hidden_state: Tensor,
+    /// [b,d] final [CLS] vector.
+    pub cls: Tensor,
+    /// [b,d] pooler output, for models with a pooler.
+    pub pooled: Option<Tensor>,
+    /// Captured activations.
+    pub cache: ActivationCache,
+}
+
+/// A DNABERT-k model whose every activation can be captured or replaced (see [`Hooks`]).
+pub struct HookedModel {
+    config: ModelConfig,
+    head_kind: HeadKind,
+    embeddings: Embeddings,
+    layers: Vec<EncoderLayer>,
+    pooler: Option<Linear>,
+    head: Head,
+    parameters: BTreeMap<String, Tensor>,
+    device: Device,
+}
+
+fn linear(
+    source: &mut impl TensorSource,
+    prefix: &str,
+    out_features: usize,
+    in_features: usize,
+) -> Result<Linear> {
+    Ok(Linear {
+        weight: source.take(&format!("{prefix}.weight"), &[out_features, in_features])?,
+        bias: source.take(&format!("{prefix}.bias"), &[out_features])?,
+    })
+}
+
+fn layer_norm(
+    source: &mut impl TensorSource,
+    prefix: &str,
+    size: usize,
+    eps: f64,
+) -> Result<LayerNorm> {
+    Ok(LayerNorm {
+        weight: source.take(&format!("{prefix}.weight"), &[size])?,
+        bias: source.take(&format!("{prefix}.bias"), &[size])?,
+        eps,
+    })
+}
+
+impl HookedModel {
+    /// Builds the model from named parameters (HF names, `bert.` prefix). Every parameter the
+    /// architecture needs is taken from `source`; the source decides what a missing one means.
+    pub fn build(
+        config: &ModelConfig,
+        head_kind: HeadKind,
+        source: &mut impl TensorSource,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut source = Recording::new(source);
+        let source = &mut source;
+        let hidden = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let embeddings = Embeddings {
+            word: source.take(
+                "bert.embeddings.word_embeddings.weight",
+                &[config.vocab_size, hidden],
+            )?,
+            position: source.take(
+                "bert.embeddings.position_embeddings.weight",
+                &[config.max_position_embeddings, hidden],
+            )?,
+            token_type: source.take(
+                "bert.embeddings.token_type_embeddings.weight",
+                &[config.type_vocab_size, hidden],
+            )?,
+            layer_norm: layer_norm(source, "bert.embeddings.LayerNorm", hidden, eps)?,
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for layer in 0..config.num_hidden_layers {
+            let prefix = format!("bert.encoder.layer.{layer}");
+            layers.push(EncoderLayer {
+                query: linear(
+                    source,
+                    &format!("{prefix}.attention.self.query"),
+                    hidden,
+                    hidden,
+                )?,
+                key: linear(
+                    source,
+                    &format!("{prefix}.attention.self.key"),
+                    hidden,
+                    hidden,
+                )?,
+                value: linear(
+                    source,
+                    &format!("{prefix}.attention.self.value"),
+                    hidden,
+                    hidden,
+                )?,
+                attention_output: linear(
+                    source,
+                    &format!("{prefix}.attention.output.dense"),
+                    hidden,
+                    hidden,
+                )?,
+                attention_layer_norm: layer_norm(
+                    source,
+                    &format!("{prefix}.attention.output.LayerNorm"),
+                    hidden,
+                    eps,
+                )?,
+                intermediate: linear(
+                    source,
+                    &format!("{prefix}.intermediate.dense"),
+                    config.intermediate_size,
+                    hidden,
+                )?,
+                output: linear(
+                    source,
+                    &format!("{prefix}.output.dense"),
+                    hidden,
+                    config.intermediate_size,
+                )?,
+                output_layer_norm: layer_norm(
+                    source,
+                    &format!("{prefix}.output.LayerNorm"),
+                    hidden,
+                    eps,
+                )?,
+            });
+        }
+        let pooler = if head_kind.uses_pooler() {
+            Some(linear(source, "bert.pooler.dense", hidden, hidden)?)
+        } else {
+            None
+        };
+        let head = match head_kind {
+            HeadKind::Encoder { .. } => Head::Encoder,
+            HeadKind::MaskedLm => Head::MaskedLm {
+                transform: linear(source, "cls.predictions.transform.dense", hidden, hidden)?,
+                layer_norm: layer_norm(source, "cls.predictions.transform.LayerNorm", hidden, eps)?,
+                decoder_weight: source.take(
+                    "cls.predictions.decoder.weight",
+                    &[config.vocab_size, hidden],
+                )?,
+                bias: source.take("cls.predictions.bias", &[config.vocab_size])?,
+            },
+            HeadKind::SequenceClassification { num_labels } => {
+                Head::Classifier(linear(source, "classifier", num_labels, hidden)?)
+            }
+        };
+        let parameters = std::mem::take(&mut source.taken);
+        Ok(HookedModel {
+            config: config.clone(),
+            head_kind,
+            embeddings,
+            layers,
+            pooler,
+            head,
+            parameters,
+            device: device.clone(),
+        })
+    }
+
+    /// A seeded random model (BERT init) for tests and as a training starting point.
+    pub fn random(
+        config: &ModelConfig,
+        head_kind: HeadKind,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut init = RandomInit::new(seed, device);
+        Self::build(config, head_kind, &mut init, device)
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The output head.
+    pub fn head_kind(&self) -> HeadKind {
+        self.head_kind
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Every parameter by HF name (the decoder weight appears under its own name even when tied).
+    pub fn named_parameters(&self) -> &BTreeMap<String, Tensor> {
+        &self.parameters
+    }
+
+    /// Total parameter count, counting tied tensors once.
+    pub fn parameter_count(&self) -> usize {
+        let tied = matches!(self.head, Head::MaskedLm { .. })
+            && self
+                .parameters
+                .get("cls.predictions.decoder.weight")
+                .map(|t| t.id())
+                == self
+                    .parameters
+                    .get("bert.embeddings.word_embeddings.weight")
+                    .map(|t| t.id());
+        let total: usize = self.parameters.values().map(|t| t.elem_count()).sum();
+        if tied {
+            total - self.config.vocab_size * self.config.hidden_size
+        } else {
+            total
+        }
+    }
+
+    /// Runs the whole model.
+    pub fn forward(&self, batch: &Batch, hooks: &Hooks) -> Result<Output> {
+        hooks.validate(
+            self.config.num_hidden_layers,
+            self.config.num_attention_heads,
+        )?;
+        let mut cache = ActivationCache::default();
+        let residual = self.embed(batch, hooks, &mut cache)?;
+        self.run_layers(0, residual, batch, hooks, cache)
+    }
+
+    /// Runs only layers `>= layer`, starting from `residual` as that layer's `hook_resid_pre`
+    /// ([b,t,d]). `forward_from(l, cache[blocks.l.hook_resid_pre])` equals the full forward.
+    pub fn forward_from(
+        &self,
+        layer: usize,
+        residual: &Tensor,
+        batch: &Batch,
+        hooks: &Hooks,
+    ) -> Result<Output> {
+        hooks.validate(
+            self.config.num_hidden_layers,
+            self.config.num_attention_heads,
+        )?;
+        if layer > self.config.num_hidden_layers {
+            return Err(crate::error::GenolensError::hook(
+                format!("forward_from({layer})"),
+                format!("the model has {} layers", self.config.num_hidden_layers),
+            ));
+        }
+        self.run_layers(
+            layer,
+            residual.clone(),
+            batch,
+            hooks,
+            ActivationCache::default(),
+        )
+    }
+
+    fn embed(&self, batch: &Batch, hooks: &Hooks, cache: &mut ActivationCache) -> Result<Tensor> {
+        let (batch_size, tokens) = batch.ids.dims2()?;
+        if tokens > self.config.max_position_embeddings {
+            return Err(crate::error::GenolensError::Sequence {
+                sequence: "<batch>".into(),
+                message: format!(
+                    "{tokens} tokens exceed the model's {} positions; crop or tile the input",
+                    self.config.max_position_embeddings
+                ),
+            });
+        }
+        let hidden = self.config.hidden_size;
+        let flat_ids = batch.ids.flatten_all()?;
+        let word = self
+            .embeddings
+            .word
+            .index_select(&flat_ids, 0)?
+            .reshape((batch_size, tokens, hidden))?;
+        let word = hooks.apply(HookPoint::Embed, word, cache)?;
+        let position = self
+            .embeddings
+            .position
+            .narrow(0, 0, tokens)?
+            .unsqueeze(0)?;
+        let position = hooks.apply(HookPoint::PosEmbed, position, cache)?;
+        let token_type = self
+            .embeddings
+            .token_type
+            .narrow(0, 0, 1)?
+            .unsqueeze(0)?
+            .broadcast_as((1, tokens, hidden))?
+            .contiguous()?;
+        let token_type = hooks.apply(HookPoint::TokenTypeEmbed, token_type, cache)?;
+        let summed = word.broadcast_add(&token_type)?.broadcast_add(&position)?;
+        Ok(self.embeddings.layer_norm.forward(&summed)?)
+    }
+
+    fn run_layers(
+        &self,
+        first_layer: usize,
+        mut residual: Tensor,
+        batch: &Batch,
+        hooks: &Hooks,
+        mut cache: ActivationCache,
+    ) -> Result<Output> {
+        let key_mask = additive_key_mask(&batch.attention_mask)?.to_device(&self.device)?;
+        for (index, layer) in self.layers.iter().enumerate().skip(first_layer) {
+            residual = self.run_layer(index, layer, residual, &key_mask, hooks, &mut cache)?;
+        }
+        self.run_head(residual, hooks, cache)
+    }
+
+    fn run_layer(
+        &self,
+        index: usize,
+        layer: &EncoderLayer,
+        residual: Tensor,
+        key_mask: &Tensor,
+        hooks: &Hooks,
+        cache: &mut ActivationCache,
+    ) -> Result<Tensor> {
+        let point = |site| HookPoint::block(index, site);
+        let (batch_size, tokens, hidden) = residual.dims3()?;
+        let heads = self.config.num_attention_heads;
+        let head_dim = self.config.head_dim();
+        let residual = hooks.apply(point(BlockSite::ResidPre), residual, cache)?;
+
+        let split_heads = |x: Tensor| x.reshape((batch_size, tokens, heads, head_dim));
+        let q = hooks.apply(
+            point(BlockSite::Q),
+            split_heads(layer.query.forward(&residual)?)?,
+            cache,
+        )?;
+        let k = hooks.apply(
+            point(BlockSite::K),
+            split_heads(layer.key.forward(&residual)?)?,
+            cache,
+        )?;
+        let v = hooks.apply(
+            point(BlockSite::V),
+            split_heads(layer.value.forward(&residual)?)?,
+            cache,
+        )?;
+        let q = q.transpose(1, 2)?.contiguous()?;
+        let k = k.transpose(1, 2)?.contiguous()?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let scale = (head_dim as f64).powf(-0.5);
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(key_mask)?;
+        let scores = hooks.apply(point(BlockSite::AttnScores), scores, cache)?;
+        let pattern = hooks.apply(point(BlockSite::Pattern), softmax_last_dim(&scores)?, cache)?;
+        let z = pattern.matmul(&v)?.transpose(1, 2)?.contiguous()?;
+        let z = hooks.apply(point(BlockSite::Z), z, cache)?;
+
+        let attention_out = if hooks.wants(point(BlockSite::Result)) {
+            let result = self.per_head_result(layer, &z)?;
+            let result = hooks.apply(point(BlockSite::Result), result, cache)?;
+            if hooks.is_intervened(point(BlockSite::Result)) {
+                result.sum(2)?.broadcast_add(&layer.attention_output.bias)?
+            } else {
+                layer
+                    .attention_output
+                    .forward(&z.reshape((batch_size, tokens, hidden))?)?
+            }
+        } else {
+            layer
+                .attention_output
+                .forward(&z.reshape((batch_size, tokens, hidden))?)?
+        };
+        let attention_out = hooks.apply(point(BlockSite::AttnOut), attention_out, cache)?;
+        let resid_mid = layer
+            .attention_layer_norm
+            .forward(&(attention_out + &residual)?)?;
+        let resid_mid = hooks.apply(point(BlockSite::ResidMid), resid_mid, cache)?;
+
+        let pre = hooks.apply(
+            point(BlockSite::MlpPre),
+            layer.intermediate.forward(&resid_mid)?,
+            cache,
+        )?;
+        let post = hooks.apply(
+            point(BlockSite::MlpPost),
+            activate(&pre, self.config.hidden_act)?,
+            cache,
+        )?;
+        let mlp_out = hooks.apply(
+            point(BlockSite::MlpOut),
+            layer.output.forward(&post)?,
+            cache,
+        )?;
+        let resid_post = layer.output_layer_norm.forward(&(mlp_out + &resid_mid)?)?;
+        hooks.apply(point(BlockSite::ResidPost), resid_post, cache)
+    }
+
+    /// Per-head contributions z_h · W_O[:, h] as [b,t,h,d_model] (before the output bias).
+    fn per_head_result(&self, layer: &EncoderLayer, z: &Tensor) -> Result<Tensor> {
+        let (batch_size, tokens, heads, head_dim) = z.dims4()?;
+        let hidden = self.config.hidden_size;
+        // W_O is [d_model, h·d_head]; per head it is [d_head, d_model].
+        let w_o = layer
+            .attention_output
+            .weight
+            .reshape((hidden, heads, head_dim))?
+            .permute((1, 2, 0))?
+            .contiguous()?;
+        let z_by_head = z
+            .permute((2, 0, 1, 3))?
+            .reshape((heads, batch_size * tokens, head_dim))?;
+        let result = z_by_head.matmul(&w_o)?;
+        Ok(result
+            .reshape((heads, batch_size, tokens, hidden))?
+            .permute((1, 2, 0, 3))?
+            .contiguous()?)
+    }
+
+    fn run_head(
+        &self,
+        last_hidden_state: Tensor,
+        hooks: &Hooks,
+        mut cache: ActivationCache,
+    ) -> Result<Output> {
+        let cls = last_hidden_state.narrow(1, 0, 1)?.squeeze(1)?;
+        let cls = hooks.apply(HookPoint::Cls, cls, &mut cache)?;
+        let pooled = match &self.pooler {
+            Some(pooler) => {
+                Some(hooks.apply(HookPoint::Pooled, pooler.forward(&cls)?.tanh()?, &mut cache)?)
+            }
+            None => None,
+        };
+        let logits = match &self.head {
+            Head::Encoder => None,
+            Head::MaskedLm {
+                transform,
+                layer_norm,
+                decoder_weight,
+                bias,
+            } => {
+                let transformed = layer_norm.forward(&activate(
+                    &transform.forward(&last_hidden_state)?,
+                    self.config.hidden_act,
+                )?)?;
+                let decoder = Linear {
+                    weight: decoder_weight.clone(),
+                    bias: bias.clone(),
+                };
+                let mut logits = decoder.forward(&transformed)?;
+                if self.config.legacy_double_bias {
+                    logits = logits.broadcast_add(bias)?;
+                }
+                Some(logits)
+            }
+            Head::Classifier(classifier) => {
+                let pooled = pooled
+                    .as_ref()
+                    .expect("classifier models always load a pooler");
+                Some(classifier.forward(pooled)?)
+            }
+        };
+        let logits = match logits {
+            Some(logits) => Some(hooks.apply(HookPoint::Logits, logits, &mut cache)?),
+            None => None,
+        };
+        Ok(Output {
+            logits,
+            last_hidden_state,
+            cls,
+            pooled,
+            cache,
+        })
+    }
+}
+
+/// Masked mean over real tokens of a [b,t,d] activation, excluding [CLS], [SEP] and padding.
+pub fn mean_over_kmers(activation: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+    let (batch_size, tokens, _) = activation.dims3()?;
+    let mut weights = vec![0f32; batch_size * tokens];
+    for (row, &length) in lengths.iter().enumerate() {
+        let kmers = length.saturating_sub(2).max(1);
+        for position in 1..length.saturating_sub(1) {
+            weights[row * tokens + position] = 1.0 / kmers as f32;
+        }
+    }
+    let weights = Tensor::from_vec(weights, (batch_size, tokens, 1), activation.device())?
+        .to_dtype(activation.dtype())?;
+    Ok(activation.broadcast_mul(&weights)?.sum(D::Minus2)?)
+}

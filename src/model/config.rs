@@ -1,0 +1,208 @@
+//! HF `config.json` → [`ModelConfig`]. Unknown fields (DNABERT's fork adds `rnn`, `split`, ...) are ignored.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GenolensError, Result};
+
+/// Hidden activation of the feed-forward block. HF's `"gelu"` is the exact erf form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    /// `0.5·x·(1+erf(x/√2))`: HF `gelu`, the DNABERT default.
+    #[serde(rename = "gelu")]
+    GeluErf,
+    /// tanh approximation: HF `gelu_new` / `gelu_pytorch_tanh`.
+    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh")]
+    GeluTanh,
+    /// `max(0, x)`.
+    #[serde(rename = "relu")]
+    Relu,
+}
+
+/// Architecture hyper-parameters of a BERT-family encoder (DNABERT-k).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Number of token ids (4^k + 5 for DNABERT-k).
+    pub vocab_size: usize,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Number of encoder blocks.
+    pub num_hidden_layers: usize,
+    /// Attention heads per block.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward block.
+    pub intermediate_size: usize,
+    /// Feed-forward activation.
+    #[serde(default = "default_activation")]
+    pub hidden_act: Activation,
+    /// Rows of the learned position table (512 for DNABERT: [CLS] + 510 k-mers + [SEP]).
+    pub max_position_embeddings: usize,
+    /// Rows of the token-type table (only row 0 is used).
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Id of the padding token.
+    #[serde(default)]
+    pub pad_token_id: u32,
+    /// Class count of a sequence-classification head, when the config names one.
+    #[serde(default)]
+    pub num_labels: Option<usize>,
+    /// Class names by id, when the config names them.
+    #[serde(default)]
+    pub id2label: Option<std::collections::BTreeMap<String, String>>,
+    /// HF architecture names (e.g. `BertForMaskedLM`), informational.
+    #[serde(default)]
+    pub architectures: Option<Vec<String>>,
+    /// DNABERT's transformers-2.5 fork added the MLM output bias twice; set to reproduce it.
+    #[serde(default)]
+    pub legacy_double_bias: bool,
+}
+
+fn default_activation() -> Activation {
+    Activation::GeluErf
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+
+impl ModelConfig {
+    /// Reads and validates a HF `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| GenolensError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json(&text).map_err(|err| match err {
+            GenolensError::Config { message, .. } => GenolensError::Config {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config JSON text.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let mut config: ModelConfig =
+            serde_json::from_str(text).map_err(|err| GenolensError::Config {
+                path: "<config.json>".into(),
+                message: err.to_string(),
+            })?;
+        if config.num_labels.is_none() {
+            config.num_labels = config.id2label.as_ref().map(|labels| labels.len());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let fail = |message: String| {
+            Err(GenolensError::Config {
+                path: "<config.json>".into(),
+                message,
+            })
+        };
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return fail(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.num_hidden_layers == 0 || self.vocab_size == 0 || self.intermediate_size == 0 {
+            return fail("num_hidden_layers, vocab_size and intermediate_size must be > 0".into());
+        }
+        if self.max_position_embeddings < 3 {
+            return fail(
+                "max_position_embeddings must be at least 3 ([CLS], one token, [SEP])".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Class count of a classification head: `num_labels`, else the size of `id2label`, else
+    /// HF's default of 2 (transformers 5 omits the default from config.json).
+    pub fn classifier_labels(&self) -> usize {
+        self.num_labels.unwrap_or(2)
+    }
+
+    /// The k of a DNABERT-k vocabulary (vocab_size = 4^k + 5), if it is one.
+    pub fn dnabert_k(&self) -> Option<usize> {
+        (1..=8).find(|k| 4usize.pow(*k as u32) + 5 == self.vocab_size)
+    }
+
+    /// Serialises to HF-compatible JSON (what `save_pretrained` would write).
+    pub fn to_json(&self) -> String {
+        let mut value = serde_json::to_value(self).expect("config serialises");
+        let object = value.as_object_mut().expect("config is an object");
+        object.insert("model_type".into(), "bert".into());
+        if !self.legacy_double_bias {
+            object.remove("legacy_double_bias");
+        }
+        serde_json::to_string_pretty(&value).expect("config serialises")
+    }
+
+    /// A tiny configuration for unit tests (random weights built in Rust).
+    pub fn tiny(k: usize) -> Self {
+        ModelConfig {
+            vocab_size: 4usize.pow(k as u32) + 5,
+            hidden_size: 16,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 32,
+            hidden_act: Activation::GeluErf,
+            max_position_embeddings: 64,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            pad_token_id: 0,
+            num_labels: Some(2),
+            id2label: None,
+            architectures: None,
+            legacy_double_bias: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dnabert_hub_config_with_fork_fields() {
+        let text = r#"{"architectures":["BertForMaskedLM"],"attention_probs_dropout_prob":0.1,
+            "hidden_act":"gelu","hidden_dropout_prob":0.1,"hidden_size":768,"initializer_range":0.02,
+            "intermediate_size":3072,"max_position_embeddings":512,"num_attention_heads":12,
+            "num_hidden_layers":12,"type_vocab_size":2,"vocab_size":4101,"rnn":"lstm","split":10}"#;
+        let config = ModelConfig::from_json(text).unwrap();
+        assert_eq!(config.dnabert_k(), Some(6));
+        assert_eq!(config.head_dim(), 64);
+        assert_eq!(config.hidden_act, Activation::GeluErf);
+        assert_eq!(config.layer_norm_eps, 1e-12);
+    }
+
+    #[test]
+    fn rejects_indivisible_heads() {
+        let text = r#"{"hidden_size":30,"num_attention_heads":4,"num_hidden_layers":1,
+            "intermediate_size":8,"max_position_embeddings":16,"vocab_size":69}"#;
+        let err = ModelConfig::from_json(text).unwrap_err().to_string();
+        assert!(err.contains("not divisible"), "{err}");
+    }
+
+    #[test]
+    fn num_labels_from_id2label() {
+        let text = r#"{"hidden_size":8,"num_attention_heads":2,"num_hidden_layers":1,
+            "intermediate_size":8,"max_position_embeddings":16,"vocab_size":69,
+            "id2label":{"0":"neg","1":"pos","2":"other"}}"#;
+        assert_eq!(ModelConfig::from_json(text).unwrap().num_labels, Some(3));
+    }
+}

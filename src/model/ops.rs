@@ -1,0 +1,74 @@
+//! Differentiable building blocks (every op here has a correct candle gradient: no fused no-grad kernels).
+
+use candle_core::{DType, Tensor, D};
+
+use crate::model::config::Activation;
+
+/// A dense layer `y = x Wᵀ + b` with HF's [out, in] weight layout.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// [out, in].
+    pub weight: Tensor,
+    /// [out].
+    pub bias: Tensor,
+}
+
+impl Linear {
+    /// Applies the layer to the last axis of `x`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        let in_features = dims[dims.len() - 1];
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let flat = x.reshape((rows, in_features))?;
+        let out = flat.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("non-empty dims") = self.weight.dim(0)?;
+        out.reshape(out_dims)
+    }
+}
+
+/// LayerNorm over the last axis with the biased variance (torch's definition).
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    /// Scale γ.
+    pub weight: Tensor,
+    /// Shift β.
+    pub bias: Tensor,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Normalises the last axis. Composed from differentiable ops (candle's fused layer_norm has no gradient).
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normalised = centred.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
+        normalised
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// Softmax over the last axis (composed, differentiable; stable for masked f32::MIN scores).
+pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+    candle_nn::ops::softmax(x, D::Minus1)
+}
+
+/// The feed-forward activation.
+pub fn activate(x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
+    match activation {
+        Activation::GeluErf => x.gelu_erf(),
+        Activation::GeluTanh => x.gelu(),
+        Activation::Relu => x.relu(),
+    }
+}
+
+/// Additive key mask [b,1,1,t]: 0 for real tokens, f32::MIN for padding (HF's eager convention).
+pub fn additive_key_mask(attention_mask: &Tensor) -> candle_core::Result<Tensor> {
+    let (batch, tokens) = attention_mask.dims2()?;
+    let valid = attention_mask.to_dtype(DType::F32)?;
+    let masked = ((1.0 - valid)? * f32::MIN as f64)?;
+    masked.reshape((batch, 1, 1, tokens))
+}

@@ -1,0 +1,261 @@
+//! The commands end to end on the fixture models: embed (streamed Parquet), inspect, experiments.
+
+mod common;
+
+use std::fs::File;
+
+use arrow_array::{Float32Array, StringArray, UInt32Array};
+use candle_core::Device;
+use common::fixture_model;
+use genolens::commands::embed::{run_embed, EmbedSettings, Pooling};
+use genolens::data::TableColumns;
+use genolens::model::{load_dir, Batch, HookPoint, Hooks, LoadOptions};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn fixture_fasta() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sequences.fa")
+}
+
+fn read_table(path: &std::path::Path) -> Vec<arrow_array::RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+#[test]
+fn embed_writes_one_vector_per_sequence_equal_to_the_forward_pass() {
+    let loaded = load_dir(
+        &fixture_model("tiny-cls-k6"),
+        "tiny-cls-k6",
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for (hook, pooling, width) in [
+        ("hook_cls", Pooling::Cls, 32),
+        ("blocks.1.hook_resid_post", Pooling::Mean, 32),
+        ("blocks.0.attn.hook_z", Pooling::Cls, 32),
+    ] {
+        let settings = EmbedSettings {
+            data: fixture_fasta(),
+            hook: hook.into(),
+            pooling,
+            batch_size: 3,
+            out: out.path().join(hook),
+            columns: TableColumns::default(),
+            seed: 0,
+        };
+        assert_eq!(run_embed(&loaded, &settings).unwrap(), 4);
+        let batches = read_table(&settings.out.join("embeddings.parquet"));
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 4 * width, "{hook}");
+        assert!(settings.out.join("run.json").is_file());
+        if hook == "hook_cls" {
+            // Values equal a direct forward pass of sequence 2 alone (batching/padding must not matter).
+            let (id, sequence) = &common::fixture_sequences()[2];
+            let tokens = loaded.tokenizer.tokenize(id, sequence).unwrap();
+            let batch = Batch::from_tokenized(&[tokens], 0, &Device::Cpu).unwrap();
+            let direct: Vec<f32> = loaded
+                .model
+                .forward(&batch, &Hooks::none())
+                .unwrap()
+                .cls
+                .get(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let batch = &batches[0];
+            let ids = batch
+                .column_by_name("sequence_id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let dims = batch
+                .column_by_name("dim")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .unwrap();
+            let values = batch
+                .column_by_name("value")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .unwrap();
+            for row in 0..batch.num_rows() {
+                if ids.value(row) == id {
+                    let expected = direct[dims.value(row) as usize];
+                    assert!(
+                        (values.value(row) - expected).abs() < 1e-5,
+                        "dim {}",
+                        dims.value(row)
+                    );
+                }
+            }
+            assert_eq!(ids.value(0), "seq0", "rows keep input order");
+        }
+    }
+}
+
+#[test]
+fn embed_is_deterministic_to_the_byte() {
+    let loaded = load_dir(
+        &fixture_model("tiny-mlm-k3"),
+        "tiny-mlm-k3",
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let settings = EmbedSettings {
+            data: fixture_fasta(),
+            hook: "blocks.0.hook_mlp_out".into(),
+            pooling: Pooling::Mean,
+            batch_size: 2,
+            out: out.path().join(name),
+            columns: TableColumns::default(),
+            seed: 3,
+        };
+        run_embed(&loaded, &settings).unwrap();
+        std::fs::read(settings.out.join("embeddings.parquet")).unwrap()
+    };
+    assert_eq!(run("a"), run("b"));
+}
+
+#[test]
+fn embed_rejects_attention_maps_and_bad_sequences() {
+    let loaded = load_dir(
+        &fixture_model("tiny-mlm-k3"),
+        "tiny-mlm-k3",
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut settings = EmbedSettings {
+        data: fixture_fasta(),
+        hook: "blocks.0.attn.hook_pattern".into(),
+        pooling: Pooling::Cls,
+        batch_size: 2,
+        out: out.path().join("x"),
+        columns: TableColumns::default(),
+        seed: 0,
+    };
+    let error = run_embed(&loaded, &settings).unwrap_err().to_string();
+    assert!(error.contains("not vectors"), "{error}");
+    assert!(
+        !settings.out.join("embeddings.parquet").exists(),
+        "no partial table"
+    );
+    let bad = out.path().join("bad.fa");
+    std::fs::write(&bad, ">ok\nACGTACGT\n>broken\nACGTUACGT\n").unwrap();
+    settings.data = bad;
+    settings.hook = "hook_cls".into();
+    let error = run_embed(&loaded, &settings).unwrap_err().to_string();
+    assert!(
+        error.contains("broken") && error.contains("'U'") && error.contains("position 4"),
+        "{error}"
+    );
+}
+
+#[test]
+fn inspect_lists_hooks_and_tokenizer_facts() {
+    let loaded = load_dir(
+        &fixture_model("tiny-mlm-k6"),
+        "tiny-mlm-k6",
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let text = genolens::commands::inspect::describe(&loaded);
+    for expected in [
+        "BertForMaskedLM",
+        "overlapping 6-mers",
+        "vocab 4101",
+        "blocks.{0..1}.attn.hook_pattern",
+        "hook_logits",
+        "at most 43 nt",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    // Parameter count: embeddings + 2 layers + MLM transform + bias, decoder tied (counted once).
+    let (v, h, i, p) = (4101, 32, 64, 40);
+    let layer = 4 * (h * h + h) + 2 * 2 * h + (h * i + i) + (i * h + h);
+    let expected = v * h + p * h + 2 * h + 2 * h + 2 * layer + (h * h + h) + 2 * h + v;
+    assert_eq!(loaded.model.parameter_count(), expected);
+    assert!(HookPoint::all(2).len() > 30);
+}
+
+fn genolens(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_genolens"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_binary_runs_inspect_embed_and_experiments() {
+    let model = fixture_model("tiny-cls-k3");
+    let model = model.to_str().unwrap();
+    let inspect = genolens(&["inspect", "--model", model]);
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("BertForSequenceClassification"));
+
+    let out = tempfile::tempdir().unwrap();
+    let embed_dir = out.path().join("embed");
+    let fasta = fixture_fasta();
+    let embed = genolens(&[
+        "embed",
+        "--model",
+        model,
+        "--data",
+        fasta.to_str().unwrap(),
+        "--hook",
+        "hook_pooled",
+        "--out",
+        embed_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        embed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&embed.stderr)
+    );
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(embed_dir.join("run.json")).unwrap())
+            .unwrap();
+    assert_eq!(run["model_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(run["data"][0]["sha256"].as_str().unwrap().len(), 64);
+
+    let list = genolens(&["experiment", "--list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("attention-entropy"));
+    let reports = out.path().join("reports");
+    let experiment = genolens(&[
+        "experiment",
+        "attention-entropy",
+        "--reports",
+        reports.to_str().unwrap(),
+        "--run-id",
+        "t",
+    ]);
+    assert!(
+        experiment.status.success(),
+        "{}",
+        String::from_utf8_lossy(&experiment.stderr)
+    );
+    let table = reports.join("attention-entropy/t/cls_attention_entropy.parquet");
+    let rows: usize = read_table(&table).iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 4 * 2 * 4, "4 sequences x 2 layers x 4 heads");
+
+    let unknown = genolens(&["experiment", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("available: attention-entropy"));
+    let missing = genolens(&["inspect", "--model", "/nonexistent/folder"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no such folder"));
+}

@@ -1,0 +1,158 @@
+//! Shared helpers for the integration tests: fixture paths and tolerance comparisons on valid tokens.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use genolens::data::{open_sequences, TableColumns};
+use genolens::model::{Batch, BlockSite, HookPoint, Hooks, LoadedModel};
+
+/// tests/fixtures/models/<name>.
+pub fn fixture_model(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
+}
+
+/// The raw fixture sequences (tests/fixtures/sequences.fa).
+pub fn fixture_sequences() -> Vec<(String, String)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sequences.fa");
+    open_sequences(&path, &TableColumns::default())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.id, e.sequence)
+        })
+        .collect()
+}
+
+/// Reference tensors saved by tests/reference/make_fixtures.py.
+pub fn reference(name: &str) -> HashMap<String, Tensor> {
+    let path = fixture_model(&format!("{name}.reference.safetensors"));
+    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+}
+
+/// Largest |a − b| over valid tokens. `token_axes` lists the axes indexed by token position
+/// (rows beyond a sequence's length are skipped on those axes).
+pub fn max_error_on_valid(
+    ours: &Tensor,
+    theirs: &Tensor,
+    lengths: &[usize],
+    token_axes: &[usize],
+) -> f32 {
+    assert_eq!(ours.dims(), theirs.dims(), "shape");
+    let dims = ours.dims().to_vec();
+    let ours: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
+    let theirs: Vec<f32> = theirs
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let strides: Vec<usize> = (0..dims.len())
+        .map(|a| dims[a + 1..].iter().product())
+        .collect();
+    let mut worst = 0f32;
+    for (flat, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        let sequence = flat / strides[0];
+        let valid = token_axes
+            .iter()
+            .all(|&axis| (flat / strides[axis]) % dims[axis] < lengths[sequence]);
+        if valid {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    worst
+}
+
+/// Per-tensor (name, error, tolerance) of a loaded model against its HF reference.
+pub fn conformance_errors(
+    loaded: &LoadedModel,
+    reference: &HashMap<String, Tensor>,
+) -> Vec<(String, f32, f32)> {
+    let ids = reference["input_ids"]
+        .to_dtype(candle_core::DType::U32)
+        .unwrap();
+    let mask = reference["attention_mask"]
+        .to_dtype(candle_core::DType::U32)
+        .unwrap();
+    let lengths: Vec<usize> = mask
+        .to_vec2::<u32>()
+        .unwrap()
+        .iter()
+        .map(|row| row.iter().filter(|&&m| m == 1).count())
+        .collect();
+    let batch = Batch {
+        ids,
+        attention_mask: mask,
+        lengths: lengths.clone(),
+    };
+    let hooks = Hooks::none()
+        .capture("blocks.0.hook_resid_pre")
+        .unwrap()
+        .capture("blocks.*.hook_resid_post")
+        .unwrap()
+        .capture("blocks.*.attn.hook_pattern")
+        .unwrap();
+    let output = loaded.model.forward(&batch, &hooks).unwrap();
+    let layers = loaded.model.config().num_hidden_layers;
+    let mut errors = Vec::new();
+    let hidden0 = output
+        .cache
+        .get_point(HookPoint::block(0, BlockSite::ResidPre))
+        .unwrap();
+    errors.push((
+        "hidden_states.0".into(),
+        max_error_on_valid(hidden0, &reference["hidden_states.0"], &lengths, &[1]),
+        1e-5,
+    ));
+    for layer in 0..layers {
+        let hidden = output
+            .cache
+            .get_point(HookPoint::block(layer, BlockSite::ResidPost))
+            .unwrap();
+        let name = format!("hidden_states.{}", layer + 1);
+        errors.push((
+            name.clone(),
+            max_error_on_valid(hidden, &reference[&name], &lengths, &[1]),
+            1e-5,
+        ));
+        let pattern = output
+            .cache
+            .get_point(HookPoint::block(layer, BlockSite::Pattern))
+            .unwrap();
+        let name = format!("attentions.{layer}");
+        // Valid query rows, every key column (pad keys must be ~0 in both).
+        errors.push((
+            name.clone(),
+            max_error_on_valid(pattern, &reference[&name], &lengths, &[2]),
+            1e-5,
+        ));
+    }
+    let logits = output.logits.as_ref().unwrap();
+    let token_axes: &[usize] = if logits.rank() == 3 { &[1] } else { &[] };
+    errors.push((
+        "logits".into(),
+        max_error_on_valid(logits, &reference["logits"], &lengths, token_axes),
+        1e-4,
+    ));
+    if let Some(pooled) = reference.get("pooled") {
+        errors.push((
+            "pooled".into(),
+            max_error_on_valid(output.pooled.as_ref().unwrap(), pooled, &lengths, &[]),
+            1e-5,
+        ));
+    }
+    errors
+}
+
+/// Names of tensors outside tolerance.
+pub fn failures(errors: &[(String, f32, f32)]) -> Vec<String> {
+    errors
+        .iter()
+        .filter(|(_, e, tol)| !(e <= tol))
+        .map(|(n, e, tol)| format!("{n}: {e:e} > {tol:e}"))
+        .collect()
+}
