@@ -419,8 +419,7 @@ fn bad_interventions_are_clear_errors() {
     for (hooks, expected) in cases {
         let error = model
             .forward(&batch, &hooks)
-            .err()
-            .expect("must fail")
+            .expect_err("must fail")
             .to_string();
         assert!(error.contains(expected), "{error} lacks {expected}");
     }

@@ -152,7 +152,7 @@ pub fn conformance_errors(
 pub fn failures(errors: &[(String, f32, f32)]) -> Vec<String> {
     errors
         .iter()
-        .filter(|(_, e, tol)| !(e <= tol))
+        .filter(|(_, e, tol)| e.is_nan() || e > tol)
         .map(|(n, e, tol)| format!("{n}: {e:e} > {tol:e}"))
         .collect()
 }
