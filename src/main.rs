@@ -150,9 +150,13 @@ fn main() -> anyhow::Result<()> {
                 },
                 seed: cli.seed,
             };
-            let count = run_embed(&loaded, &settings)?;
+            let counts = run_embed(&loaded, &settings)?;
             eprintln!(
-                "embedded {count} sequences -> {}",
+                "embedded {} sequences ({} with N/IUPAC bases, {} of {} k-mers -> [UNK]) -> {}",
+                counts.sequences,
+                counts.sequences_with_ambiguous_bases,
+                counts.unknown_tokens,
+                counts.kmer_tokens,
                 settings.out.join("embeddings.parquet").display()
             );
         }

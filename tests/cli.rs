@@ -48,7 +48,16 @@ fn embed_writes_one_vector_per_sequence_equal_to_the_forward_pass() {
             columns: TableColumns::default(),
             seed: 0,
         };
-        assert_eq!(run_embed(&loaded, &settings).unwrap(), 4);
+        let counts = run_embed(&loaded, &settings).unwrap();
+        assert_eq!(
+            (
+                counts.sequences,
+                counts.sequences_with_ambiguous_bases,
+                counts.ambiguous_bases
+            ),
+            (4, 1, 1)
+        );
+        assert_eq!(counts.unknown_tokens, 6, "one N is covered by six 6-mers");
         let batches = read_table(&settings.out.join("embeddings.parquet"));
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(rows, 4 * width, "{hook}");

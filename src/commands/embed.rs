@@ -59,11 +59,36 @@ pub struct EmbedSettings {
     pub seed: u64,
 }
 
+/// What the tokenizer did to the input: N and other IUPAC codes become [UNK] on purpose, and are counted.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TokenizationCounts {
+    /// Sequences read.
+    pub sequences: usize,
+    /// Sequences containing at least one non-ACGT base.
+    pub sequences_with_ambiguous_bases: usize,
+    /// Non-ACGT bases (N, IUPAC codes).
+    pub ambiguous_bases: usize,
+    /// k-mer tokens.
+    pub kmer_tokens: usize,
+    /// k-mer tokens that became [UNK].
+    pub unknown_tokens: usize,
+}
+
+impl TokenizationCounts {
+    fn add(&mut self, tokens: &crate::tokenize::Tokenized) {
+        self.sequences += 1;
+        self.sequences_with_ambiguous_bases += usize::from(tokens.ambiguous_bases > 0);
+        self.ambiguous_bases += tokens.ambiguous_bases;
+        self.kmer_tokens += tokens.kmer_count();
+        self.unknown_tokens += tokens.unknown_tokens;
+    }
+}
+
 /// Sequences read ahead and sorted by length, so batches waste little padding.
 const BATCHES_PER_CHUNK: usize = 16;
 
-/// Runs the embedding; returns the number of sequences.
-pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<usize> {
+/// Runs the embedding; returns what the tokenizer counted (sequences, [UNK] tokens, ...).
+pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<TokenizationCounts> {
     if settings.batch_size == 0 {
         return Err(GenolensError::Hook {
             hook: "--batch-size".into(),
@@ -81,6 +106,7 @@ pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<usize
     let mut examples = open_sequences(&settings.data, &settings.columns)?;
     let progress = crate::progress::spinner("embedding sequences");
     let mut sequence_index = 0u64;
+    let mut counts = TokenizationCounts::default();
     loop {
         let chunk: Vec<Example> = examples
             .by_ref()
@@ -89,7 +115,7 @@ pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<usize
         if chunk.is_empty() {
             break;
         }
-        let vectors = embed_chunk(loaded, &chunk, point, settings, &hooks)?;
+        let vectors = embed_chunk(loaded, &chunk, point, settings, &hooks, &mut counts)?;
         for (example, vector) in chunk.iter().zip(vectors) {
             for (dim, value) in vector.into_iter().enumerate() {
                 writer.write(&EmbeddingRow {
@@ -115,16 +141,27 @@ pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<usize
         });
     }
     writer.finish()?;
+    if counts.unknown_tokens > 0 {
+        tracing::warn!(
+            "{} of {} sequences contain N or other IUPAC codes: {} of {} k-mer tokens became [UNK]",
+            counts.sequences_with_ambiguous_bases,
+            counts.sequences,
+            counts.unknown_tokens,
+            counts.kmer_tokens
+        );
+    }
+    let mut config = serde_json::to_value(settings).expect("settings serialise");
+    config["tokenization"] = serde_json::to_value(&counts).expect("counts serialise");
     RunRecord {
         provenance,
         command: "embed".into(),
-        config: serde_json::to_value(settings).expect("settings serialise"),
+        config,
         started_at,
         finished_at: now_rfc3339(),
         outputs: vec!["embeddings.parquet".into()],
     }
     .write(&settings.out)?;
-    Ok(sequence_index as usize)
+    Ok(counts)
 }
 
 fn pooling_name(point: HookPoint, pooling: Pooling) -> &'static str {
@@ -143,11 +180,13 @@ fn embed_chunk(
     point: HookPoint,
     settings: &EmbedSettings,
     hooks: &Hooks,
+    counts: &mut TokenizationCounts,
 ) -> Result<Vec<Vec<f32>>> {
     let tokenized = chunk
         .iter()
         .map(|example| loaded.tokenizer.tokenize(&example.id, &example.sequence))
         .collect::<Result<Vec<_>>>()?;
+    tokenized.iter().for_each(|tokens| counts.add(tokens));
     let mut order: Vec<usize> = (0..chunk.len()).collect();
     order.sort_by_key(|&i| tokenized[i].ids.len());
     let mut vectors = vec![Vec::new(); chunk.len()];
