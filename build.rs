@@ -12,8 +12,25 @@ fn main() {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=GENOLENS_GIT_COMMIT={commit}");
-    for path in [".git/HEAD", ".git/refs/heads", "experiments"] {
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .is_some_and(|o| o.status.success() && !o.stdout.is_empty());
+    let suffix = if dirty && commit != "unknown" {
+        "-dirty"
+    } else {
+        ""
+    };
+    println!("cargo:rustc-env=GENOLENS_GIT_COMMIT={commit}{suffix}");
+    // Re-run when the commit or the tracked sources change, so the recorded commit is exact.
+    for path in [
+        ".git/HEAD",
+        ".git/refs/heads",
+        ".git/index",
+        "src",
+        "experiments",
+    ] {
         if Path::new(path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }

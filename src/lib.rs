@@ -3,6 +3,7 @@
 //! Data flows one way: files → [`data`] → [`tokenize`] → [`model::Batch`] →
 //! [`model::HookedModel::forward`] (captures + interventions) → analyses → [`report`] (Parquet).
 
+pub mod bench;
 pub mod commands;
 pub mod data;
 pub mod device;

@@ -32,6 +32,7 @@ crate::table_row! {
 
 /// How to pool token activations into one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// The [CLS] position.
     Cls,

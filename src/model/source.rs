@@ -53,3 +53,36 @@ impl<S: TensorSource> TensorSource for Recording<'_, S> {
         Ok(tensor)
     }
 }
+
+/// Wraps a source so every parameter becomes a trainable [`candle_core::Var`]; tensors that are
+/// tied in the source (the MLM decoder and the word embeddings) share one Var.
+pub struct VarSource<'a, S: TensorSource> {
+    inner: &'a mut S,
+    by_tensor: std::collections::HashMap<candle_core::TensorId, candle_core::Var>,
+    /// Trainable variables by HF name, in the order taken (tied names appear once).
+    pub vars: Vec<(String, candle_core::Var)>,
+}
+
+impl<'a, S: TensorSource> VarSource<'a, S> {
+    /// Wraps a source.
+    pub fn new(inner: &'a mut S) -> Self {
+        VarSource {
+            inner,
+            by_tensor: Default::default(),
+            vars: Vec::new(),
+        }
+    }
+}
+
+impl<S: TensorSource> TensorSource for VarSource<'_, S> {
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let tensor = self.inner.take(name, shape)?;
+        if let Some(var) = self.by_tensor.get(&tensor.id()) {
+            return Ok(var.as_tensor().clone());
+        }
+        let var = candle_core::Var::from_tensor(&tensor)?;
+        self.by_tensor.insert(tensor.id(), var.clone());
+        self.vars.push((name.to_string(), var.clone()));
+        Ok(var.as_tensor().clone())
+    }
+}

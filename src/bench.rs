@@ -1,0 +1,402 @@
+//! Benchmark cases run side by side with the PyTorch reference (tests/reference/bench.py drives
+//! both, alternating, on the same weights and inputs). Each process times one case after a warm-up.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::Optimizer;
+
+use crate::commands::embed::{run_embed, EmbedSettings, Pooling};
+use crate::data::TableColumns;
+use crate::error::{GenolensError, Result};
+use crate::model::source::VarSource;
+use crate::model::weights::WeightTaker;
+use crate::model::{
+    load_dir, Activation, Batch, HeadKind, HookPoint, HookedModel, Hooks, Intervention,
+    LoadOptions, ModelConfig,
+};
+use crate::tokenize::KmerVocab;
+
+/// Model shapes benchmarked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchShape {
+    /// DNABERT-6 / BERT-base: 12 layers, hidden 768, 12 heads, MLP 3072, vocab 4101.
+    BertBase,
+    /// The default mini model's shape: 6 layers, hidden 256, 8 heads, MLP 1024, vocab 4101.
+    Mini,
+}
+
+impl BenchShape {
+    /// Parses `bert-base` or `mini`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "bert-base" => Ok(BenchShape::BertBase),
+            "mini" => Ok(BenchShape::Mini),
+            _ => Err(bench_error(format!(
+                "unknown shape {name:?} (bert-base, mini)"
+            ))),
+        }
+    }
+
+    /// Name used in case ids and folders.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchShape::BertBase => "bert-base",
+            BenchShape::Mini => "mini",
+        }
+    }
+
+    /// The architecture.
+    pub fn config(self) -> ModelConfig {
+        let (layers, hidden, heads, mlp) = match self {
+            BenchShape::BertBase => (12, 768, 12, 3072),
+            BenchShape::Mini => (6, 256, 8, 1024),
+        };
+        ModelConfig {
+            vocab_size: 4101,
+            hidden_size: hidden,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            intermediate_size: mlp,
+            hidden_act: Activation::GeluErf,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            pad_token_id: 0,
+            num_labels: Some(2),
+            id2label: None,
+            architectures: None,
+            legacy_double_bias: false,
+        }
+    }
+}
+
+fn bench_error(message: String) -> GenolensError {
+    GenolensError::Hook {
+        hook: "bench".into(),
+        message,
+    }
+}
+
+/// Folder of the weights for a shape and head under `root`.
+pub fn weights_dir(root: &Path, shape: BenchShape, head: &str) -> PathBuf {
+    root.join(format!("{}-{head}", shape.name()))
+}
+
+/// Writes seeded random weights (HF layout, safetensors) for every shape with a classifier and an
+/// MLM head, plus the FASTA inputs of the embed cases.
+pub fn make_inputs(root: &Path, seed: u64) -> Result<()> {
+    for shape in [BenchShape::BertBase, BenchShape::Mini] {
+        for (head, kind) in [
+            ("cls", HeadKind::SequenceClassification { num_labels: 2 }),
+            ("mlm", HeadKind::MaskedLm),
+        ] {
+            let dir = weights_dir(root, shape, head);
+            std::fs::create_dir_all(&dir).map_err(|e| GenolensError::io(&dir, e))?;
+            let config = shape.config();
+            let model = HookedModel::random(&config, kind, seed, &Device::Cpu)?;
+            let mut tensors: std::collections::HashMap<String, Tensor> = model
+                .named_parameters()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if kind == HeadKind::MaskedLm {
+                // save_pretrained omits the tied decoder; the loader re-ties it.
+                tensors.remove("cls.predictions.decoder.weight");
+            }
+            candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+            let mut config_json: serde_json::Value =
+                serde_json::from_str(&config.to_json()).expect("valid json");
+            let architecture = if head == "cls" {
+                "BertForSequenceClassification"
+            } else {
+                "BertForMaskedLM"
+            };
+            config_json["architectures"] = serde_json::json!([architecture]);
+            std::fs::write(dir.join("config.json"), config_json.to_string())
+                .map_err(|e| GenolensError::io(&dir, e))?;
+            std::fs::write(dir.join("vocab.txt"), KmerVocab::dnabert(6).to_file_text())
+                .map_err(|e| GenolensError::io(&dir, e))?;
+        }
+    }
+    for count in [1000usize, 10_000] {
+        let path = root.join(format!("sequences-{count}.fa"));
+        let mut text = String::with_capacity(count * 220);
+        for index in 0..count {
+            text.push_str(&format!(">s{index}\n{}\n", bench_sequence(index, 200)));
+        }
+        std::fs::write(&path, text).map_err(|e| GenolensError::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// A deterministic pseudo-random DNA sequence (same formula in the Python reference).
+pub fn bench_sequence(index: usize, length: usize) -> String {
+    const BASES: [char; 4] = ['A', 'C', 'G', 'T'];
+    (0..length)
+        .map(|position| BASES[(index * 7919 + position * 104_729 + position * position) % 4])
+        .collect()
+}
+
+/// Deterministic token ids [CLS] k-mer… [SEP] (same formula in the Python reference).
+pub fn bench_ids(batch: usize, tokens: usize) -> Vec<Vec<u32>> {
+    (0..batch)
+        .map(|row| {
+            let mut ids = vec![2u32];
+            ids.extend((1..tokens - 1).map(|t| 5 + ((row * 7919 + t * 104_729) % 4096) as u32));
+            ids.push(3);
+            ids
+        })
+        .collect()
+}
+
+/// Token positions masked in the training-step case (every 7th k-mer, ≈ 15%, same in Python).
+fn masked_positions(tokens: usize) -> Vec<usize> {
+    (1..tokens - 1).filter(|t| t % 7 == 3).collect()
+}
+
+/// A parsed case id: `forward:bert-base:16x200`, `backward:mini:4x512`, `train-step:mini:16x200`,
+/// `embed:mini:1000`.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// forward | backward | train-step | embed.
+    pub kind: String,
+    /// Model shape.
+    pub shape: BenchShape,
+    /// Batch size (or sequence count for embed).
+    pub batch: usize,
+    /// Tokens per sequence (0 for embed).
+    pub tokens: usize,
+}
+
+impl Case {
+    /// Parses a case id.
+    pub fn parse(id: &str) -> Result<Self> {
+        let parts: Vec<&str> = id.split(':').collect();
+        let [kind, shape, size] = parts.as_slice() else {
+            return Err(bench_error(format!(
+                "case {id:?}: expected kind:shape:BxT or embed:shape:N"
+            )));
+        };
+        let shape = BenchShape::parse(shape)?;
+        let bad = || bench_error(format!("case {id:?}: bad size {size:?}"));
+        let (batch, tokens) = match size.split_once('x') {
+            Some((b, t)) => (b.parse().map_err(|_| bad())?, t.parse().map_err(|_| bad())?),
+            None => (size.parse().map_err(|_| bad())?, 0),
+        };
+        if !["forward", "backward", "train-step", "embed"].contains(kind) {
+            return Err(bench_error(format!("case {id:?}: unknown kind {kind:?}")));
+        }
+        Ok(Case {
+            kind: kind.to_string(),
+            shape,
+            batch,
+            tokens,
+        })
+    }
+}
+
+/// Runs one case: a warm-up, then the timed run. Returns seconds.
+pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
+    match case.kind.as_str() {
+        "forward" => {
+            let loaded = load_dir(
+                &weights_dir(root, case.shape, "cls"),
+                "bench",
+                &LoadOptions::default(),
+            )?;
+            let batch = Batch::from_ids(&bench_ids(case.batch, case.tokens), 0, &Device::Cpu)?;
+            let hooks = Hooks::none()
+                .capture("blocks.0.hook_resid_pre")?
+                .capture("blocks.*.hook_resid_post")?
+                .capture("blocks.*.attn.hook_pattern")?;
+            time_twice(|| {
+                let output = loaded.model.forward(&batch, &hooks)?;
+                output.logits.expect("classifier").to_vec2::<f32>()?;
+                Ok(())
+            })
+        }
+        "backward" => {
+            let loaded = load_dir(
+                &weights_dir(root, case.shape, "cls"),
+                "bench",
+                &LoadOptions::default(),
+            )?;
+            let batch = Batch::from_ids(&bench_ids(case.batch, case.tokens), 0, &Device::Cpu)?;
+            time_twice(|| {
+                gradient_times_input(&loaded.model, &batch)?;
+                Ok(())
+            })
+        }
+        "train-step" => {
+            let dir = weights_dir(root, case.shape, "mlm");
+            let config = ModelConfig::from_file(&dir.join("config.json"))?;
+            let tensors = crate::model::checkpoint::read_tensors(&dir.join("model.safetensors"))?;
+            let normalised = crate::model::checkpoint::normalise(tensors, None, 2)?;
+            let mut taker = WeightTaker::new(&dir, normalised.tensors, &Device::Cpu);
+            let mut vars = VarSource::new(&mut taker);
+            let model = HookedModel::build(&config, HeadKind::MaskedLm, &mut vars, &Device::Cpu)?;
+            let parameters: Vec<Var> = vars.vars.iter().map(|(_, v)| v.clone()).collect();
+            let batch = Batch::from_ids(&bench_ids(case.batch, case.tokens), 0, &Device::Cpu)?;
+            let mut optimizer = candle_nn::optim::AdamW::new(
+                parameters,
+                candle_nn::optim::ParamsAdamW {
+                    lr: 2e-4,
+                    weight_decay: 0.01,
+                    ..Default::default()
+                },
+            )?;
+            time_twice(|| mlm_step(&model, &batch, &mut optimizer).map(|_| ()))
+        }
+        "embed" => {
+            let loaded = load_dir(
+                &weights_dir(root, case.shape, "cls"),
+                "bench",
+                &LoadOptions::default(),
+            )?;
+            let out = root.join(format!("embed-out-{}", std::process::id()));
+            let settings = EmbedSettings {
+                data: root.join(format!("sequences-{}.fa", case.batch)),
+                hook: "hook_cls".into(),
+                pooling: Pooling::Cls,
+                batch_size: 16,
+                out: out.clone(),
+                columns: TableColumns::default(),
+                seed: 0,
+            };
+            // No warm-up: the whole command is the unit (RSS flatness is the point).
+            let start = Instant::now();
+            run_embed(&loaded, &settings)?;
+            let seconds = start.elapsed().as_secs_f64();
+            let _ = std::fs::remove_dir_all(out);
+            Ok(seconds)
+        }
+        other => Err(bench_error(format!("unknown kind {other}"))),
+    }
+}
+
+fn time_twice(mut work: impl FnMut() -> Result<()>) -> Result<f64> {
+    work()?; // warm-up
+    let start = Instant::now();
+    work()?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Gradient × input of the class-1 logit (summed over the batch) at the word embeddings: [b,t].
+pub fn gradient_times_input(model: &HookedModel, batch: &Batch) -> Result<Tensor> {
+    let embed = model.forward(batch, &Hooks::none().capture_point(HookPoint::Embed))?;
+    let embedding = embed
+        .cache
+        .get_point(HookPoint::Embed)
+        .expect("captured")
+        .clone();
+    let variable = Var::from_tensor(&embedding)?;
+    let hooks = Hooks::none().intervene(
+        HookPoint::Embed,
+        Intervention::Replace {
+            value: variable.as_tensor().clone(),
+            positions: None,
+            heads: None,
+        },
+    );
+    let logits = model.forward(batch, &hooks)?.logits.expect("classifier");
+    let target = logits.narrow(1, 1, 1)?.sum_all()?;
+    let gradients = target.backward()?;
+    let gradient = gradients
+        .get(variable.as_tensor())
+        .ok_or_else(|| bench_error("no gradient reached hook_embed".into()))?;
+    let relevance = (gradient * &embedding)?.sum(D::Minus1)?;
+    relevance.to_vec2::<f32>()?;
+    Ok(relevance)
+}
+
+/// One MLM training step (forward, cross-entropy on masked positions, backward, AdamW). Returns the loss.
+pub fn mlm_step(
+    model: &HookedModel,
+    batch: &Batch,
+    optimizer: &mut candle_nn::optim::AdamW,
+) -> Result<f32> {
+    let (batch_size, tokens) = batch.ids.dims2()?;
+    let positions = masked_positions(tokens);
+    let ids: Vec<Vec<u32>> = batch.ids.to_vec2()?;
+    let mut masked = ids.clone();
+    let mut labels = Vec::new();
+    let mut flat_positions = Vec::new();
+    for (row, row_ids) in ids.iter().enumerate() {
+        for &position in &positions {
+            labels.push(row_ids[position]);
+            masked[row][position] = 4; // [MASK]
+            flat_positions.push((row * tokens + position) as u32);
+        }
+    }
+    let masked_batch = Batch::from_ids(&masked, 0, &Device::Cpu)?;
+    let logits = model
+        .forward(&masked_batch, &Hooks::none())?
+        .logits
+        .expect("MLM head");
+    let vocab = logits.dim(2)?;
+    let flat = logits.reshape((batch_size * tokens, vocab))?;
+    let index = Tensor::from_vec(flat_positions, labels.len(), &Device::Cpu)?;
+    let selected = flat.index_select(&index, 0)?;
+    let labels = Tensor::from_vec(labels.clone(), labels.len(), &Device::Cpu)?;
+    let loss = candle_nn::loss::cross_entropy(&selected, &labels)?;
+    optimizer.backward_step(&loss)?;
+    Ok(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?)
+}
+
+/// Peak resident set size of this process in bytes (VmHWM), where /proc is available.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::weights::RandomInit;
+
+    #[test]
+    fn case_ids_parse() {
+        let case = Case::parse("backward:bert-base:16x200").unwrap();
+        assert_eq!(
+            (case.batch, case.tokens, case.shape),
+            (16, 200, BenchShape::BertBase)
+        );
+        assert_eq!(Case::parse("embed:mini:1000").unwrap().batch, 1000);
+        assert!(Case::parse("sideways:mini:1x2").is_err());
+        assert!(Case::parse("forward:huge:1x2").is_err());
+    }
+
+    #[test]
+    fn a_training_step_on_a_tiny_model_lowers_the_loss() {
+        let config = ModelConfig::tiny(3);
+        let mut init = RandomInit::new(5, &Device::Cpu);
+        let mut vars = VarSource::new(&mut init);
+        let model =
+            HookedModel::build(&config, HeadKind::MaskedLm, &mut vars, &Device::Cpu).unwrap();
+        let parameters: Vec<Var> = vars.vars.iter().map(|(_, v)| v.clone()).collect();
+        let ids: Vec<Vec<u32>> = bench_ids(4, 24)
+            .into_iter()
+            .map(|r| r.into_iter().map(|i| i % 64 + 5).collect())
+            .collect();
+        let batch = Batch::from_ids(&ids, 0, &Device::Cpu).unwrap();
+        let mut optimizer = candle_nn::optim::AdamW::new(
+            parameters,
+            candle_nn::optim::ParamsAdamW {
+                lr: 1e-2,
+                weight_decay: 0.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let first = mlm_step(&model, &batch, &mut optimizer).unwrap();
+        let mut last = first;
+        for _ in 0..10 {
+            last = mlm_step(&model, &batch, &mut optimizer).unwrap();
+        }
+        assert!(last < first * 0.8, "loss {first} -> {last}");
+    }
+}

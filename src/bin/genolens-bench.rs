@@ -1,0 +1,48 @@
+//! Benchmark worker: makes the shared weights/inputs, or times one case and prints a JSON line.
+//! Driven by tests/reference/bench.py (`just bench`), which alternates it with PyTorch.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use genolens::bench::{make_inputs, peak_rss_bytes, run_case, Case};
+
+#[derive(Parser)]
+#[command(name = "genolens-bench", about = "genolens side of `just bench`")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write seeded random weights (HF layout) and FASTA inputs shared with the PyTorch side.
+    MakeInputs {
+        /// Folder for weights and inputs.
+        #[arg(long, default_value = "target/bench")]
+        root: PathBuf,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Time one case (after a warm-up) and print {"case", "seconds", "peak_rss_bytes"} as JSON.
+    Run {
+        /// Folder made by make-inputs.
+        #[arg(long, default_value = "target/bench")]
+        root: PathBuf,
+        /// Case id, e.g. forward:bert-base:16x200.
+        #[arg(long)]
+        case: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::MakeInputs { root, seed } => make_inputs(&root, seed)?,
+        Command::Run { root, case } => {
+            let seconds = run_case(&Case::parse(&case)?, &root)?;
+            let line = serde_json::json!({ "case": case, "seconds": seconds, "peak_rss_bytes": peak_rss_bytes() });
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
