@@ -24,3 +24,11 @@ experiments:
 lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
+
+# genolens vs PyTorch side by side (same weights, inputs and threads; alternated rounds):
+# reports/bench/bench.parquet and bench.md. `just bench 5 forward:mini:16x200` runs one case.
+bench ROUNDS="5" CASES="":
+    test -x .venv-ref/bin/python || python3 -m venv .venv-ref
+    .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
+    cargo build --release --bin genolens-bench
+    .venv-ref/bin/python tests/reference/bench.py drive --rounds {{ROUNDS}} --cases "{{CASES}}"

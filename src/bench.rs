@@ -285,12 +285,7 @@ fn time_twice(mut work: impl FnMut() -> Result<()>) -> Result<f64> {
 
 /// Gradient × input of the class-1 logit (summed over the batch) at the word embeddings: [b,t].
 pub fn gradient_times_input(model: &HookedModel, batch: &Batch) -> Result<Tensor> {
-    let embed = model.forward(batch, &Hooks::none().capture_point(HookPoint::Embed))?;
-    let embedding = embed
-        .cache
-        .get_point(HookPoint::Embed)
-        .expect("captured")
-        .clone();
+    let embedding = model.word_embeddings(&batch.ids)?;
     let variable = Var::from_tensor(&embedding)?;
     let hooks = Hooks::none().intervene(
         HookPoint::Embed,

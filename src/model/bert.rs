@@ -298,8 +298,15 @@ impl HookedModel {
         )
     }
 
+    /// Word-embedding rows W_E[ids] as [b,t,d]: what `hook_embed` sees (HF `inputs_embeds`).
+    pub fn word_embeddings(&self, ids: &Tensor) -> Result<Tensor> {
+        let (batch_size, tokens) = ids.dims2()?;
+        let rows = self.embeddings.word.index_select(&ids.flatten_all()?, 0)?;
+        Ok(rows.reshape((batch_size, tokens, self.config.hidden_size))?)
+    }
+
     fn embed(&self, batch: &Batch, hooks: &Hooks, cache: &mut ActivationCache) -> Result<Tensor> {
-        let (batch_size, tokens) = batch.ids.dims2()?;
+        let tokens = batch.ids.dim(1)?;
         if tokens > self.config.max_position_embeddings {
             return Err(crate::error::GenolensError::Sequence {
                 sequence: "<batch>".into(),
@@ -310,13 +317,7 @@ impl HookedModel {
             });
         }
         let hidden = self.config.hidden_size;
-        let flat_ids = batch.ids.flatten_all()?;
-        let word = self
-            .embeddings
-            .word
-            .index_select(&flat_ids, 0)?
-            .reshape((batch_size, tokens, hidden))?;
-        let word = hooks.apply(HookPoint::Embed, word, cache)?;
+        let word = hooks.apply(HookPoint::Embed, self.word_embeddings(&batch.ids)?, cache)?;
         let position = self
             .embeddings
             .position

@@ -1,0 +1,212 @@
+"""`just bench`: genolens and PyTorch + transformers, side by side, on the same weights and inputs.
+
+Both sides run each case in a fresh process (a warm-up, then the timed run); the driver alternates
+them for --rounds rounds after a discarded warm-up round, with the same thread count, and measures
+each process's peak RSS with wait4. Results: reports/bench/bench.parquet (case, implementation,
+round, seconds, peak_rss_bytes) and reports/bench/bench.md (medians and PyTorch / genolens ratio).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CASES = [
+    "forward:bert-base:16x200",
+    "forward:bert-base:4x512",
+    "forward:mini:16x200",
+    "backward:bert-base:16x200",
+    "backward:bert-base:4x512",
+    "backward:mini:16x200",
+    "train-step:mini:16x200",
+    "embed:mini:1000",
+    "embed:mini:10000",
+]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def bench_ids(batch, tokens):
+    """Same formula as genolens::bench::bench_ids."""
+    return [[2] + [5 + ((row * 7919 + t * 104729) % 4096) for t in range(1, tokens - 1)] + [3] for row in range(batch)]
+
+
+def masked_positions(tokens):
+    return [t for t in range(1, tokens - 1) if t % 7 == 3]
+
+
+def worker(case, root):
+    import torch
+    import torch.nn.functional as F
+    from transformers import BertForMaskedLM, BertForSequenceClassification
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    kind, shape, size = case.split(":")
+    root = Path(root)
+
+    def timed_twice(work):
+        work()
+        start = time.perf_counter()
+        work()
+        return time.perf_counter() - start
+
+    if kind in ("forward", "backward"):
+        model = BertForSequenceClassification.from_pretrained(root / f"{shape}-cls", attn_implementation="eager").eval()
+        batch, tokens = map(int, size.split("x"))
+        ids = torch.tensor(bench_ids(batch, tokens))
+        mask = torch.ones_like(ids)
+        types = torch.zeros_like(ids)
+        if kind == "forward":
+            def work():
+                with torch.no_grad():
+                    out = model(input_ids=ids, attention_mask=mask, token_type_ids=types,
+                                output_hidden_states=True, output_attentions=True)
+                out.logits.tolist()
+        else:
+            def work():
+                embedding = model.bert.embeddings.word_embeddings(ids).detach().requires_grad_(True)
+                out = model(inputs_embeds=embedding, attention_mask=mask, token_type_ids=types)
+                out.logits[:, 1].sum().backward()
+                (embedding.grad * embedding).sum(-1).tolist()
+        seconds = timed_twice(work)
+    elif kind == "train-step":
+        # Dropout off on both sides (genolens trains without it in this benchmark).
+        model = BertForMaskedLM.from_pretrained(root / f"{shape}-mlm", attn_implementation="eager").eval()
+        batch, tokens = map(int, size.split("x"))
+        ids = torch.tensor(bench_ids(batch, tokens))
+        positions = masked_positions(tokens)
+        labels = ids[:, positions].reshape(-1)
+        masked = ids.clone()
+        masked[:, positions] = 4
+        flat = torch.tensor([row * tokens + p for row in range(batch) for p in positions])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.01)
+
+        def work():
+            optimizer.zero_grad()
+            logits = model(input_ids=masked, attention_mask=torch.ones_like(ids)).logits
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1])[flat], labels)
+            loss.backward()
+            optimizer.step()
+            loss.item()
+        seconds = timed_twice(work)
+    elif kind == "embed":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        model = BertForSequenceClassification.from_pretrained(root / f"{shape}-cls", attn_implementation="eager").eval()
+        vocab = {token: index for index, token in enumerate((root / f"{shape}-cls" / "vocab.txt").read_text().split("\n"))}
+        out = root / f"embed-out-torch-{os.getpid()}.parquet"
+        start = time.perf_counter()
+        records = []
+        for line in (root / f"sequences-{size}.fa").read_text().splitlines():
+            if line.startswith(">"):
+                records.append([line[1:], ""])
+            else:
+                records[-1][1] += line
+        writer = None
+        for first in range(0, len(records), 16):
+            chunk = records[first : first + 16]
+            ids = torch.tensor([[2] + [vocab.get(s[i : i + 6], 1) for i in range(len(s) - 5)] + [3] for _, s in chunk])
+            with torch.no_grad():
+                cls = model.bert(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state[:, 0].numpy()
+            rows = {
+                "sequence_index": [first + r for r in range(len(chunk)) for _ in range(cls.shape[1])],
+                "sequence_id": [name for name, _ in chunk for _ in range(cls.shape[1])],
+                "dim": [d for _ in chunk for d in range(cls.shape[1])],
+                "value": cls.reshape(-1),
+            }
+            table = pa.table(rows)
+            writer = writer or pq.ParquetWriter(out, table.schema)
+            writer.write_table(table)
+        writer.close()
+        seconds = time.perf_counter() - start
+        out.unlink()
+    else:
+        raise SystemExit(f"unknown case {case}")
+    print(json.dumps({"case": case, "seconds": seconds}))
+
+
+def run_one(implementation, case, root, threads):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), BENCH_THREADS=str(threads))
+    if implementation == "genolens":
+        command = [str(REPO / "target/release/genolens-bench"), "run", "--root", str(root), "--case", case]
+    else:
+        command = [sys.executable, __file__, "worker", "--case", case, "--root", str(root)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{implementation} {case} failed (status {status})")
+    record = json.loads(output.decode().strip().splitlines()[-1])
+    return {"case": case, "implementation": implementation, "seconds": record["seconds"],
+            "peak_rss_bytes": usage.ru_maxrss * 1024}
+
+
+def drive(args):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+    import transformers
+
+    root = Path(args.root)
+    subprocess.run([str(REPO / "target/release/genolens-bench"), "make-inputs", "--root", str(root)], check=True)
+    cases = args.cases.split(",") if args.cases else CASES
+    records = []
+    for case in cases:
+        for round_index in range(args.rounds + 1):  # round 0 warms caches and is discarded
+            order = ["genolens", "pytorch"] if round_index % 2 == 0 else ["pytorch", "genolens"]
+            for implementation in order:
+                record = run_one(implementation, case, root, args.threads)
+                record["round"] = round_index
+                print(json.dumps(record), flush=True)
+                if round_index > 0:
+                    records.append(record)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(records)
+    metadata = {"threads": str(args.threads), "torch": torch.__version__, "transformers": transformers.__version__,
+                "machine": platform.processor() or platform.machine(), "cpus": str(os.cpu_count())}
+    pq.write_table(table.replace_schema_metadata({f"bench.{k}": v for k, v in metadata.items()}), out / "bench.parquet")
+    lines = [
+        f"Medians of {args.rounds} alternated rounds, {args.threads} threads, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}; ratio = PyTorch time / genolens time (> 1: genolens faster).",
+        "",
+        "| case | genolens s | PyTorch s | ratio | genolens peak RSS MiB | PyTorch peak RSS MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case in cases:
+        def median(implementation, key):
+            return statistics.median(r[key] for r in records if r["case"] == case and r["implementation"] == implementation)
+        ours, theirs = median("genolens", "seconds"), median("pytorch", "seconds")
+        lines.append(f"| {case} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f} | "
+                     f"{median('genolens', 'peak_rss_bytes') / 2**20:.0f} | {median('pytorch', 'peak_rss_bytes') / 2**20:.0f} |")
+    (out / "bench.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    drive_parser = sub.add_parser("drive")
+    drive_parser.add_argument("--rounds", type=int, default=5)
+    drive_parser.add_argument("--threads", type=int, default=2)
+    drive_parser.add_argument("--root", default=str(REPO / "target/bench"))
+    drive_parser.add_argument("--out", default=str(REPO / "reports/bench"))
+    drive_parser.add_argument("--cases", default="", help="comma-separated case ids (default: all)")
+    worker_parser = sub.add_parser("worker")
+    worker_parser.add_argument("--case", required=True)
+    worker_parser.add_argument("--root", required=True)
+    args = parser.parse_args()
+    if args.command == "drive":
+        drive(args)
+    else:
+        worker(args.case, args.root)
+
+
+if __name__ == "__main__":
+    main()
