@@ -278,16 +278,18 @@ fn per_head_results_sum_to_the_attention_output() {
         .unwrap();
     let ablated = model.forward(&batch, &zero_head).unwrap();
     let attention_out = ablated.cache.get("blocks.1.hook_attn_out").unwrap();
-    assert_eq!(
-        values(attention_out),
-        values(
-            &bias
-                .broadcast_as(attention_out.dims())
-                .unwrap()
-                .contiguous()
-                .unwrap()
-        )
-    );
+    // Through hook_result the change is added to the exact output, so this holds up to rounding
+    // (zero-ablation on hook_z is the bit-exact route, tested above).
+    let difference = attention_out
+        .broadcast_sub(bias)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(difference < 1e-6, "{difference}");
 }
 
 #[test]

@@ -392,21 +392,18 @@ impl HookedModel {
         let z = pattern.matmul(&v)?.transpose(1, 2)?.contiguous()?;
         let z = hooks.apply(point(BlockSite::Z), z, cache)?;
 
-        let attention_out = if hooks.wants(point(BlockSite::Result)) {
+        let mut attention_out = layer
+            .attention_output
+            .forward(&z.reshape((batch_size, tokens, hidden))?)?;
+        if hooks.wants(point(BlockSite::Result)) {
             let result = self.per_head_result(layer, &z)?;
-            let result = hooks.apply(point(BlockSite::Result), result, cache)?;
+            let changed = hooks.apply(point(BlockSite::Result), result.clone(), cache)?;
             if hooks.is_intervened(point(BlockSite::Result)) {
-                result.sum(2)?.broadcast_add(&layer.attention_output.bias)?
-            } else {
-                layer
-                    .attention_output
-                    .forward(&z.reshape((batch_size, tokens, hidden))?)?
+                // Add only what the intervention changed (Σ_h Δresult_h): the same as summing
+                // the heads, and exactly the original output when nothing changed.
+                attention_out = (attention_out + (changed - result)?.sum(2)?)?;
             }
-        } else {
-            layer
-                .attention_output
-                .forward(&z.reshape((batch_size, tokens, hidden))?)?
-        };
+        }
         let attention_out = hooks.apply(point(BlockSite::AttnOut), attention_out, cache)?;
         let resid_mid = layer
             .attention_layer_norm

@@ -7,6 +7,7 @@ pub mod config;
 pub mod heads;
 pub mod hook_point;
 pub mod hooks;
+pub mod kernels;
 pub mod load;
 pub mod ops;
 pub mod source;

@@ -1,6 +1,8 @@
 //! Differentiable building blocks (every op here has a correct candle gradient: no fused no-grad kernels).
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
+
+use crate::model::kernels;
 
 use crate::model::config::Activation;
 
@@ -39,27 +41,24 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    /// Normalises the last axis. Composed from differentiable ops (candle's fused layer_norm has no gradient).
+    /// Normalises the last axis (fused kernel with a hand-written gradient; candle's fused
+    /// layer_norm has none).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normalised = centred.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
-        normalised
+        kernels::normalise_last_dim(x, self.eps)?
             .broadcast_mul(&self.weight)?
             .broadcast_add(&self.bias)
     }
 }
 
-/// Softmax over the last axis (composed, differentiable; stable for masked f32::MIN scores).
+/// Softmax over the last axis (differentiable; stable for masked f32::MIN scores).
 pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
-    candle_nn::ops::softmax(x, D::Minus1)
+    kernels::softmax_last_dim(x)
 }
 
 /// The feed-forward activation.
 pub fn activate(x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
     match activation {
-        Activation::GeluErf => x.gelu_erf(),
+        Activation::GeluErf => kernels::gelu_erf(x),
         Activation::GeluTanh => x.gelu(),
         Activation::Relu => x.relu(),
     }

@@ -1,0 +1,278 @@
+//! Fused, multi-threaded CPU kernels for the element-wise parts of the forward pass (softmax,
+//! LayerNorm normalisation, erf GELU), as candle custom ops with hand-written backward passes.
+//! candle's own fused kernels have no gradient and its composed ones make several single-threaded
+//! passes with a fresh allocation each; these make one parallel pass. Other devices and dtypes
+//! use the composed (differentiable) ops.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
+use rayon::prelude::*;
+
+/// Rows handed to one rayon task at least (keeps scheduling overhead small for narrow rows).
+const MIN_ELEMENTS_PER_TASK: usize = 16 * 1024;
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(data) => data,
+        _ => candle_core::bail!("{op}: expected f32"),
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op}: expected a contiguous tensor"),
+    }
+}
+
+fn rows_per_task(row_length: usize) -> usize {
+    (MIN_ELEMENTS_PER_TASK / row_length.max(1)).max(1)
+}
+
+/// Whether the fused CPU path applies.
+fn fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+struct SoftmaxLastDim;
+
+impl CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "genolens-softmax-last-dim"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let input = contiguous_f32(storage, layout, self.name())?;
+        let width = layout.dims()[layout.dims().len() - 1];
+        let mut output = vec![0f32; input.len()];
+        output
+            .par_chunks_mut(width * rows_per_task(width))
+            .zip(input.par_chunks(width * rows_per_task(width)))
+            .for_each(|(out_rows, in_rows)| {
+                for (out, row) in out_rows.chunks_mut(width).zip(in_rows.chunks(width)) {
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut sum = 0f32;
+                    for (o, &x) in out.iter_mut().zip(row) {
+                        *o = (x - max).exp();
+                        sum += *o;
+                    }
+                    let inverse = 1.0 / sum;
+                    out.iter_mut().for_each(|o| *o *= inverse);
+                }
+            });
+        Ok((CpuStorage::F32(output), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _input: &Tensor, output: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        // dx = y ⊙ (g − Σ_j g_j y_j)
+        let dot = (grad * output)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((output * grad.broadcast_sub(&dot)?)?))
+    }
+}
+
+/// Softmax over the last axis.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        x.contiguous()?.apply_op1(SoftmaxLastDim)
+    } else {
+        candle_nn::ops::softmax(x, D::Minus1)
+    }
+}
+
+struct Normalise {
+    eps: f64,
+}
+
+impl CustomOp1 for Normalise {
+    fn name(&self) -> &'static str {
+        "genolens-layer-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let input = contiguous_f32(storage, layout, self.name())?;
+        let width = layout.dims()[layout.dims().len() - 1];
+        let eps = self.eps as f32;
+        let mut output = vec![0f32; input.len()];
+        output
+            .par_chunks_mut(width * rows_per_task(width))
+            .zip(input.par_chunks(width * rows_per_task(width)))
+            .for_each(|(out_rows, in_rows)| {
+                for (out, row) in out_rows.chunks_mut(width).zip(in_rows.chunks(width)) {
+                    let mean = row.iter().sum::<f32>() / width as f32;
+                    let variance =
+                        row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / width as f32;
+                    let inverse_std = 1.0 / (variance + eps).sqrt();
+                    for (o, &x) in out.iter_mut().zip(row) {
+                        *o = (x - mean) * inverse_std;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(output), layout.shape().clone()))
+    }
+
+    fn bwd(&self, input: &Tensor, normalised: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        // x̂ = (x − μ)/σ:  dx = (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ
+        let centred = input.broadcast_sub(&input.mean_keepdim(D::Minus1)?)?;
+        let std = (centred.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
+        let mean_grad = grad.mean_keepdim(D::Minus1)?;
+        let mean_grad_normalised = (grad * normalised)?.mean_keepdim(D::Minus1)?;
+        let numerator = grad
+            .broadcast_sub(&mean_grad)?
+            .sub(&normalised.broadcast_mul(&mean_grad_normalised)?)?;
+        Ok(Some(numerator.broadcast_div(&std)?))
+    }
+}
+
+/// (x − mean) / sqrt(var + eps) over the last axis (biased variance, torch's definition).
+pub fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused(x) {
+        x.contiguous()?.apply_op1(Normalise { eps })
+    } else {
+        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        centred.broadcast_div(&(variance + eps)?.sqrt()?)
+    }
+}
+
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1/√(2π).
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+fn map_parallel(input: &[f32], function: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut output = vec![0f32; input.len()];
+    output
+        .par_chunks_mut(MIN_ELEMENTS_PER_TASK)
+        .zip(input.par_chunks(MIN_ELEMENTS_PER_TASK))
+        .for_each(|(out, inp)| out.iter_mut().zip(inp).for_each(|(o, &x)| *o = function(x)));
+    output
+}
+
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "genolens-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let input = contiguous_f32(storage, layout, self.name())?;
+        let output = map_parallel(input, |x| 0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2)));
+        Ok((CpuStorage::F32(output), layout.shape().clone()))
+    }
+
+    fn bwd(&self, input: &Tensor, _output: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some((grad * input.apply_op1_no_bwd(&GeluErfDerivative)?)?))
+    }
+}
+
+/// d/dx [x Φ(x)] = Φ(x) + x φ(x).
+struct GeluErfDerivative;
+
+impl CustomOp1 for GeluErfDerivative {
+    fn name(&self) -> &'static str {
+        "genolens-gelu-erf-derivative"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let input = contiguous_f32(storage, layout, self.name())?;
+        let output = map_parallel(input, |x| {
+            0.5 * (1.0 + libm::erff(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
+        });
+        Ok((CpuStorage::F32(output), layout.shape().clone()))
+    }
+}
+
+/// Exact (erf) GELU, HF's `gelu`.
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        x.contiguous()?.apply_op1(GeluErf)
+    } else {
+        x.gelu_erf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn sample(shape: &[usize], seed: u64) -> Tensor {
+        let mut init = crate::model::weights::RandomInit::new(seed, &Device::Cpu);
+        (init.normal(shape, 1.0).unwrap() * 2.0).unwrap()
+    }
+
+    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// The fused op and its composed reference agree in value and in gradient (f64 reference).
+    fn check(
+        fused_op: impl Fn(&Tensor) -> Result<Tensor>,
+        composed: impl Fn(&Tensor) -> Result<Tensor>,
+    ) {
+        let x = sample(&[3, 5, 37], 1);
+        let weights = sample(&[3, 5, 37], 2);
+        let variable = Var::from_tensor(&x).unwrap();
+        let ours = fused_op(variable.as_tensor()).unwrap();
+        let reference_input = x.to_dtype(DType::F64).unwrap();
+        let reference_variable = Var::from_tensor(&reference_input).unwrap();
+        let reference = composed(reference_variable.as_tensor()).unwrap();
+        assert!(max_difference(&ours, &reference.to_dtype(DType::F32).unwrap()) < 1e-6);
+        let grad = (ours * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let reference_weights = weights.to_dtype(DType::F64).unwrap();
+        let reference_grad = (reference * reference_weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let ours = grad.get(variable.as_tensor()).unwrap();
+        let theirs = reference_grad
+            .get(reference_variable.as_tensor())
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        assert!(
+            max_difference(ours, &theirs) < 1e-5,
+            "gradient differs by {}",
+            max_difference(ours, &theirs)
+        );
+    }
+
+    #[test]
+    fn softmax_matches_composed_in_value_and_gradient() {
+        check(softmax_last_dim, |x| candle_nn::ops::softmax(x, D::Minus1));
+    }
+
+    #[test]
+    fn layer_norm_matches_composed_in_value_and_gradient() {
+        check(
+            |x| normalise_last_dim(x, 1e-12),
+            |x| normalise_last_dim(x, 1e-12),
+        );
+    }
+
+    #[test]
+    fn gelu_matches_candle_erf_gelu_in_value_and_gradient() {
+        check(gelu_erf, |x| x.gelu_erf());
+    }
+
+    #[test]
+    fn softmax_handles_masked_scores() {
+        let scores = Tensor::new(&[[0.5f32, f32::MIN, 1.0, f32::MIN]], &Device::Cpu).unwrap();
+        let probabilities: Vec<Vec<f32>> = softmax_last_dim(&scores).unwrap().to_vec2().unwrap();
+        assert_eq!(probabilities[0][1], 0.0);
+        assert_eq!(probabilities[0][3], 0.0);
+        assert!((probabilities[0][0] + probabilities[0][2] - 1.0).abs() < 1e-6);
+    }
+}
