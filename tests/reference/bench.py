@@ -158,9 +158,10 @@ def drive(args):
     cases = args.cases.split(",") if args.cases else CASES
     records = []
     for case in cases:
-        for round_index in range(args.rounds + 1):  # round 0 warms caches and is discarded
+        first_round = 0 if args.warmup_round else 1
+        for round_index in range(first_round, args.rounds + 1):  # round 0 warms caches, discarded
             order = ["genolens", "pytorch"] if round_index % 2 == 0 else ["pytorch", "genolens"]
-            for implementation in order:
+            for implementation in (i for i in order if i in args.implementations.split(",")):
                 record = run_one(implementation, case, root, args.threads)
                 record["round"] = round_index
                 print(json.dumps(record), flush=True)
@@ -181,7 +182,8 @@ def drive(args):
     ]
     for case in cases:
         def median(implementation, key):
-            return statistics.median(r[key] for r in records if r["case"] == case and r["implementation"] == implementation)
+            values = [r[key] for r in records if r["case"] == case and r["implementation"] == implementation]
+            return statistics.median(values) if values else float("nan")
         ours, theirs = median("genolens", "seconds"), median("pytorch", "seconds")
         lines.append(f"| {case} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f} | "
                      f"{median('genolens', 'peak_rss_bytes') / 2**20:.0f} | {median('pytorch', 'peak_rss_bytes') / 2**20:.0f} |")
@@ -198,6 +200,9 @@ def main():
     drive_parser.add_argument("--root", default=str(REPO / "target/bench"))
     drive_parser.add_argument("--out", default=str(REPO / "reports/bench"))
     drive_parser.add_argument("--cases", default="", help="comma-separated case ids (default: all)")
+    drive_parser.add_argument("--implementations", default="genolens,pytorch")
+    drive_parser.add_argument("--no-warmup-round", dest="warmup_round", action="store_false",
+                              help="skip the discarded round 0 (each process still warms up internally)")
     worker_parser = sub.add_parser("worker")
     worker_parser.add_argument("--case", required=True)
     worker_parser.add_argument("--root", required=True)
