@@ -32,3 +32,9 @@ bench ROUNDS="5" CASES="":
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
     cargo build --release --bin genolens-bench
     .venv-ref/bin/python tests/reference/bench.py drive --rounds {{ROUNDS}} --cases "{{CASES}}"
+
+# Build the GPU binary (--features cuda). Needs nvcc: on a machine without CUDA,
+# `../shared/tools/setup-cuda-prefix.sh PREFIX minimal` (after `cargo fetch`) builds a CUDA 13.0
+# prefix from PyPI wheels. CAP is the GPU's compute capability (90 = H100/H200).
+build-cuda PREFIX CAP="90":
+    CUDA_ROOT={{PREFIX}} CUDA_HOME={{PREFIX}} CUDA_PATH={{PREFIX}} PATH={{PREFIX}}/bin:$PATH CUDA_COMPUTE_CAP={{CAP}} CUDAFORGE_THREADS=2 cargo build --release --features cuda --bins

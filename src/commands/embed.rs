@@ -124,7 +124,7 @@ pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<Token
                     sequence_id: example.id.clone(),
                     label: example.label.clone(),
                     hook: settings.hook.clone(),
-                    pooling: pooling_name(point, settings.pooling).into(),
+                    pooling: pooling_name(point, settings.pooling, loaded.model.head_kind()).into(),
                     dim: dim as u32,
                     value,
                 })?;
@@ -165,12 +165,13 @@ pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<Token
     Ok(counts)
 }
 
-fn pooling_name(point: HookPoint, pooling: Pooling) -> &'static str {
-    match (point, pooling) {
-        (HookPoint::Cls | HookPoint::Pooled, _) => "none",
-        (HookPoint::Logits, _) => "none",
-        (_, Pooling::Cls) => "cls",
-        (_, Pooling::Mean) => "mean",
+fn pooling_name(point: HookPoint, pooling: Pooling, head: crate::model::HeadKind) -> &'static str {
+    let per_sequence = matches!(point, HookPoint::Cls | HookPoint::Pooled)
+        || (point == HookPoint::Logits && head != crate::model::HeadKind::MaskedLm);
+    match (per_sequence, pooling) {
+        (true, _) => "none",
+        (false, Pooling::Cls) => "cls",
+        (false, Pooling::Mean) => "mean",
     }
 }
 

@@ -7,6 +7,8 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
+use crate::model::vector_math as vm;
+
 /// Rows handed to one rayon task at least (keeps scheduling overhead small for narrow rows).
 const MIN_ELEMENTS_PER_TASK: usize = 16 * 1024;
 
@@ -44,18 +46,7 @@ impl CustomOp1 for SoftmaxLastDim {
         output
             .par_chunks_mut(width * rows_per_task(width))
             .zip(input.par_chunks(width * rows_per_task(width)))
-            .for_each(|(out_rows, in_rows)| {
-                for (out, row) in out_rows.chunks_mut(width).zip(in_rows.chunks(width)) {
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    for (o, &x) in out.iter_mut().zip(row) {
-                        *o = (x - max).exp();
-                        sum += *o;
-                    }
-                    let inverse = 1.0 / sum;
-                    out.iter_mut().for_each(|o| *o *= inverse);
-                }
-            });
+            .for_each(|(out_rows, in_rows)| softmax_rows(out_rows, in_rows, width));
         Ok((CpuStorage::F32(output), layout.shape().clone()))
     }
 
@@ -92,17 +83,7 @@ impl CustomOp1 for Normalise {
         output
             .par_chunks_mut(width * rows_per_task(width))
             .zip(input.par_chunks(width * rows_per_task(width)))
-            .for_each(|(out_rows, in_rows)| {
-                for (out, row) in out_rows.chunks_mut(width).zip(in_rows.chunks(width)) {
-                    let mean = row.iter().sum::<f32>() / width as f32;
-                    let variance =
-                        row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / width as f32;
-                    let inverse_std = 1.0 / (variance + eps).sqrt();
-                    for (o, &x) in out.iter_mut().zip(row) {
-                        *o = (x - mean) * inverse_std;
-                    }
-                }
-            });
+            .for_each(|(out_rows, in_rows)| normalise_rows(out_rows, in_rows, width, eps));
         Ok((CpuStorage::F32(output), layout.shape().clone()))
     }
 
@@ -134,13 +115,53 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π).
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
-fn map_parallel(input: &[f32], function: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+fn map_parallel(input: &[f32], slice_function: fn(&mut [f32], &[f32])) -> Vec<f32> {
     let mut output = vec![0f32; input.len()];
     output
         .par_chunks_mut(MIN_ELEMENTS_PER_TASK)
         .zip(input.par_chunks(MIN_ELEMENTS_PER_TASK))
-        .for_each(|(out, inp)| out.iter_mut().zip(inp).for_each(|(o, &x)| *o = function(x)));
+        .for_each(|(out, inp)| slice_function(out, inp));
     output
+}
+
+crate::simd_dispatch! {
+    /// Softmax of each `width`-long row.
+    fn softmax_rows(output: &mut [f32], input: &[f32], width: usize) {
+        for (out, row) in output.chunks_mut(width).zip(input.chunks(width)) {
+            let max = vm::max(row);
+            vm::map_into(out, row, |x| vm::exp(x - max));
+            let inverse = 1.0 / vm::sum(out);
+            out.iter_mut().for_each(|o| *o *= inverse);
+        }
+    }
+}
+
+crate::simd_dispatch! {
+    /// (x − mean)/sqrt(var + eps) of each `width`-long row.
+    fn normalise_rows(output: &mut [f32], input: &[f32], width: usize, eps: f32) {
+        for (out, row) in output.chunks_mut(width).zip(input.chunks(width)) {
+            let mean = vm::sum(row) / width as f32;
+            vm::map_into(out, row, |x| (x - mean) * (x - mean));
+            let inverse_std = 1.0 / (vm::sum(out) / width as f32 + eps).sqrt();
+            vm::map_into(out, row, |x| (x - mean) * inverse_std);
+        }
+    }
+}
+
+crate::simd_dispatch! {
+    /// x·Φ(x).
+    fn gelu_slice(output: &mut [f32], input: &[f32]) {
+        vm::map_into(output, input, |x| 0.5 * x * (1.0 + vm::erf(x * FRAC_1_SQRT_2)))
+    }
+}
+
+crate::simd_dispatch! {
+    /// Φ(x) + x·φ(x).
+    fn gelu_derivative_slice(output: &mut [f32], input: &[f32]) {
+        vm::map_into(output, input, |x| {
+            0.5 * (1.0 + vm::erf(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * vm::exp(-0.5 * x * x)
+        })
+    }
 }
 
 struct GeluErf;
@@ -152,7 +173,7 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let input = contiguous_f32(storage, layout, self.name())?;
-        let output = map_parallel(input, |x| 0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2)));
+        let output = map_parallel(input, gelu_slice);
         Ok((CpuStorage::F32(output), layout.shape().clone()))
     }
 
@@ -171,9 +192,7 @@ impl CustomOp1 for GeluErfDerivative {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let input = contiguous_f32(storage, layout, self.name())?;
-        let output = map_parallel(input, |x| {
-            0.5 * (1.0 + libm::erff(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
-        });
+        let output = map_parallel(input, gelu_derivative_slice);
         Ok((CpuStorage::F32(output), layout.shape().clone()))
     }
 }

@@ -11,6 +11,7 @@ pub mod kernels;
 pub mod load;
 pub mod ops;
 pub mod source;
+pub mod vector_math;
 pub mod weights;
 
 pub use batch::Batch;
