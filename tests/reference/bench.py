@@ -2,7 +2,7 @@
 
 Both sides run each case in a fresh process (a warm-up, then the timed run); the driver alternates
 them for --rounds rounds after a discarded warm-up round, with the same thread count, and measures
-each process's peak RSS with wait4. Results: reports/bench/bench.parquet (case, implementation,
+each process's peak RSS (its own VmHWM). Results: reports/bench/bench.parquet (case, implementation,
 round, seconds, peak_rss_bytes) and reports/bench/bench.md (medians and PyTorch / genolens ratio).
 """
 
@@ -127,7 +127,16 @@ def worker(case, root):
         out.unlink()
     else:
         raise SystemExit(f"unknown case {case}")
-    print(json.dumps({"case": case, "seconds": seconds}))
+    print(json.dumps({"case": case, "seconds": seconds, "peak_rss_bytes": peak_rss_bytes()}))
+
+
+def peak_rss_bytes():
+    """VmHWM of this process. (wait4's ru_maxrss of a child forked from a large parent includes
+    the parent's pre-exec RSS, so each worker reports its own high-water mark instead.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
 
 
 def run_one(implementation, case, root, threads):
@@ -137,21 +146,19 @@ def run_one(implementation, case, root, threads):
         command = [str(REPO / "target/release/genolens-bench"), "run", "--root", str(root), "--case", case]
     else:
         command = [sys.executable, __file__, "worker", "--case", case, "--root", str(root)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{implementation} {case} failed (status {status})")
-    record = json.loads(output.decode().strip().splitlines()[-1])
+    process = subprocess.run(command, stdout=subprocess.PIPE, env=env)
+    if process.returncode != 0:
+        raise SystemExit(f"{implementation} {case} failed (status {process.returncode})")
+    record = json.loads(process.stdout.decode().strip().splitlines()[-1])
     return {"case": case, "implementation": implementation, "seconds": record["seconds"],
-            "peak_rss_bytes": usage.ru_maxrss * 1024}
+            "peak_rss_bytes": record["peak_rss_bytes"]}
 
 
 def drive(args):
+    from importlib.metadata import version
+
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import torch
-    import transformers
 
     root = Path(args.root)
     subprocess.run([str(REPO / "target/release/genolens-bench"), "make-inputs", "--root", str(root)], check=True)
@@ -170,12 +177,12 @@ def drive(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(records)
-    metadata = {"threads": str(args.threads), "torch": torch.__version__, "transformers": transformers.__version__,
+    metadata = {"threads": str(args.threads), "torch": version("torch"), "transformers": version("transformers"),
                 "machine": platform.processor() or platform.machine(), "cpus": str(os.cpu_count())}
     pq.write_table(table.replace_schema_metadata({f"bench.{k}": v for k, v in metadata.items()}), out / "bench.parquet")
     lines = [
-        f"Medians of {args.rounds} alternated rounds, {args.threads} threads, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}; ratio = PyTorch time / genolens time (> 1: genolens faster).",
+        f"Medians of {args.rounds} alternated rounds, {args.threads} threads, torch {version('torch')}, "
+        f"transformers {version('transformers')}; ratio = PyTorch time / genolens time (> 1: genolens faster).",
         "",
         "| case | genolens s | PyTorch s | ratio | genolens peak RSS MiB | PyTorch peak RSS MiB |",
         "|---|---|---|---|---|---|",
