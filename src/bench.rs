@@ -13,8 +13,8 @@ use crate::error::{GenolensError, Result};
 use crate::model::source::VarSource;
 use crate::model::weights::WeightTaker;
 use crate::model::{
-    load_dir, Activation, Batch, HeadKind, HookPoint, HookedModel, Hooks, Intervention,
-    LoadOptions, ModelConfig,
+    load_dir, Batch, HeadKind, HookPoint, HookedModel, Hooks, Intervention, LoadOptions,
+    ModelConfig,
 };
 use crate::tokenize::KmerVocab;
 
@@ -49,25 +49,9 @@ impl BenchShape {
 
     /// The architecture.
     pub fn config(self) -> ModelConfig {
-        let (layers, hidden, heads, mlp) = match self {
-            BenchShape::BertBase => (12, 768, 12, 3072),
-            BenchShape::Mini => (6, 256, 8, 1024),
-        };
-        ModelConfig {
-            vocab_size: 4101,
-            hidden_size: hidden,
-            num_hidden_layers: layers,
-            num_attention_heads: heads,
-            intermediate_size: mlp,
-            hidden_act: Activation::GeluErf,
-            max_position_embeddings: 512,
-            type_vocab_size: 2,
-            layer_norm_eps: 1e-12,
-            pad_token_id: 0,
-            num_labels: Some(2),
-            id2label: None,
-            architectures: None,
-            legacy_double_bias: false,
+        match self {
+            BenchShape::BertBase => ModelConfig::bert(4101, 12, 768, 12, 3072, 512),
+            BenchShape::Mini => ModelConfig::bert(4101, 6, 256, 8, 1024, 512),
         }
     }
 }

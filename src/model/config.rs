@@ -152,16 +152,23 @@ impl ModelConfig {
         serde_json::to_string_pretty(&value).expect("config serialises")
     }
 
-    /// A tiny configuration for unit tests (random weights built in Rust).
-    pub fn tiny(k: usize) -> Self {
+    /// A BERT encoder of the given shape (erf GELU, LayerNorm eps 1e-12, 2 labels).
+    pub fn bert(
+        vocab_size: usize,
+        layers: usize,
+        hidden: usize,
+        heads: usize,
+        mlp: usize,
+        positions: usize,
+    ) -> Self {
         ModelConfig {
-            vocab_size: 4usize.pow(k as u32) + 5,
-            hidden_size: 16,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            intermediate_size: 32,
+            vocab_size,
+            hidden_size: hidden,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            intermediate_size: mlp,
             hidden_act: Activation::GeluErf,
-            max_position_embeddings: 64,
+            max_position_embeddings: positions,
             type_vocab_size: 2,
             layer_norm_eps: 1e-12,
             pad_token_id: 0,
@@ -170,6 +177,11 @@ impl ModelConfig {
             architectures: None,
             legacy_double_bias: false,
         }
+    }
+
+    /// A tiny configuration for unit tests (random weights built in Rust).
+    pub fn tiny(k: usize) -> Self {
+        Self::bert(4usize.pow(k as u32) + 5, 2, 16, 4, 32, 64)
     }
 }
 
