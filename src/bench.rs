@@ -181,16 +181,22 @@ impl Case {
     }
 }
 
+/// The classifier weights of the case's shape and its batch of token ids.
+fn classifier_and_batch(case: &Case, root: &Path) -> Result<(crate::model::LoadedModel, Batch)> {
+    let loaded = load_dir(
+        &weights_dir(root, case.shape, "cls"),
+        "bench",
+        &LoadOptions::default(),
+    )?;
+    let batch = Batch::from_ids(&bench_ids(case.batch, case.tokens), 0, &Device::Cpu)?;
+    Ok((loaded, batch))
+}
+
 /// Runs one case: a warm-up, then the timed run. Returns seconds.
 pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
     match case.kind.as_str() {
         "forward" => {
-            let loaded = load_dir(
-                &weights_dir(root, case.shape, "cls"),
-                "bench",
-                &LoadOptions::default(),
-            )?;
-            let batch = Batch::from_ids(&bench_ids(case.batch, case.tokens), 0, &Device::Cpu)?;
+            let (loaded, batch) = classifier_and_batch(case, root)?;
             let hooks = Hooks::none()
                 .capture("blocks.0.hook_resid_pre")?
                 .capture("blocks.*.hook_resid_post")?
@@ -202,12 +208,7 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
             })
         }
         "backward" => {
-            let loaded = load_dir(
-                &weights_dir(root, case.shape, "cls"),
-                "bench",
-                &LoadOptions::default(),
-            )?;
-            let batch = Batch::from_ids(&bench_ids(case.batch, case.tokens), 0, &Device::Cpu)?;
+            let (loaded, batch) = classifier_and_batch(case, root)?;
             time_twice(|| {
                 gradient_times_input(&loaded.model, &batch)?;
                 Ok(())
