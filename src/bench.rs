@@ -224,14 +224,7 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
             let model = HookedModel::build(&config, HeadKind::MaskedLm, &mut vars, &Device::Cpu)?;
             let parameters: Vec<Var> = vars.vars.iter().map(|(_, v)| v.clone()).collect();
             let batch = Batch::from_ids(&bench_ids(case.batch, case.tokens), 0, &Device::Cpu)?;
-            let mut optimizer = candle_nn::optim::AdamW::new(
-                parameters,
-                candle_nn::optim::ParamsAdamW {
-                    lr: 2e-4,
-                    weight_decay: 0.01,
-                    ..Default::default()
-                },
-            )?;
+            let mut optimizer = adamw(parameters, 2e-4, 0.01)?;
             time_twice(|| mlm_step(&model, &batch, &mut optimizer).map(|_| ()))
         }
         "embed" => {
@@ -289,6 +282,16 @@ pub fn gradient_times_input(model: &HookedModel, batch: &Batch) -> Result<Tensor
     let relevance = (gradient * &embedding)?.sum(D::Minus1)?;
     relevance.to_vec2::<f32>()?;
     Ok(relevance)
+}
+
+/// AdamW over `parameters` with candle's default betas and epsilon.
+pub fn adamw(parameters: Vec<Var>, lr: f64, weight_decay: f64) -> Result<candle_nn::optim::AdamW> {
+    let params = candle_nn::optim::ParamsAdamW {
+        lr,
+        weight_decay,
+        ..Default::default()
+    };
+    Ok(candle_nn::optim::AdamW::new(parameters, params)?)
 }
 
 /// One MLM training step (forward, cross-entropy on masked positions, backward, AdamW). Returns the loss.
@@ -363,15 +366,7 @@ mod tests {
             .map(|r| r.into_iter().map(|i| i % 64 + 5).collect())
             .collect();
         let batch = Batch::from_ids(&ids, 0, &Device::Cpu).unwrap();
-        let mut optimizer = candle_nn::optim::AdamW::new(
-            parameters,
-            candle_nn::optim::ParamsAdamW {
-                lr: 1e-2,
-                weight_decay: 0.0,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let mut optimizer = adamw(parameters, 1e-2, 0.0).unwrap();
         let first = mlm_step(&model, &batch, &mut optimizer).unwrap();
         let mut last = first;
         for _ in 0..10 {

@@ -321,15 +321,6 @@ fn legacy_double_bias_adds_the_output_bias_again() {
         .logits
         .unwrap();
     let bias = &modern.model.named_parameters()["cls.predictions.bias"];
-    let difference = (b - a)
-        .unwrap()
-        .broadcast_sub(bias)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let difference = common::max_abs_difference(&(b - a).unwrap(), bias);
     assert!(difference < 1e-6, "{difference}");
 }

@@ -1,5 +1,7 @@
 //! Invariants on a tiny random model built in Rust (no files): hooks, patching, forward_from, ablation.
 
+mod common;
+
 use candle_core::{Device, Tensor, Var};
 use genolens::model::{
     Batch, BlockSite, HeadKind, HookPoint, HookedModel, Hooks, Intervention, ModelConfig,
@@ -280,15 +282,7 @@ fn per_head_results_sum_to_the_attention_output() {
     let attention_out = ablated.cache.get("blocks.1.hook_attn_out").unwrap();
     // Through hook_result the change is added to the exact output, so this holds up to rounding
     // (zero-ablation on hook_z is the bit-exact route, tested above).
-    let difference = attention_out
-        .broadcast_sub(bias)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let difference = common::max_abs_difference(attention_out, bias);
     assert!(difference < 1e-6, "{difference}");
 }
 

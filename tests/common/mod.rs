@@ -156,3 +156,15 @@ pub fn failures(errors: &[(String, f32, f32)]) -> Vec<String> {
         .map(|(n, e, tol)| format!("{n}: {e:e} > {tol:e}"))
         .collect()
 }
+
+/// Largest |a − b| over all elements (b broadcast to a's shape).
+pub fn max_abs_difference(a: &Tensor, b: &Tensor) -> f32 {
+    a.broadcast_sub(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
