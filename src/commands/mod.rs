@@ -1,4 +1,7 @@
 //! The logic behind each CLI subcommand (main.rs only parses arguments).
 
+pub mod data_info;
 pub mod embed;
 pub mod inspect;
+pub mod motif_scan;
+pub mod variant_windows;

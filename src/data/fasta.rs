@@ -81,14 +81,14 @@ impl FastaReader {
                         format!("sequence line before any '>' header: {:?}", truncate(text)),
                     ));
                 }
-                if let Some((offset, bad)) = text
-                    .char_indices()
-                    .find(|(_, c)| !c.is_ascii_alphabetic() && *c != '*' && *c != '-')
+                if let Some((offset, bad)) =
+                    text.char_indices().find(|(_, c)| !is_nucleotide_symbol(*c))
                 {
                     return Err(self.error(
                         self.line_number,
                         format!(
-                            "character {bad:?} at column {} is not a sequence letter",
+                            "character {bad:?} at column {} is not a nucleotide \
+                             (A C G T, N, IUPAC codes R Y S W K M B D H V, U, any case; '-' or '*')",
                             offset + 1
                         ),
                     ));
@@ -108,6 +108,30 @@ impl FastaReader {
             label: None,
         })
     }
+}
+
+/// A, C, G, T, N, U and the IUPAC ambiguity codes in either case, plus gap `-` and stop `*`.
+pub fn is_nucleotide_symbol(c: char) -> bool {
+    matches!(
+        c.to_ascii_uppercase(),
+        'A' | 'C'
+            | 'G'
+            | 'T'
+            | 'U'
+            | 'N'
+            | 'R'
+            | 'Y'
+            | 'S'
+            | 'W'
+            | 'K'
+            | 'M'
+            | 'B'
+            | 'D'
+            | 'H'
+            | 'V'
+            | '-'
+            | '*'
+    )
 }
 
 fn truncate(text: &str) -> String {
@@ -208,6 +232,18 @@ mod tests {
             .to_string();
         assert!(
             err.contains("digit.fa:2") && err.contains("'1'") && err.contains("column 3"),
+            "{err}"
+        );
+
+        let (_dir, path) = write(">a\nACGTRYN\nacgXt\n", "protein.fa");
+        let err = FastaReader::open(&path)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("protein.fa:3") && err.contains("'X'") && err.contains("column 4"),
             "{err}"
         );
 

@@ -1,7 +1,10 @@
 //! Input data: sequence records from FASTA / CSV / TSV / Parquet files, streamed.
 
+pub mod arrow_values;
+pub mod bed;
 pub mod fasta;
 pub mod table;
+pub mod variants;
 
 use std::path::Path;
 

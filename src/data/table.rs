@@ -3,9 +3,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, Int32Array, Int64Array, LargeStringArray, RecordBatch, StringArray};
+use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::data::arrow_values::text_values;
 use crate::data::{Example, ExampleStream, TableColumns};
 use crate::error::{GenolensError, Result};
 
@@ -28,6 +29,47 @@ fn column_index(path: &Path, headers: &[String], name: &str) -> Result<usize> {
             ),
         )
     })
+}
+
+/// The column names of a CSV/TSV/Parquet table (`None` for FASTA and other non-tables).
+pub fn column_names(path: &Path) -> Result<Option<Vec<String>>> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let stem = name.strip_suffix(".gz").unwrap_or(&name);
+    let delimiter = if stem.ends_with(".csv") {
+        b','
+    } else if stem.ends_with(".tsv") || stem.ends_with(".txt") {
+        b'\t'
+    } else if stem.ends_with(".parquet") {
+        let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| data_error(path, 0, format!("not a readable Parquet file: {e}")))?;
+        let names = builder
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        return Ok(Some(names));
+    } else {
+        return Ok(None);
+    };
+    let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
+    let reader: Box<dyn std::io::Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(reader);
+    let headers = reader
+        .headers()
+        .map_err(|e| data_error(path, 1, format!("unreadable header row: {e}")))?;
+    Ok(Some(headers.iter().map(str::to_string).collect()))
 }
 
 /// Streams a delimited text table with a header row.
@@ -123,26 +165,16 @@ fn strings(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<Option<St
     let column = batch
         .column_by_name(name)
         .ok_or_else(|| data_error(path, 0, format!("no column {name:?}")))?;
-    let any = column.as_any();
-    let values: Vec<Option<String>> = if let Some(a) = any.downcast_ref::<StringArray>() {
-        a.iter().map(|v| v.map(str::to_string)).collect()
-    } else if let Some(a) = any.downcast_ref::<LargeStringArray>() {
-        a.iter().map(|v| v.map(str::to_string)).collect()
-    } else if let Some(a) = any.downcast_ref::<Int64Array>() {
-        a.iter().map(|v| v.map(|v| v.to_string())).collect()
-    } else if let Some(a) = any.downcast_ref::<Int32Array>() {
-        a.iter().map(|v| v.map(|v| v.to_string())).collect()
-    } else {
-        return Err(data_error(
+    text_values(column).ok_or_else(|| {
+        data_error(
             path,
             0,
             format!(
-                "column {name:?} has type {}; expected string or integer",
+                "column {name:?} has type {}; expected text, categorical or integer",
                 column.data_type()
             ),
-        ));
-    };
-    Ok(values)
+        )
+    })
 }
 
 fn examples_from_batch(

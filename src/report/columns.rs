@@ -97,7 +97,7 @@ macro_rules! table_row {
         impl $crate::report::TableRow for $name {
             fn fields() -> Vec<$crate::report::reexports::Field> {
                 vec![$($crate::report::reexports::Field::new(
-                    stringify!($field),
+                    stringify!($field).trim_start_matches("r#"),
                     <$type as $crate::report::ColumnValue>::data_type(),
                     <$type as $crate::report::ColumnValue>::nullable(),
                 )),*]

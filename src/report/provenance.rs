@@ -50,6 +50,20 @@ impl Provenance {
         }
     }
 
+    /// Provenance of a derived dataset: its sources and seed, and no commit or command line, so
+    /// `genolens data build` from any checkout gives byte-identical files.
+    pub fn for_dataset(seed: u64, sources: Vec<DataFile>) -> Self {
+        Provenance {
+            genolens_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit: String::new(),
+            command_line: vec!["genolens".into(), "data".into(), "build".into()],
+            seed,
+            model_id: None,
+            model_sha256: None,
+            data: sources,
+        }
+    }
+
     /// Records the model.
     pub fn with_model(mut self, source: &crate::model::ModelSource) -> Self {
         self.model_id = Some(source.id.clone());
