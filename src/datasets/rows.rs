@@ -68,7 +68,9 @@ pub fn balance_table(rows: &[SequenceRow]) -> String {
         "test" => 2,
         _ => 3,
     };
-    let mut groups: BTreeMap<(u8, String, i64, String), (usize, f64, usize)> = BTreeMap::new();
+    // (split order, split, label, class) → (rows, GC sum, length sum)
+    type Group = (u8, String, i64, String);
+    let mut groups: BTreeMap<Group, (usize, f64, usize)> = BTreeMap::new();
     for row in rows {
         let key = (
             split_order(&row.split),

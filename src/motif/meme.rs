@@ -98,7 +98,7 @@ fn parse_meme(reader: impl BufRead, path: &Path) -> Result<Vec<Motif>> {
                     ),
                 )
             })?;
-        if values.len() != 4 || values.iter().any(|v| !(*v >= 0.0)) {
+        if values.len() != 4 || values.iter().any(|v| v.is_nan() || *v < 0.0) {
             return Err(error(
                 number,
                 format!(
