@@ -268,3 +268,102 @@ fn the_binary_runs_inspect_embed_and_experiments() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no such folder"));
 }
+
+#[test]
+fn the_binary_runs_the_data_commands_and_names_bad_input() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    let info = genolens(&[
+        "data",
+        "info",
+        root.join("data/fly-core-promoters.parquet")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(info.status.success(), "{}", text(&info));
+    assert!(text(&info).contains("proximal") && text(&info).contains("median 250"));
+
+    // A protein letter in a FASTA: the error names the file, line and character, and nothing panics.
+    let bad = dir.path().join("bad.fa");
+    std::fs::write(&bad, ">ok\nACGT\n>bad\nACGTXACGT\n").unwrap();
+    let info = genolens(&["data", "info", bad.to_str().unwrap()]);
+    assert!(!info.status.success());
+    assert!(
+        text(&info).contains("bad.fa:4") && text(&info).contains("'X'"),
+        "{}",
+        text(&info)
+    );
+
+    // A motif scan over the committed motif fixture writes a Parquet of hits.
+    let hits = dir.path().join("hits.parquet");
+    let scan = genolens(&[
+        "data",
+        "scan",
+        "--motifs",
+        root.join("data/jaspar/JASPAR2024_CORE_vertebrates.meme")
+            .to_str()
+            .unwrap(),
+        "--sequences",
+        root.join("tests/fixtures/motifs/sequences.fa")
+            .to_str()
+            .unwrap(),
+        "--out",
+        hits.to_str().unwrap(),
+    ]);
+    assert!(scan.status.success(), "{}", text(&scan));
+    let rows: usize = read_table(&hits).iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 2500, "the memelite reference has 2 500 hits");
+
+    // A QTL table without an explicit label rule is refused; with one, REF is checked.
+    let reference = dir.path().join("ref.fa");
+    std::fs::write(&reference, ">chr1\nACGTACGTACGTACGTACGT\n").unwrap();
+    let table = dir.path().join("egenes.tsv");
+    std::fs::write(
+        &table,
+        "chr\tvariant_pos\tref\talt\tslope\tpval_nominal\tpval_nominal_threshold\n\
+         chr1\t10\tC\tT\t0.5\t1e-9\t1e-5\nchr1\t11\tA\tT\t0.5\t1e-9\t1e-5\n",
+    )
+    .unwrap();
+    let windows = dir.path().join("w.parquet");
+    let args = |rule: Option<&'static str>| {
+        let mut a = vec![
+            "data".to_string(),
+            "variants".into(),
+            "--reference".into(),
+            reference.to_str().unwrap().into(),
+            "--qtl-table".into(),
+            table.to_str().unwrap().into(),
+            "--length".into(),
+            "8".into(),
+            "--out".into(),
+            windows.to_str().unwrap().into(),
+        ];
+        if let Some(rule) = rule {
+            a.extend(["--label-rule".into(), rule.into()]);
+        }
+        a
+    };
+    let run = |a: Vec<String>| genolens(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let no_rule = run(args(None));
+    assert!(
+        !no_rule.status.success() && text(&no_rule).contains("--label-rule"),
+        "{}",
+        text(&no_rule)
+    );
+    let mismatch = run(args(Some("significance")));
+    assert!(
+        !mismatch.status.success()
+            && text(&mismatch).contains("egenes.tsv:3")
+            && text(&mismatch).contains("\"G\""),
+        "{}",
+        text(&mismatch)
+    );
+}

@@ -30,6 +30,8 @@ pub struct DataSummary {
     pub labels: BTreeMap<String, usize>,
     /// Records per split × label (when the file has a `split` column).
     pub splits: BTreeMap<(String, String), usize>,
+    /// Class name of each label (when the file has a `label_name` column, as genolens datasets do).
+    pub label_names: BTreeMap<String, String>,
 }
 
 /// Reads every record of `path` (FASTA, CSV, TSV or Parquet). The label column is `label_column`
@@ -80,13 +82,22 @@ pub fn summarise(path: &Path, label_column: Option<&str>) -> Result<DataSummary>
         }
     }
     summary.lengths.sort_unstable();
-    if names.iter().any(|n| n == "split") {
-        let by_split = TableColumns {
-            label: Some("split".into()),
+    let column_pass = |column: &str| -> Result<Vec<String>> {
+        let columns = TableColumns {
+            label: Some(column.into()),
             ..Default::default()
         };
-        for (index, example) in open_sequences(path, &by_split)?.enumerate() {
-            let split = example?.label.unwrap_or_default();
+        open_sequences(path, &columns)?
+            .map(|e| e.map(|e| e.label.unwrap_or_default()))
+            .collect()
+    };
+    if names.iter().any(|n| n == "label_name") && !labels_in_order.is_empty() {
+        for (label, name) in labels_in_order.iter().zip(column_pass("label_name")?) {
+            summary.label_names.entry(label.clone()).or_insert(name);
+        }
+    }
+    if names.iter().any(|n| n == "split") {
+        for (index, split) in column_pass("split")?.into_iter().enumerate() {
             let label = labels_in_order.get(index).cloned().unwrap_or_default();
             *summary.splits.entry((split, label)).or_default() += 1;
         }
@@ -95,6 +106,13 @@ pub fn summarise(path: &Path, label_column: Option<&str>) -> Result<DataSummary>
 }
 
 impl DataSummary {
+    fn display_label(&self, label: &str) -> String {
+        match self.label_names.get(label) {
+            Some(name) if name != label => format!("{label} ({name})"),
+            _ => label.to_string(),
+        }
+    }
+
     /// Human-readable report.
     pub fn render(&self, path: &Path) -> String {
         let mut text = String::new();
@@ -133,9 +151,10 @@ impl DataSummary {
         if !self.labels.is_empty() {
             let _ = writeln!(text, "classes");
             for (label, count) in &self.labels {
+                let label = self.display_label(label);
                 let _ = writeln!(
                     text,
-                    "  {label:<14} {count} ({:.1} %)",
+                    "  {label:<22} {count} ({:.1} %)",
                     100.0 * *count as f64 / self.records.max(1) as f64
                 );
             }
@@ -143,7 +162,8 @@ impl DataSummary {
         if !self.splits.is_empty() {
             let _ = writeln!(text, "split × class");
             for ((split, label), count) in &self.splits {
-                let _ = writeln!(text, "  {split:<6} {label:<14} {count}");
+                let label = self.display_label(label);
+                let _ = writeln!(text, "  {split:<6} {label:<22} {count}");
             }
         }
         text

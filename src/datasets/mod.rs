@@ -107,7 +107,8 @@ pub fn build_all(raw: &Path, out: &Path, corpus_dir: &Path) -> Result<Vec<Built>
     step(variants::NAME);
     built.push(variants::build(&chr20, &raw, out)?);
     write_checksums(out, &built)?;
-    std::fs::write(out.join("README.md"), readme(&built)).map_err(|e| GenolensError::io(out, e))?;
+    std::fs::write(out.join("README.md"), readme(out, &built)?)
+        .map_err(|e| GenolensError::io(out, e))?;
     Ok(built)
 }
 
@@ -130,16 +131,26 @@ fn write_checksums(out: &Path, built: &[Built]) -> Result<()> {
     std::fs::write(out.join("SHA256SUMS"), lines).map_err(|e| GenolensError::io(out, e))
 }
 
-fn readme(built: &[Built]) -> String {
+fn readme(out: &Path, built: &[Built]) -> Result<String> {
     let mut text = String::from(include_str!("readme_header.md"));
+    text.push_str("\nFiles (sha256):\n\n");
+    for file in JASPAR_FILES {
+        text.push_str(&format!(
+            "- `data/{file}` `{}`\n",
+            sha256_file(&out.join(file))?
+        ));
+    }
     for b in built {
         text.push_str(&format!("\n## `{}`\n\n{}\n", b.name, b.text.trim_end()));
         if !b.files.is_empty() {
-            text.push_str("\nFiles: ");
-            let files: Vec<String> = b.files.iter().map(|f| format!("`data/{f}`")).collect();
-            text.push_str(&files.join(", "));
-            text.push_str(" (sha256 in `data/SHA256SUMS`).\n");
+            text.push_str("\nFiles (sha256, also in `data/SHA256SUMS`):\n\n");
+            for file in &b.files {
+                text.push_str(&format!(
+                    "- `data/{file}` `{}`\n",
+                    sha256_file(&out.join(file))?
+                ));
+            }
         }
     }
-    text
+    Ok(text)
 }
