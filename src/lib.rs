@@ -17,5 +17,6 @@ pub mod progress;
 pub mod report;
 pub mod stats;
 pub mod tokenize;
+pub mod train;
 
 pub use error::{GenolensError, Result};

@@ -74,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         action: DataCommand,
     },
+    /// Train k-mer BERTs: MLM pretraining, then classification fine-tuning (writes MODEL.md).
+    Train {
+        #[command(subcommand)]
+        action: TrainCommand,
+    },
     /// Run a study from experiments/ end to end (or list them).
     Experiment {
         /// Experiment name (see --list).
@@ -161,6 +166,202 @@ enum DataCommand {
         #[arg(long, default_value = "data/cache")]
         cache: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// MLM pretraining (DNABERT span masking); rerunning the same command resumes from out/checkpoint.
+    Mlm {
+        /// Training FASTA.
+        #[arg(long, default_value = "data/cache/pretrain-corpus.fa.gz")]
+        corpus: PathBuf,
+        /// Held-out FASTA for validation.
+        #[arg(long, default_value = "data/cache/pretrain-heldout.fa.gz")]
+        heldout: PathBuf,
+        /// Output model folder.
+        #[arg(long, default_value = "data/models/mini-dnabert6")]
+        out: PathBuf,
+        /// k of the k-mer vocabulary.
+        #[arg(long, default_value_t = 6)]
+        k: usize,
+        /// Encoder layers.
+        #[arg(long, default_value_t = 6)]
+        layers: usize,
+        /// Hidden size.
+        #[arg(long, default_value_t = 256)]
+        hidden: usize,
+        /// Attention heads.
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+        /// MLP width.
+        #[arg(long, default_value_t = 1024)]
+        intermediate: usize,
+        /// Position embeddings (longest input in tokens).
+        #[arg(long, default_value_t = 512)]
+        max_positions: usize,
+        /// Window length in bases.
+        #[arg(long, default_value_t = 256)]
+        window: usize,
+        /// Windows per step.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Optimiser steps.
+        #[arg(long, default_value_t = 4000)]
+        steps: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = 5e-4)]
+        lr: f64,
+        /// Warm-up fraction of the steps.
+        #[arg(long, default_value_t = 0.1)]
+        warmup: f64,
+        /// AdamW weight decay.
+        #[arg(long, default_value_t = 0.01)]
+        weight_decay: f64,
+        /// Fraction of k-mer tokens masked.
+        #[arg(long, default_value_t = 0.15)]
+        mask_rate: f64,
+        /// Validate every N steps.
+        #[arg(long, default_value_t = 250)]
+        eval_every: usize,
+        /// Held-out windows to validate on.
+        #[arg(long, default_value_t = 256)]
+        eval_windows: usize,
+        /// Save a resumable checkpoint every N steps.
+        #[arg(long, default_value_t = 100)]
+        checkpoint_every: usize,
+        /// Stop after N steps of this invocation (resume later with the same command).
+        #[arg(long)]
+        stop_after: Option<usize>,
+    },
+    /// Fine-tune a pretrained model on a dataset table (sequence, label, split).
+    Classify {
+        /// Dataset table.
+        #[arg(long)]
+        data: PathBuf,
+        /// Pretrained MLM folder.
+        #[arg(long, default_value = "data/models/mini-dnabert6")]
+        init: PathBuf,
+        /// Output model folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Epochs.
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        /// Sequences per step.
+        #[arg(long, default_value_t = 48)]
+        batch_size: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = 2e-4)]
+        lr: f64,
+        /// Warm-up fraction.
+        #[arg(long, default_value_t = 0.1)]
+        warmup: f64,
+        /// AdamW weight decay.
+        #[arg(long, default_value_t = 0.01)]
+        weight_decay: f64,
+    },
+}
+
+fn run_train(action: TrainCommand, seed: u64, device: &candle_core::Device) -> anyhow::Result<()> {
+    use genolens::train::adamw::AdamWSettings;
+    match action {
+        TrainCommand::Mlm {
+            corpus,
+            heldout,
+            out,
+            k,
+            layers,
+            hidden,
+            heads,
+            intermediate,
+            max_positions,
+            window,
+            batch_size,
+            steps,
+            lr,
+            warmup,
+            weight_decay,
+            mask_rate,
+            eval_every,
+            eval_windows,
+            checkpoint_every,
+            stop_after,
+        } => {
+            let vocab = 4usize.pow(k as u32) + 5;
+            let settings = genolens::train::mlm::MlmSettings {
+                corpus,
+                heldout,
+                out,
+                config: genolens::model::ModelConfig::bert(
+                    vocab,
+                    layers,
+                    hidden,
+                    heads,
+                    intermediate,
+                    max_positions,
+                ),
+                window,
+                batch_size,
+                steps,
+                learning_rate: lr,
+                warmup_fraction: warmup,
+                adamw: AdamWSettings {
+                    weight_decay,
+                    ..Default::default()
+                },
+                mask_rate,
+                seed,
+                eval_every,
+                eval_windows,
+                checkpoint_every,
+                stop_after,
+            };
+            let report = genolens::commands::train::run_train_mlm(&settings, device)?;
+            eprintln!(
+                "step {}/{}: held-out MLM loss {:.4}, accuracy {:.4} -> {}",
+                report.step,
+                settings.steps,
+                report.heldout.loss,
+                report.heldout.accuracy,
+                settings.out.display()
+            );
+        }
+        TrainCommand::Classify {
+            data,
+            init,
+            out,
+            epochs,
+            batch_size,
+            lr,
+            warmup,
+            weight_decay,
+        } => {
+            let settings = genolens::train::classify::ClassifySettings {
+                data,
+                init,
+                out,
+                epochs,
+                batch_size,
+                learning_rate: lr,
+                warmup_fraction: warmup,
+                adamw: AdamWSettings {
+                    weight_decay,
+                    ..Default::default()
+                },
+                seed,
+            };
+            let report = genolens::commands::train::run_train_classify(&settings, device)?;
+            eprintln!(
+                "test AUROC {:.4} ({:.4}-{:.4}), accuracy {:.4} -> {}",
+                report.test.auroc.value,
+                report.test.auroc.low,
+                report.test.auroc.high,
+                report.test.accuracy,
+                settings.out.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn run_data(action: DataCommand, seed: u64) -> anyhow::Result<()> {
@@ -300,6 +501,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Command::Data { action } => run_data(action, cli.seed)?,
+        Command::Train { action } => run_train(action, cli.seed, &device)?,
         Command::Experiment {
             name,
             list,

@@ -4,4 +4,5 @@ pub mod data_info;
 pub mod embed;
 pub mod inspect;
 pub mod motif_scan;
+pub mod train;
 pub mod variant_windows;

@@ -298,6 +298,58 @@ impl HookedModel {
         )
     }
 
+    /// Final hidden states [b,t,d] without any head or hooks: what training needs before it picks
+    /// the positions a loss looks at (the MLM loss reads ~15 % of positions, so the vocabulary
+    /// projection is applied to those rows only, see [`mlm_logits`](Self::mlm_logits)).
+    pub fn encode(&self, batch: &Batch) -> Result<Tensor> {
+        let hooks = Hooks::none();
+        let mut cache = ActivationCache::default();
+        let mut residual = self.embed(batch, &hooks, &mut cache)?;
+        let key_mask = additive_key_mask(&batch.attention_mask)?.to_device(&self.device)?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            residual = self.run_layer(index, layer, residual, &key_mask, &hooks, &mut cache)?;
+        }
+        Ok(residual)
+    }
+
+    /// MLM logits [..., V] of hidden states [..., d] (transform, LayerNorm, tied decoder, bias);
+    /// `None` for a model without an MLM head.
+    pub fn mlm_logits(&self, hidden: &Tensor) -> Result<Option<Tensor>> {
+        let Head::MaskedLm {
+            transform,
+            layer_norm,
+            decoder_weight,
+            bias,
+        } = &self.head
+        else {
+            return Ok(None);
+        };
+        let transformed = layer_norm.forward(&activate(
+            &transform.forward(hidden)?,
+            self.config.hidden_act,
+        )?)?;
+        let decoder = Linear {
+            weight: decoder_weight.clone(),
+            bias: bias.clone(),
+        };
+        let mut logits = decoder.forward(&transformed)?;
+        if self.config.legacy_double_bias {
+            logits = logits.broadcast_add(bias)?;
+        }
+        Ok(Some(logits))
+    }
+
+    /// Classifier logits [b,labels] from final [CLS] states [b,d] (pooler, tanh, classifier);
+    /// `None` for a model without a classifier head.
+    pub fn classifier_logits(&self, cls: &Tensor) -> Result<Option<Tensor>> {
+        match (&self.head, &self.pooler) {
+            (Head::Classifier(classifier), Some(pooler)) => {
+                Ok(Some(classifier.forward(&pooler.forward(cls)?.tanh()?)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Word-embedding rows W_E[ids] as [b,t,d]: what `hook_embed` sees (HF `inputs_embeds`).
     pub fn word_embeddings(&self, ids: &Tensor) -> Result<Tensor> {
         let (batch_size, tokens) = ids.dims2()?;
@@ -466,26 +518,7 @@ impl HookedModel {
         };
         let logits = match &self.head {
             Head::Encoder => None,
-            Head::MaskedLm {
-                transform,
-                layer_norm,
-                decoder_weight,
-                bias,
-            } => {
-                let transformed = layer_norm.forward(&activate(
-                    &transform.forward(&last_hidden_state)?,
-                    self.config.hidden_act,
-                )?)?;
-                let decoder = Linear {
-                    weight: decoder_weight.clone(),
-                    bias: bias.clone(),
-                };
-                let mut logits = decoder.forward(&transformed)?;
-                if self.config.legacy_double_bias {
-                    logits = logits.broadcast_add(bias)?;
-                }
-                Some(logits)
-            }
+            Head::MaskedLm { .. } => self.mlm_logits(&last_hidden_state)?,
             Head::Classifier(classifier) => {
                 let pooled = pooled
                     .as_ref()

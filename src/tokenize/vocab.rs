@@ -128,6 +128,16 @@ impl KmerVocab {
         self.tokens.get(id as usize).map(String::as_str)
     }
 
+    /// Ids of every k-mer token (not the specials), ascending.
+    pub fn kmer_ids(&self) -> Vec<u32> {
+        self.tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !t.starts_with('[') && !t.is_empty())
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
     /// Number of tokens (the model's vocab_size).
     pub fn len(&self) -> usize {
         self.tokens.len()

@@ -1,0 +1,180 @@
+//! Model cards (MODEL.md) for trained models: data, settings, seeds, machine, wall time, results.
+
+use std::fmt::Write;
+
+use crate::model::HookedModel;
+use crate::train::classify::{ClassifierEvaluation, ClassifyReport, ClassifySettings};
+use crate::train::mlm::{MlmReport, MlmSettings};
+
+/// The CPU model and thread count, or the accelerator, this process trains on.
+pub fn machine_description(device: &candle_core::Device) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let threads = rayon::current_num_threads();
+    match device {
+        candle_core::Device::Cpu => format!("CPU: {cpu}, {threads} threads"),
+        other => format!("{other:?} (host CPU: {cpu}, {threads} threads)"),
+    }
+}
+
+fn architecture(model: &HookedModel) -> String {
+    let c = model.config();
+    format!(
+        "DNABERT architecture ({}): {} layers, hidden {}, {} heads, MLP {}, vocab {} ({}-mers + 5 specials), {} positions, erf GELU, post-LN; {} parameters",
+        model.head_kind().hf_class(),
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.num_attention_heads,
+        c.intermediate_size,
+        c.vocab_size,
+        c.dnabert_k().unwrap_or(0),
+        c.max_position_embeddings,
+        model.parameter_count()
+    )
+}
+
+/// Facts about a pretraining run that its card states besides the settings and report.
+pub struct MlmFacts<'a> {
+    /// Held-out accuracy of the conditional k-mer frequency baseline.
+    pub baseline_accuracy: f64,
+    /// sha256 of the training corpus file.
+    pub corpus_sha256: &'a str,
+    /// Bases in the training corpus.
+    pub corpus_bases: usize,
+    /// [`machine_description`].
+    pub machine: &'a str,
+}
+
+/// MODEL.md of a pretrained MLM.
+pub fn mlm_card(
+    name: &str,
+    model: &HookedModel,
+    settings: &MlmSettings,
+    report: &MlmReport,
+    facts: &MlmFacts,
+) -> String {
+    let MlmFacts {
+        baseline_accuracy,
+        corpus_sha256,
+        corpus_bases,
+        machine,
+    } = *facts;
+    let tokens = settings.window - model.config().dnabert_k().unwrap_or(1) + 1 + 2;
+    let mut text = String::new();
+    let _ = writeln!(text, "# {name}\n");
+    let _ = writeln!(text, "{}.\n", architecture(model));
+    let _ = writeln!(text, "## Data\n");
+    let _ = writeln!(
+        text,
+        "MLM pretraining on `{}` (sha256 `{corpus_sha256}`, {corpus_bases} bases: hg19 chr20 < 45 Mb, see data/README.md `pretrain-corpus`). \
+         Windows of {} bp ({tokens} tokens with [CLS]/[SEP]) drawn uniformly over the corpus, reverse-complemented half the time; \
+         held-out evaluation on {} fixed windows of `{}` (chr20 ≥ 45 Mb).\n",
+        settings.corpus.display(),
+        settings.window,
+        settings.eval_windows,
+        settings.heldout.display()
+    );
+    let _ = writeln!(text, "## Training\n");
+    let _ = writeln!(
+        text,
+        "- {} steps × {} windows; AdamW (β 0.9/0.999, ε 1e-8, weight decay {} except biases and LayerNorm), peak learning rate {}, {:.0} % linear warm-up then linear decay to 0\n\
+         - masking: DNABERT spans of k tokens, {:.0} % of k-mer tokens, 80 % [MASK] / 10 % random / 10 % kept; loss on masked tokens only\n\
+         - no dropout; f32; seed {} (init, batches and masks; a resumed run reproduces an uninterrupted one bit for bit)\n\
+         - machine: {machine}; wall time {:.1} min\n",
+        report.step,
+        settings.batch_size,
+        settings.adamw.weight_decay,
+        settings.learning_rate,
+        100.0 * settings.warmup_fraction,
+        100.0 * settings.mask_rate,
+        settings.seed,
+        report.wall_seconds / 60.0
+    );
+    let _ = writeln!(text, "## Results (held-out chr20 ≥ 45 Mb)\n");
+    let _ = writeln!(
+        text,
+        "| | masked-token accuracy | cross-entropy (nats) |\n|---|---|---|\n| {name} | {:.4} | {:.4} |\n| k-mer frequency baseline (most frequent k-mer consistent with the bases the unmasked neighbours reveal) | {baseline_accuracy:.4} | |\n\n\
+         {} masked tokens scored. Training loss over the last 50 steps: {:.4}.\n",
+        report.heldout.accuracy, report.heldout.loss, report.heldout.tokens, report.recent_train_loss
+    );
+    text
+}
+
+fn evaluation_table(title: &str, evaluation: &ClassifierEvaluation) -> String {
+    let mut text = format!(
+        "{title}: AUROC **{:.3}** (95 % bootstrap CI {:.3}–{:.3}), accuracy {:.3}\n\n| class | correct / total | accuracy |\n|---|---|---|\n",
+        evaluation.auroc.value, evaluation.auroc.low, evaluation.auroc.high, evaluation.accuracy
+    );
+    for (label, name, correct, total) in &evaluation.per_class {
+        let _ = writeln!(
+            text,
+            "| {label} ({name}) | {correct} / {total} | {:.3} |",
+            *correct as f64 / (*total).max(1) as f64
+        );
+    }
+    text
+}
+
+/// MODEL.md of a fine-tuned classifier, with the k-mer logistic baseline on the same test split.
+pub fn classifier_card(
+    name: &str,
+    model: &HookedModel,
+    settings: &ClassifySettings,
+    report: &ClassifyReport,
+    data_sha256: &str,
+    baseline: (f64, f64, f64),
+    machine: &str,
+) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "# {name}\n");
+    let _ = writeln!(text, "{}.\n", architecture(model));
+    let _ = writeln!(text, "## Data\n");
+    let _ = writeln!(
+        text,
+        "Fine-tuned from `{}` on `{}` (sha256 `{data_sha256}`; splits, derivation and class balance in data/README.md).\n",
+        settings.init.display(),
+        settings.data.display()
+    );
+    let _ = writeln!(text, "## Training\n");
+    let _ = writeln!(
+        text,
+        "- {} epochs, batch {}, {} steps; AdamW (weight decay {} except biases and LayerNorm), peak learning rate {}, {:.0} % warm-up then linear decay\n\
+         - new parameters drawn from seed {} with BERT's init: {}\n\
+         - no dropout; f32; shuffling seed {}\n\
+         - machine: {machine}; wall time {:.1} min\n",
+        settings.epochs,
+        settings.batch_size,
+        report.steps,
+        settings.adamw.weight_decay,
+        settings.learning_rate,
+        100.0 * settings.warmup_fraction,
+        settings.seed,
+        report.initialised.join(", "),
+        settings.seed,
+        report.wall_seconds / 60.0
+    );
+    let _ = writeln!(text, "## Results\n");
+    text.push_str(&evaluation_table("Test split", &report.test));
+    let (value, low, high) = baseline;
+    let _ = writeln!(
+        text,
+        "\nk-mer logistic baseline (data/README.md) on the same test split: AUROC {value:.3} (95 % CI {low:.3}–{high:.3}). \
+         Difference: {:+.3} AUROC.\n",
+        report.test.auroc.value - value
+    );
+    if let Some(last) = report.valid.last() {
+        text.push('\n');
+        text.push_str(&evaluation_table(
+            "Validation split (after the last epoch)",
+            last,
+        ));
+    }
+    text
+}

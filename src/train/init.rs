@@ -1,0 +1,76 @@
+//! Where the parameters of a model about to be trained come from.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::Result;
+use crate::model::source::TensorSource;
+use crate::model::weights::{RandomInit, WeightTaker};
+
+/// HF's BERT initialisation (`_init_weights`): weights and embeddings N(0, 0.02) with the [PAD]
+/// embedding row zero, biases 0, LayerNorm γ 1 and β 0. Depends only on the seed.
+pub struct BertInit {
+    random: RandomInit,
+    device: Device,
+    pad_id: usize,
+}
+
+impl BertInit {
+    /// A seeded initialiser.
+    pub fn new(seed: u64, pad_id: u32, device: &Device) -> Self {
+        BertInit {
+            random: RandomInit::new(seed, device),
+            device: device.clone(),
+            pad_id: pad_id as usize,
+        }
+    }
+}
+
+impl TensorSource for BertInit {
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        if name.ends_with("LayerNorm.weight") {
+            return Ok(Tensor::ones(shape, DType::F32, &self.device)?);
+        }
+        if name.ends_with(".bias") {
+            return Ok(Tensor::zeros(shape, DType::F32, &self.device)?);
+        }
+        let tensor = self.random.normal(shape, 0.02)?;
+        if name == "bert.embeddings.word_embeddings.weight" && self.pad_id < shape[0] {
+            let zero = Tensor::zeros((1, shape[1]), DType::F32, &self.device)?;
+            return Ok(tensor.slice_assign(&[self.pad_id..self.pad_id + 1, 0..shape[1]], &zero)?);
+        }
+        Ok(tensor)
+    }
+}
+
+/// A pretrained encoder plus a new task head: `bert.pooler.*` and `classifier.*` come from a
+/// seeded [`BertInit`] (named in the model card), everything else from the checkpoint, which must
+/// then be used up exactly (checked by [`WeightTaker::finish`]); nothing else is initialised.
+pub struct EncoderWithNewHead {
+    /// The checkpoint's tensors.
+    pub checkpoint: WeightTaker,
+    head: BertInit,
+    /// Names initialised here rather than read.
+    pub initialised: Vec<String>,
+}
+
+impl EncoderWithNewHead {
+    /// Wraps a checkpoint; the head is drawn from `seed`.
+    pub fn new(checkpoint: WeightTaker, seed: u64, pad_id: u32, device: &Device) -> Self {
+        EncoderWithNewHead {
+            checkpoint,
+            head: BertInit::new(seed, pad_id, device),
+            initialised: Vec::new(),
+        }
+    }
+}
+
+impl TensorSource for EncoderWithNewHead {
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let new_head = name.starts_with("classifier.") || name.starts_with("bert.pooler.");
+        if new_head && !self.checkpoint.contains(name) {
+            self.initialised.push(name.to_string());
+            return self.head.take(name, shape);
+        }
+        self.checkpoint.take(name, shape)
+    }
+}
