@@ -11,6 +11,7 @@ pub mod datasets;
 pub mod device;
 pub mod error;
 pub mod experiment;
+pub mod memory;
 pub mod model;
 pub mod motif;
 pub mod progress;

@@ -432,6 +432,7 @@ fn run_data(action: DataCommand, seed: u64) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    genolens::memory::keep_freed_memory();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

@@ -36,6 +36,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    genolens::memory::keep_freed_memory();
     match Cli::parse().command {
         Command::MakeInputs { root, seed } => make_inputs(&root, seed)?,
         Command::Run { root, case } => {
