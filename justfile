@@ -24,6 +24,19 @@ motif-fixtures:
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
     .venv-ref/bin/python tests/reference/make_motif_fixtures.py
 
+# Train the default models from `just data` output with fixed seeds (hours on a 2-core CPU; on a
+# GPU machine add `--device cuda` after a `just build-cuda` build). Then checks that each folder
+# loads in HF transformers and records the result in its MODEL.md.
+train-defaults:
+    cargo build --release
+    ./target/release/genolens --seed 1 train mlm --out data/models/mini-dnabert6 --window 256 --batch-size 16 --steps 3000 --lr 5e-4
+    ./target/release/genolens --seed 2 train classify --data data/human-promoters.parquet --init data/models/mini-dnabert6 --out data/models/mini-dnabert6-promoters
+    ./target/release/genolens --seed 3 train classify --data data/tf-oct4-mafk.parquet --init data/models/mini-dnabert6 --out data/models/mini-dnabert6-tf
+    rm -rf data/models/*/checkpoint
+    test -x .venv-ref/bin/python || python3 -m venv .venv-ref
+    .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
+    .venv-ref/bin/python tests/reference/check_trained.py data/models/mini-dnabert6 data/models/mini-dnabert6-promoters data/models/mini-dnabert6-tf
+
 # Run one study end to end (see `just experiments`); outputs go to reports/<name>/<run-id>/.
 experiment NAME *ARGS:
     cargo run --release -- experiment {{NAME}} {{ARGS}}

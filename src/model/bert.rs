@@ -437,8 +437,9 @@ impl HookedModel {
         let q = q.transpose(1, 2)?.contiguous()?;
         let k = k.transpose(1, 2)?.contiguous()?;
         let v = v.transpose(1, 2)?.contiguous()?;
+        // 1/√d_head applied to q (t·d_head values) rather than to the scores (t² values).
         let scale = (head_dim as f64).powf(-0.5);
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(key_mask)?;
+        let scores = (q * scale)?.matmul(&k.t()?)?.broadcast_add(key_mask)?;
         let scores = hooks.apply(point(BlockSite::AttnScores), scores, cache)?;
         let pattern = hooks.apply(point(BlockSite::Pattern), softmax_last_dim(&scores)?, cache)?;
         let z = pattern.matmul(&v)?.transpose(1, 2)?.contiguous()?;

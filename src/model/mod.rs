@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod kernels;
 pub mod load;
 pub mod ops;
+pub mod row_ops;
 pub mod source;
 pub mod vector_math;
 pub mod weights;
