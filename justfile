@@ -24,15 +24,16 @@ motif-fixtures:
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
     .venv-ref/bin/python tests/reference/make_motif_fixtures.py
 
-# Train the default models from `just data` output with fixed seeds (hours on a 2-core CPU; on a
-# GPU machine add `--device cuda` after a `just build-cuda` build). Then checks that each folder
-# loads in HF transformers and records the result in its MODEL.md.
-train-defaults:
+# Train the default models from `just data` output with fixed seeds and store them as f16 under
+# data/models/ (scripts/train-defaults.sh). The committed ones were trained on a GPU:
+# `just build-cuda PREFIX` then `GENOLENS=target/cuda/release/genolens just train-defaults cuda
+# STEPS` with the step count their MODEL.md states; on this 2-core CPU a run of that size takes
+# days, so pass fewer steps. Then checks that each folder loads in HF transformers and records the
+# result in its MODEL.md.
+train-defaults DEVICE="cpu" STEPS="3600" BATCH="128":
+    test -n "${GENOLENS:-}" || cargo build --release
+    bash scripts/train-defaults.sh {{DEVICE}} {{STEPS}} {{BATCH}}
     cargo build --release
-    ./target/release/genolens --seed 1 train mlm --out data/models/mini-dnabert6 --window 256 --batch-size 16 --steps 3000 --lr 5e-4
-    ./target/release/genolens --seed 2 train classify --data data/human-promoters.parquet --init data/models/mini-dnabert6 --out data/models/mini-dnabert6-promoters
-    ./target/release/genolens --seed 3 train classify --data data/tf-oct4-mafk.parquet --init data/models/mini-dnabert6 --out data/models/mini-dnabert6-tf
-    rm -rf data/models/*/checkpoint
     test -x .venv-ref/bin/python || python3 -m venv .venv-ref
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
     .venv-ref/bin/python tests/reference/check_trained.py data/models/mini-dnabert6 data/models/mini-dnabert6-promoters data/models/mini-dnabert6-tf
@@ -62,4 +63,4 @@ bench ROUNDS="5" CASES="":
 # `../shared/tools/setup-cuda-prefix.sh PREFIX minimal` (after `cargo fetch`) builds a CUDA 13.0
 # prefix from PyPI wheels. CAP is the GPU's compute capability (90 = H100/H200).
 build-cuda PREFIX CAP="90":
-    CUDA_ROOT={{PREFIX}} CUDA_HOME={{PREFIX}} CUDA_PATH={{PREFIX}} PATH={{PREFIX}}/bin:$PATH CUDA_COMPUTE_CAP={{CAP}} CUDAFORGE_THREADS=2 cargo build --release --features cuda --bins
+    CARGO_TARGET_DIR=target/cuda CUDA_ROOT={{PREFIX}} CUDA_HOME={{PREFIX}} CUDA_PATH={{PREFIX}} PATH={{PREFIX}}/bin:$PATH CUDA_COMPUTE_CAP={{CAP}} CUDAFORGE_THREADS=2 cargo build --release --features cuda --bins

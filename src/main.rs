@@ -74,6 +74,24 @@ enum Command {
         #[command(subcommand)]
         action: DataCommand,
     },
+    /// Store a model folder's weights as another type (f16 for committing), measuring the change.
+    Convert {
+        /// Model folder to read (f32).
+        #[arg(long)]
+        model: PathBuf,
+        /// New folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Stored type: f16, bf16 or f32.
+        #[arg(long, default_value = "f16")]
+        dtype: String,
+        /// Sequences to compare the two models on.
+        #[arg(long, default_value = "data/human-promoters.parquet")]
+        check_data: PathBuf,
+        /// How many of them.
+        #[arg(long, default_value_t = 64)]
+        check_sequences: usize,
+    },
     /// Train k-mer BERTs: MLM pretraining, then classification fine-tuning (writes MODEL.md).
     Train {
         #[command(subcommand)]
@@ -305,10 +323,7 @@ fn run_train(action: TrainCommand, seed: u64, device: &candle_core::Device) -> a
                 steps,
                 learning_rate: lr,
                 warmup_fraction: warmup,
-                adamw: AdamWSettings {
-                    weight_decay,
-                    ..Default::default()
-                },
+                adamw: AdamWSettings::with_weight_decay(weight_decay),
                 mask_rate,
                 seed,
                 eval_every,
@@ -344,10 +359,7 @@ fn run_train(action: TrainCommand, seed: u64, device: &candle_core::Device) -> a
                 batch_size,
                 learning_rate: lr,
                 warmup_fraction: warmup,
-                adamw: AdamWSettings {
-                    weight_decay,
-                    ..Default::default()
-                },
+                adamw: AdamWSettings::with_weight_decay(weight_decay),
                 seed,
             };
             let report = genolens::commands::train::run_train_classify(&settings, device)?;
@@ -503,6 +515,35 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Data { action } => run_data(action, cli.seed)?,
         Command::Train { action } => run_train(action, cli.seed, &device)?,
+        Command::Convert {
+            model,
+            out,
+            dtype,
+            check_data,
+            check_sequences,
+        } => {
+            let dtype = genolens::commands::convert::parse_dtype(&dtype)?;
+            let check = genolens::commands::convert::run_convert(
+                &model,
+                &out,
+                dtype,
+                &check_data,
+                check_sequences,
+            )?;
+            println!(
+                "{} -> {} ({}): on {} sequences, max |Δ logits| {:.2e}, max |Δ last hidden| {:.2e}{}",
+                model.display(),
+                out.display(),
+                check.dtype,
+                check.sequences,
+                check.max_logit_difference,
+                check.max_hidden_difference,
+                check
+                    .max_probability_difference
+                    .map(|p| format!(", max |Δ P(label 1)| {p:.2e}"))
+                    .unwrap_or_default()
+            );
+        }
         Command::Experiment {
             name,
             list,

@@ -1,5 +1,6 @@
 //! The logic behind each CLI subcommand (main.rs only parses arguments).
 
+pub mod convert;
 pub mod data_info;
 pub mod embed;
 pub mod inspect;

@@ -7,13 +7,10 @@ use crate::datasets::rows::read_sequence_rows;
 use crate::error::Result;
 use crate::model::load::sha256_file;
 use crate::model::{load_dir, LoadOptions};
-use crate::tokenize::kmer::KmerTokenizer;
-use crate::tokenize::vocab::KmerVocab;
 use crate::train::card::{classifier_card, machine_description, mlm_card, MlmFacts};
 use crate::train::classify::{train_classifier, ClassifyReport, ClassifySettings};
-use crate::train::corpus::Corpus;
 use crate::train::kmer_baseline::{conditional_frequency_accuracy, kmer_counts};
-use crate::train::mlm::{k_of, train_mlm, MlmReport, MlmSettings, MlmValidation};
+use crate::train::mlm::{train_mlm_on, MlmInputs, MlmReport, MlmSettings};
 
 fn name_of(path: &std::path::Path) -> String {
     path.file_name()
@@ -24,24 +21,14 @@ fn name_of(path: &std::path::Path) -> String {
 
 /// Pretrains (or resumes); when the run is complete, writes `out/MODEL.md`.
 pub fn run_train_mlm(settings: &MlmSettings, device: &Device) -> Result<MlmReport> {
-    let report = train_mlm(settings, device)?;
+    let inputs = MlmInputs::load(settings)?;
+    let report = train_mlm_on(&inputs, settings, device)?;
     if report.step < settings.steps {
         return Ok(report);
     }
-    let vocab = KmerVocab::dnabert(k_of(&settings.config)?);
-    let tokenizer = KmerTokenizer::new(vocab.clone(), settings.config.max_position_embeddings);
-    let corpus = Corpus::read(&settings.corpus, settings.window)?;
-    let heldout = Corpus::read(&settings.heldout, settings.window)?;
-    let validation = MlmValidation::new(
-        &heldout,
-        &tokenizer,
-        settings.eval_windows,
-        settings.batch_size,
-        settings.mask_rate,
-        settings.seed,
-    )?;
+    let counts = kmer_counts(&inputs.corpus, &inputs.vocab);
     let baseline =
-        conditional_frequency_accuracy(validation.batches(), &vocab, &kmer_counts(&corpus, &vocab));
+        conditional_frequency_accuracy(inputs.validation.batches(), &inputs.vocab, &counts);
     let loaded = load_dir(
         &settings.out,
         &settings.out.display().to_string(),
@@ -50,7 +37,7 @@ pub fn run_train_mlm(settings: &MlmSettings, device: &Device) -> Result<MlmRepor
     let facts = MlmFacts {
         baseline_accuracy: baseline,
         corpus_sha256: &sha256_file(&settings.corpus)?,
-        corpus_bases: corpus.bases(),
+        corpus_bases: inputs.corpus.bases(),
         machine: &machine_description(device),
     };
     let card = mlm_card(

@@ -1,7 +1,7 @@
 //! BED interval files (plain or gzip): reader with file:line errors, deterministic gzip writer,
 //! and per-nucleotide tracks over a window (what attributions are compared with).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::Path;
 
 use crate::error::{GenolensError, Result};
@@ -42,12 +42,7 @@ impl BedRecord {
 
 /// Reads every record; `track`, `browser` and `#` lines are skipped.
 pub fn read_bed(path: &Path) -> Result<Vec<BedRecord>> {
-    let file = std::fs::File::open(path).map_err(|e| GenolensError::io(path, e))?;
-    let reader: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
-    } else {
-        Box::new(BufReader::new(file))
-    };
+    let reader = crate::data::open_text(path)?;
     let mut records = Vec::new();
     for (index, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| GenolensError::io(path, e))?;

@@ -1,7 +1,6 @@
 //! A streaming FASTA reader (plain or gzip, multi-line records) whose errors carry file and line.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use crate::data::Example;
@@ -19,12 +18,7 @@ pub struct FastaReader {
 impl FastaReader {
     /// Opens `path`, decompressing when it ends in `.gz`.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
-        let lines: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
-            Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
-        } else {
-            Box::new(BufReader::new(file))
-        };
+        let lines = crate::data::open_text(path)?;
         Ok(FastaReader {
             path: path.to_path_buf(),
             lines,
@@ -198,62 +192,43 @@ mod tests {
         assert_eq!(records[0].sequence, "ACGTACGT");
     }
 
-    #[test]
-    fn errors_name_file_and_line() {
-        let (_dir, path) = write(">a\nACGT\n>\nACGT\n", "bad.fa");
-        let err = FastaReader::open(&path)
+    /// The first error reading `text` as a FASTA file called `name`.
+    fn first_error(text: &str, name: &str) -> String {
+        let (_dir, path) = write(text, name);
+        FastaReader::open(&path)
             .unwrap()
             .find_map(|r| r.err())
-            .unwrap()
-            .to_string();
+            .expect("an error")
+            .to_string()
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let err = first_error(">a\nACGT\n>\nACGT\n", "bad.fa");
         assert!(
             err.contains("bad.fa:3") && err.contains("empty FASTA header"),
             "{err}"
         );
 
-        let (_dir, path) = write("ACGT\n>a\nACGT\n", "nohead.fa");
-        let err = FastaReader::open(&path)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap_err()
-            .to_string();
+        let err = first_error("ACGT\n>a\nACGT\n", "nohead.fa");
         assert!(
             err.contains("nohead.fa:1") && err.contains("before any '>'"),
             "{err}"
         );
 
-        let (_dir, path) = write(">a\nAC1T\n", "digit.fa");
-        let err = FastaReader::open(&path)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap_err()
-            .to_string();
+        let err = first_error(">a\nAC1T\n", "digit.fa");
         assert!(
             err.contains("digit.fa:2") && err.contains("'1'") && err.contains("column 3"),
             "{err}"
         );
 
-        let (_dir, path) = write(">a\nACGTRYN\nacgXt\n", "protein.fa");
-        let err = FastaReader::open(&path)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap_err()
-            .to_string();
+        let err = first_error(">a\nACGTRYN\nacgXt\n", "protein.fa");
         assert!(
             err.contains("protein.fa:3") && err.contains("'X'") && err.contains("column 4"),
             "{err}"
         );
 
-        let (_dir, path) = write(">a\n>b\nACGT\n", "empty.fa");
-        let err = FastaReader::open(&path)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap_err()
-            .to_string();
+        let err = first_error(">a\n>b\nACGT\n", "empty.fa");
         assert!(
             err.contains("empty.fa:1") && err.contains("no sequence"),
             "{err}"

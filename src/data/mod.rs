@@ -45,18 +45,60 @@ impl Default for TableColumns {
 /// A stream of examples from a file.
 pub type ExampleStream = Box<dyn Iterator<Item = Result<Example>>>;
 
-/// Opens a sequence file by extension: .fa/.fasta/.fna (optionally .gz), .csv, .tsv, .parquet.
-pub fn open_sequences(path: &Path, columns: &TableColumns) -> Result<ExampleStream> {
+/// What a sequence file holds, by its extension (case-insensitive, looking through `.gz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// .fa / .fasta / .fna / .fas
+    Fasta,
+    /// .csv
+    Csv,
+    /// .tsv / .txt
+    Tsv,
+    /// .parquet
+    Parquet,
+    /// Anything else.
+    Other,
+}
+
+/// The kind of `path` by extension.
+pub fn file_kind(path: &Path) -> FileKind {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_ascii_lowercase();
     let stem = name.strip_suffix(".gz").unwrap_or(&name);
-    if [".fa", ".fasta", ".fna", ".fas"]
-        .iter()
-        .any(|e| stem.ends_with(e))
-    {
+    let ends = |extensions: &[&str]| extensions.iter().any(|e| stem.ends_with(e));
+    if ends(&[".fa", ".fasta", ".fna", ".fas"]) {
+        FileKind::Fasta
+    } else if ends(&[".csv"]) {
+        FileKind::Csv
+    } else if ends(&[".tsv", ".txt"]) {
+        FileKind::Tsv
+    } else if ends(&[".parquet"]) {
+        FileKind::Parquet
+    } else {
+        FileKind::Other
+    }
+}
+
+/// Opens a text file for reading, decompressing `.gz` / `.bgz` (multi-member, so bgzip works).
+pub fn open_text(path: &Path) -> Result<Box<dyn std::io::BufRead>> {
+    use std::io::BufReader;
+    let file = std::fs::File::open(path).map_err(|e| GenolensError::io(path, e))?;
+    Ok(
+        if path.extension().is_some_and(|e| e == "gz" || e == "bgz") {
+            Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+        } else {
+            Box::new(BufReader::new(file))
+        },
+    )
+}
+
+/// Opens a sequence file by extension: .fa/.fasta/.fna (optionally .gz), .csv, .tsv, .parquet.
+pub fn open_sequences(path: &Path, columns: &TableColumns) -> Result<ExampleStream> {
+    let kind = file_kind(path);
+    if kind == FileKind::Fasta {
         if columns.label.is_some() {
             return Err(GenolensError::Data {
                 path: path.to_path_buf(),
@@ -66,14 +108,11 @@ pub fn open_sequences(path: &Path, columns: &TableColumns) -> Result<ExampleStre
         }
         return Ok(Box::new(fasta::FastaReader::open(path)?));
     }
-    if stem.ends_with(".csv") {
-        return table::read_delimited(path, b',', columns);
-    }
-    if stem.ends_with(".tsv") || stem.ends_with(".txt") {
-        return table::read_delimited(path, b'\t', columns);
-    }
-    if stem.ends_with(".parquet") {
-        return table::read_parquet(path, columns);
+    match kind {
+        FileKind::Csv => return table::read_delimited(path, b',', columns),
+        FileKind::Tsv => return table::read_delimited(path, b'\t', columns),
+        FileKind::Parquet => return table::read_parquet(path, columns),
+        FileKind::Fasta | FileKind::Other => {}
     }
     Err(GenolensError::Data {
         path: path.to_path_buf(),

@@ -7,6 +7,7 @@ use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::data::arrow_values::text_values;
+use crate::data::{file_kind, open_text, FileKind};
 use crate::data::{Example, ExampleStream, TableColumns};
 use crate::error::{GenolensError, Result};
 
@@ -33,39 +34,26 @@ fn column_index(path: &Path, headers: &[String], name: &str) -> Result<usize> {
 
 /// The column names of a CSV/TSV/Parquet table (`None` for FASTA and other non-tables).
 pub fn column_names(path: &Path) -> Result<Option<Vec<String>>> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let stem = name.strip_suffix(".gz").unwrap_or(&name);
-    let delimiter = if stem.ends_with(".csv") {
-        b','
-    } else if stem.ends_with(".tsv") || stem.ends_with(".txt") {
-        b'\t'
-    } else if stem.ends_with(".parquet") {
-        let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| data_error(path, 0, format!("not a readable Parquet file: {e}")))?;
-        let names = builder
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        return Ok(Some(names));
-    } else {
-        return Ok(None);
-    };
-    let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
-    let reader: Box<dyn std::io::Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
+    let delimiter = match file_kind(path) {
+        FileKind::Csv => b',',
+        FileKind::Tsv => b'\t',
+        FileKind::Fasta | FileKind::Other => return Ok(None),
+        FileKind::Parquet => {
+            let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| data_error(path, 0, format!("not a readable Parquet file: {e}")))?;
+            let names = builder
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            return Ok(Some(names));
+        }
     };
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
-        .from_reader(reader);
+        .from_reader(open_text(path)?);
     let headers = reader
         .headers()
         .map_err(|e| data_error(path, 1, format!("unreadable header row: {e}")))?;
@@ -74,15 +62,9 @@ pub fn column_names(path: &Path) -> Result<Option<Vec<String>>> {
 
 /// Streams a delimited text table with a header row.
 pub fn read_delimited(path: &Path, delimiter: u8, columns: &TableColumns) -> Result<ExampleStream> {
-    let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
-    let reader: Box<dyn std::io::Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
-        .from_reader(reader);
+        .from_reader(open_text(path)?);
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| data_error(path, 1, format!("unreadable header row: {e}")))?

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
+use crate::data::{file_kind, open_text, FileKind};
 use crate::error::{GenolensError, Result};
 
 /// One SNV, 0-based position.
@@ -62,19 +63,6 @@ fn data_error(path: &Path, line: usize, message: String) -> GenolensError {
         line,
         message,
     }
-}
-
-fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
-    let file = std::fs::File::open(path).map_err(|e| GenolensError::io(path, e))?;
-    Ok(
-        if path.extension().is_some_and(|e| e == "gz" || e == "bgz") {
-            Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
-                file,
-            )))
-        } else {
-            Box::new(std::io::BufReader::new(file))
-        },
-    )
 }
 
 /// Reads the SNVs of a VCF (plain or bgzip). Multi-allelic sites give one variant per ALT;
@@ -140,8 +128,7 @@ pub fn read_vcf(path: &Path) -> Result<(Vec<Variant>, usize)> {
 /// `variant_pos` (1-based), `ref`, `alt`, `slope`, `pval_nominal`, `pval_nominal_threshold`
 /// (and optionally `variant_id`); labels follow `rule`. Non-SNV rows are skipped and counted.
 pub fn read_qtl_table(path: &Path, rule: QtlLabelRule) -> Result<(Vec<LabelledVariant>, usize)> {
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    let delimiter = if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+    let delimiter = if file_kind(path) == FileKind::Csv {
         b','
     } else {
         b'\t'

@@ -41,3 +41,12 @@ pub fn baseline_sentence(rows: &[SequenceRow]) -> Result<String> {
          {low:.3}–{high:.3}, {BOOTSTRAP_RESAMPLES} resamples, seed 0); `tests/data.rs` checks it."
     ))
 }
+
+/// The README summary of a classification table: class balance per split, then the baseline.
+pub fn classification_summary(rows: &[SequenceRow]) -> Result<String> {
+    Ok(format!(
+        "{}\n\n{}",
+        crate::datasets::rows::balance_table(rows),
+        baseline_sentence(rows)?
+    ))
+}

@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::data::fasta::FastaReader;
-use crate::datasets::baseline::baseline_sentence;
+use crate::datasets::baseline::classification_summary;
 use crate::datasets::genome::is_acgt;
 use crate::datasets::intervals::{Interval, IntervalSet};
-use crate::datasets::rows::{balance_table, write_rows, SequenceRow};
+use crate::datasets::rows::{write_rows, SequenceRow};
 use crate::datasets::{Built, RawInputs};
 use crate::error::{GenolensError, Result};
 
@@ -170,17 +170,11 @@ pub fn build(raw: &RawInputs, out: &Path) -> Result<Built> {
          {overlapping} distal windows whose genomic interval overlaps any proximal window. Windows \
          with N dropped; sequence upper-cased. Coordinates: 0-based half-open dm3, the `-` strand \
          rows are the reverse complement of chrom[start, end). Split: test = {TEST_CHROM}, valid = \
-         {VALID_CHROM}, train = the rest.\n\n{}\n\n{}",
+         {VALID_CHROM}, train = the rest.\n\n{}",
         records.len(),
-        balance_table(&rows),
-        baseline_sentence(&rows)?
+        classification_summary(&rows)?
     );
-    Ok(Built {
-        name: NAME,
-        files: vec![format!("{NAME}.parquet")],
-        rows: rows.len(),
-        text,
-    })
+    Ok(Built::table(NAME, rows.len(), text))
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::datasets::annotation_tables::{read_features, Coordinates, FeatureColumns};
-use crate::datasets::baseline::baseline_sentence;
+use crate::datasets::baseline::classification_summary;
 use crate::datasets::genome::{gc_fraction, is_acgt, reverse_complement, Chromosome};
 use crate::datasets::intervals::PointSet;
-use crate::datasets::rows::{balance_table, write_rows, SequenceRow};
+use crate::datasets::rows::{write_rows, SequenceRow};
 use crate::datasets::{Built, RawInputs};
 use crate::error::Result;
 
@@ -212,14 +212,8 @@ pub fn build(chr: &Chromosome, raw: &RawInputs, out: &std::path::Path) -> Result
          valid < 45 Mb ≤ test (windows straddling a boundary dropped, so no window overlaps \
          another split; pretraining uses chr20 < 45 Mb only). {unmatched} promoters found no GC \
          match and are left out, so every promoter has one GC-matched partner (the classes \
-         differ in sequence, not in GC).\n\n{}\n\n{}",
-        balance_table(&rows),
-        baseline_sentence(&rows)?
+         differ in sequence, not in GC).\n\n{}",
+        classification_summary(&rows)?
     );
-    Ok(Built {
-        name: NAME,
-        files: vec![format!("{NAME}.parquet")],
-        rows: rows.len(),
-        text,
-    })
+    Ok(Built::table(NAME, rows.len(), text))
 }

@@ -85,6 +85,18 @@ pub struct Built {
     pub text: String,
 }
 
+impl Built {
+    /// A dataset that is the one Parquet table `<name>.parquet`.
+    pub fn table(name: &'static str, rows: usize, text: String) -> Self {
+        Built {
+            name,
+            files: vec![format!("{name}.parquet")],
+            rows,
+            text,
+        }
+    }
+}
+
 /// Rebuilds every dataset from `raw` into `out` (normally `data/`), then data/README.md and
 /// data/SHA256SUMS. The pretraining corpus goes to `corpus_dir` (git-ignored).
 pub fn build_all(raw: &Path, out: &Path, corpus_dir: &Path) -> Result<Vec<Built>> {
@@ -106,8 +118,13 @@ pub fn build_all(raw: &Path, out: &Path, corpus_dir: &Path) -> Result<Vec<Built>
     built.push(annotations::build(&chr20, &raw, out)?);
     step(variants::NAME);
     built.push(variants::build(&chr20, &raw, out)?);
-    write_checksums(out, &built)?;
-    std::fs::write(out.join("README.md"), readme(out, &built)?)
+    let checksums = checksums(out, &built)?;
+    let sums: String = committed_files(&built)
+        .into_iter()
+        .map(|file| format!("{}  data/{file}\n", checksums[&file]))
+        .collect();
+    std::fs::write(out.join("SHA256SUMS"), sums).map_err(|e| GenolensError::io(out, e))?;
+    std::fs::write(out.join("README.md"), readme(&built, &checksums))
         .map_err(|e| GenolensError::io(out, e))?;
     Ok(built)
 }
@@ -118,39 +135,37 @@ pub const JASPAR_FILES: [&str; 2] = [
     "jaspar/JASPAR2024_CORE_insects.meme",
 ];
 
-fn write_checksums(out: &Path, built: &[Built]) -> Result<()> {
-    let mut lines = String::new();
-    let files = JASPAR_FILES
+/// Every committed file under `out`: the JASPAR exports, then each dataset's files.
+fn committed_files(built: &[Built]) -> Vec<String> {
+    JASPAR_FILES
         .iter()
         .map(|f| f.to_string())
-        .chain(built.iter().flat_map(|b| b.files.iter().cloned()));
-    for file in files {
-        let sha = sha256_file(&out.join(&file))?;
-        lines.push_str(&format!("{sha}  data/{file}\n"));
-    }
-    std::fs::write(out.join("SHA256SUMS"), lines).map_err(|e| GenolensError::io(out, e))
+        .chain(built.iter().flat_map(|b| b.files.iter().cloned()))
+        .collect()
 }
 
-fn readme(out: &Path, built: &[Built]) -> Result<String> {
+/// sha256 of every committed file, by its path under `out`.
+fn checksums(out: &Path, built: &[Built]) -> Result<std::collections::HashMap<String, String>> {
+    committed_files(built)
+        .into_iter()
+        .map(|file| Ok((file.clone(), sha256_file(&out.join(&file))?)))
+        .collect()
+}
+
+fn readme(built: &[Built], checksums: &std::collections::HashMap<String, String>) -> String {
     let mut text = String::from(include_str!("readme_header.md"));
     text.push_str("\nFiles (sha256):\n\n");
     for file in JASPAR_FILES {
-        text.push_str(&format!(
-            "- `data/{file}` `{}`\n",
-            sha256_file(&out.join(file))?
-        ));
+        text.push_str(&format!("- `data/{file}` `{}`\n", checksums[file]));
     }
     for b in built {
         text.push_str(&format!("\n## `{}`\n\n{}\n", b.name, b.text.trim_end()));
         if !b.files.is_empty() {
             text.push_str("\nFiles (sha256, also in `data/SHA256SUMS`):\n\n");
             for file in &b.files {
-                text.push_str(&format!(
-                    "- `data/{file}` `{}`\n",
-                    sha256_file(&out.join(file))?
-                ));
+                text.push_str(&format!("- `data/{file}` `{}`\n", checksums[file]));
             }
         }
     }
-    Ok(text)
+    text
 }

@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::data::fasta::FastaReader;
-use crate::datasets::baseline::baseline_sentence;
+use crate::datasets::baseline::classification_summary;
 use crate::datasets::genome::{is_acgt, Chromosome};
 use crate::datasets::motif_panel::{fraction_with_hit, jaspar, select};
-use crate::datasets::rows::{balance_table, write_rows, SequenceRow};
+use crate::datasets::rows::{write_rows, SequenceRow};
 use crate::datasets::{Built, RawInputs, JASPAR_FILES};
 use crate::error::{GenolensError, Result};
 use crate::motif::{MotifScanner, ScanOptions};
@@ -136,18 +136,12 @@ pub fn build(chr20: &Chromosome, raw: &RawInputs, out: &Path) -> Result<Built> {
          whose exact region appears in both classes dropped, duplicates within a class kept once. \
          Coordinates checked: {matching} of the {} chr20 peaks equal hg19 chr20 from vt-examples \
          base for base. Split by chromosome: test = {}, valid = {}, train = the rest. Motif \
-         grounding (genolens scan, JASPAR 2024, p < 1e-4, both strands): {}.\n\n{}\n\n{}",
+         grounding (genolens scan, JASPAR 2024, p < 1e-4, both strands): {}.\n\n{}",
         on_chr20.len(),
         TEST_CHROMS.join(", "),
         VALID_CHROMS.join(", "),
         grounding.join("; "),
-        balance_table(&rows),
-        baseline_sentence(&rows)?
+        classification_summary(&rows)?
     );
-    Ok(Built {
-        name: NAME,
-        files: vec![format!("{NAME}.parquet")],
-        rows: rows.len(),
-        text,
-    })
+    Ok(Built::table(NAME, rows.len(), text))
 }

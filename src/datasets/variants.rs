@@ -161,16 +161,25 @@ pub fn build(chr: &Chromosome, raw: &RawInputs, out: &Path) -> Result<Built> {
         } else {
             "none"
         };
-        candidates.push((
-            snp.start,
+        // Label and motif effect are filled in below, once the effects are computed.
+        candidates.push(VariantRow {
             id,
-            reference.clone(),
-            alternative.clone(),
-            split,
-            context.to_vec(),
-            alt_context,
-            annotation,
-        ));
+            sequence: String::from_utf8(context.to_vec()).expect("ACGT"),
+            alt_sequence: String::from_utf8(alt_context).expect("ACGT"),
+            label: 0,
+            label_name: String::new(),
+            split: split.into(),
+            chrom: "chr20".into(),
+            pos: snp.start,
+            r#ref: reference.clone(),
+            alt: alternative.clone(),
+            variant_offset: OFFSET,
+            annotation: annotation.into(),
+            best_motif: String::new(),
+            motif_delta_bits: 0.0,
+            gc: gc_fraction(context),
+            tss_distance: tss_points.distance(snp.start),
+        });
     }
     // The motif effect looks at ±40 bp, enough for every JASPAR matrix (≤ 35 columns) over the SNV.
     let effects: Vec<MotifEffect> = candidates
@@ -179,45 +188,25 @@ pub fn build(chr: &Chromosome, raw: &RawInputs, out: &Path) -> Result<Built> {
             let (from, to) = (OFFSET as usize - 40, OFFSET as usize + 41);
             motif_effect(
                 &scanner,
-                &letter_codes(&c.5[from..to]),
-                &letter_codes(&c.6[from..to]),
+                &letter_codes(&c.sequence.as_bytes()[from..to]),
+                &letter_codes(&c.alt_sequence.as_bytes()[from..to]),
                 40,
             )
         })
         .collect();
-    let row = |c: &(i64, String, String, String, &str, Vec<u8>, Vec<u8>, &str),
-               effect: &MotifEffect,
-               label: i64| VariantRow {
-        id: c.1.clone(),
-        sequence: String::from_utf8(c.5.clone()).expect("ACGT"),
-        alt_sequence: String::from_utf8(c.6.clone()).expect("ACGT"),
-        label,
-        label_name: if label == 1 {
-            "functional_proxy"
-        } else {
-            "background"
-        }
-        .into(),
-        split: c.4.into(),
-        chrom: "chr20".into(),
-        pos: c.0,
-        r#ref: c.2.clone(),
-        alt: c.3.clone(),
-        variant_offset: OFFSET,
-        annotation: c.7.into(),
-        best_motif: effect.motif.clone(),
-        motif_delta_bits: effect.delta_bits,
-        gc: gc_fraction(&c.5),
-        tss_distance: tss_points.distance(c.0),
-    };
     let mut positives = Vec::new();
     let mut pool = Vec::new();
-    for (c, effect) in candidates.iter().zip(&effects) {
-        let annotated = matches!(c.7, "ctcf_peak" | "tf_site" | "promoter");
+    for (mut c, effect) in candidates.into_iter().zip(effects) {
+        c.best_motif = effect.motif;
+        c.motif_delta_bits = effect.delta_bits;
+        let annotated = matches!(c.annotation.as_str(), "ctcf_peak" | "tf_site" | "promoter");
         if annotated && effect.delta_bits >= MIN_DELTA_BITS {
-            positives.push(row(c, effect, 1));
-        } else if c.7 == "none" && effect.delta_bits < MAX_BACKGROUND_DELTA_BITS {
-            pool.push(Some(row(c, effect, 0)));
+            c.label = 1;
+            c.label_name = "functional_proxy".into();
+            positives.push(c);
+        } else if c.annotation == "none" && effect.delta_bits < MAX_BACKGROUND_DELTA_BITS {
+            c.label_name = "background".into();
+            pool.push(Some(c));
         }
     }
     let log_distance = |d: i64| ((d + 1) as f64).log10();
@@ -321,10 +310,5 @@ pub fn build(chr: &Chromosome, raw: &RawInputs, out: &Path) -> Result<Built> {
         mean(1, &|r| log_distance(r.tss_distance)),
         mean(0, &|r| log_distance(r.tss_distance)),
     );
-    Ok(Built {
-        name: NAME,
-        files: vec![format!("{NAME}.parquet")],
-        rows: rows.len(),
-        text,
-    })
+    Ok(Built::table(NAME, rows.len(), text))
 }

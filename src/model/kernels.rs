@@ -225,17 +225,20 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Helpers shared by the kernel unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Var};
+pub(crate) mod test_support {
+    use candle_core::{Device, Tensor};
 
-    fn sample(shape: &[usize], seed: u64) -> Tensor {
-        let mut init = crate::model::weights::RandomInit::new(seed, &Device::Cpu);
-        (init.normal(shape, 1.0).unwrap() * 2.0).unwrap()
+    /// Seeded N(0, std²) values.
+    pub fn normal(shape: &[usize], seed: u64, std: f32) -> Tensor {
+        crate::model::weights::RandomInit::new(seed, &Device::Cpu)
+            .normal(shape, std)
+            .unwrap()
     }
 
-    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
+    /// Largest |a − b|.
+    pub fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
             .abs()
@@ -246,6 +249,17 @@ mod tests {
             .unwrap()
             .to_scalar()
             .unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::max_difference;
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn sample(shape: &[usize], seed: u64) -> Tensor {
+        (super::test_support::normal(shape, seed, 1.0) * 2.0).unwrap()
     }
 
     /// The fused op and its composed reference agree in value and in gradient (f64 reference).

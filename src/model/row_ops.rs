@@ -126,25 +126,11 @@ pub fn softmax_backward(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, Var};
+    use crate::model::kernels::test_support::{max_difference, normal};
+    use candle_core::{DType, Var};
 
     fn sample(shape: &[usize], seed: u64) -> Tensor {
-        crate::model::weights::RandomInit::new(seed, &Device::Cpu)
-            .normal(shape, 1.0)
-            .unwrap()
-    }
-
-    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        normal(shape, seed, 1.0)
     }
 
     #[test]

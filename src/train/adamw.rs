@@ -34,6 +34,16 @@ impl Default for AdamWSettings {
     }
 }
 
+impl AdamWSettings {
+    /// The defaults with another weight decay.
+    pub fn with_weight_decay(weight_decay: f64) -> Self {
+        AdamWSettings {
+            weight_decay,
+            ..Default::default()
+        }
+    }
+}
+
 struct Slot {
     name: String,
     var: Var,

@@ -6,6 +6,18 @@ use crate::model::HookedModel;
 use crate::train::classify::{ClassifierEvaluation, ClassifyReport, ClassifySettings};
 use crate::train::mlm::{MlmReport, MlmSettings};
 
+/// The accelerator's name as the NVIDIA driver reports it (candle does not expose it).
+fn gpu_name() -> String {
+    std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|text| text.lines().next().map(|l| l.trim().to_string()))
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "CUDA device".into())
+}
+
 /// The CPU model and thread count, or the accelerator, this process trains on.
 pub fn machine_description(device: &candle_core::Device) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -20,7 +32,7 @@ pub fn machine_description(device: &candle_core::Device) -> String {
     let threads = rayon::current_num_threads();
     match device {
         candle_core::Device::Cpu => format!("CPU: {cpu}, {threads} threads"),
-        other => format!("{other:?} (host CPU: {cpu}, {threads} threads)"),
+        _ => format!("GPU: {} via candle's cuda feature (host CPU: {cpu}, {threads} threads)", gpu_name()),
     }
 }
 
@@ -52,6 +64,19 @@ pub struct MlmFacts<'a> {
     pub machine: &'a str,
 }
 
+/// This process's command line, program name reduced to `genolens` (the path is machine-specific).
+fn command_line() -> String {
+    std::iter::once("genolens".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Title, architecture line and the "Data" heading every card starts with.
+fn card_header(name: &str, model: &HookedModel) -> String {
+    format!("# {name}\n\n{}.\n\n## Data\n\n", architecture(model))
+}
+
 /// MODEL.md of a pretrained MLM.
 pub fn mlm_card(
     name: &str,
@@ -67,10 +92,7 @@ pub fn mlm_card(
         machine,
     } = *facts;
     let tokens = settings.window - model.config().dnabert_k().unwrap_or(1) + 1 + 2;
-    let mut text = String::new();
-    let _ = writeln!(text, "# {name}\n");
-    let _ = writeln!(text, "{}.\n", architecture(model));
-    let _ = writeln!(text, "## Data\n");
+    let mut text = card_header(name, model);
     let _ = writeln!(
         text,
         "MLM pretraining on `{}` (sha256 `{corpus_sha256}`, {corpus_bases} bases: hg19 chr20 < 45 Mb, see data/README.md `pretrain-corpus`). \
@@ -87,7 +109,8 @@ pub fn mlm_card(
         "- {} steps × {} windows; AdamW (β 0.9/0.999, ε 1e-8, weight decay {} except biases and LayerNorm), peak learning rate {}, {:.0} % linear warm-up then linear decay to 0\n\
          - masking: DNABERT spans of k tokens, {:.0} % of k-mer tokens, 80 % [MASK] / 10 % random / 10 % kept; loss on masked tokens only\n\
          - no dropout; f32; seed {} (init, batches and masks; a resumed run reproduces an uninterrupted one bit for bit)\n\
-         - machine: {machine}; wall time {:.1} min\n",
+         - machine: {machine}; wall time {:.1} min\n\
+         - command: `{}`\n",
         report.step,
         settings.batch_size,
         settings.adamw.weight_decay,
@@ -95,7 +118,8 @@ pub fn mlm_card(
         100.0 * settings.warmup_fraction,
         100.0 * settings.mask_rate,
         settings.seed,
-        report.wall_seconds / 60.0
+        report.wall_seconds / 60.0,
+        command_line()
     );
     let _ = writeln!(text, "## Results (held-out chr20 ≥ 45 Mb)\n");
     let _ = writeln!(
@@ -132,10 +156,7 @@ pub fn classifier_card(
     baseline: (f64, f64, f64),
     machine: &str,
 ) -> String {
-    let mut text = String::new();
-    let _ = writeln!(text, "# {name}\n");
-    let _ = writeln!(text, "{}.\n", architecture(model));
-    let _ = writeln!(text, "## Data\n");
+    let mut text = card_header(name, model);
     let _ = writeln!(
         text,
         "Fine-tuned from `{}` on `{}` (sha256 `{data_sha256}`; splits, derivation and class balance in data/README.md).\n",
@@ -148,7 +169,8 @@ pub fn classifier_card(
         "- {} epochs, batch {}, {} steps; AdamW (weight decay {} except biases and LayerNorm), peak learning rate {}, {:.0} % warm-up then linear decay\n\
          - new parameters drawn from seed {} with BERT's init: {}\n\
          - no dropout; f32; shuffling seed {}\n\
-         - machine: {machine}; wall time {:.1} min\n",
+         - machine: {machine}; wall time {:.1} min\n\
+         - command: `{}`\n",
         settings.epochs,
         settings.batch_size,
         report.steps,
@@ -158,7 +180,8 @@ pub fn classifier_card(
         settings.seed,
         report.initialised.join(", "),
         settings.seed,
-        report.wall_seconds / 60.0
+        report.wall_seconds / 60.0,
+        command_line()
     );
     let _ = writeln!(text, "## Results\n");
     text.push_str(&evaluation_table("Test split", &report.test));

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GenolensError, Result};
@@ -33,6 +33,18 @@ pub fn save_model(
     vocab: &KmerVocab,
     labels: Option<&[String]>,
 ) -> Result<()> {
+    save_model_as(dir, model, vocab, labels, DType::F32)
+}
+
+/// [`save_model`] with the weights stored as `dtype` (f16 halves a committed model; the loader
+/// computes in f32 whatever the stored type).
+pub fn save_model_as(
+    dir: &Path,
+    model: &HookedModel,
+    vocab: &KmerVocab,
+    labels: Option<&[String]>,
+    dtype: DType,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| GenolensError::io(dir, e))?;
     let mut config = model.config().clone();
     config.architectures = Some(vec![model.head_kind().hf_class().to_string()]);
@@ -55,8 +67,8 @@ pub fn save_model(
         .filter(|(name, tensor)| {
             !(name.as_str() == "cls.predictions.decoder.weight" && Some(tensor.id()) == word)
         })
-        .map(|(name, tensor)| (name.clone(), tensor.clone()))
-        .collect();
+        .map(|(name, tensor)| Ok((name.clone(), tensor.to_dtype(dtype)?)))
+        .collect::<Result<_>>()?;
     write_safetensors(&dir.join("model.safetensors"), &tensors)?;
     crate::report::write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
     crate::report::write_atomic(&dir.join("vocab.txt"), vocab.to_file_text().as_bytes())

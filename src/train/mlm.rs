@@ -252,27 +252,67 @@ fn build_model(
 
 /// Trains (or resumes from `out/checkpoint/`) and writes the final model into `out/`.
 pub fn train_mlm(settings: &MlmSettings, device: &Device) -> Result<MlmReport> {
-    let k = k_of(&settings.config)?;
-    let vocab = KmerVocab::dnabert(k);
-    let tokenizer = KmerTokenizer::new(vocab.clone(), settings.config.max_position_embeddings);
+    train_mlm_on(&MlmInputs::load(settings)?, settings, device)
+}
+
+/// What a run reads before it trains: the vocabulary, the training corpus and the fixed held-out
+/// validation set (also what the model card's k-mer baseline is scored on).
+pub struct MlmInputs {
+    /// The k-mer vocabulary.
+    pub vocab: KmerVocab,
+    /// Its tokenizer.
+    pub tokenizer: KmerTokenizer,
+    /// Training windows come from here.
+    pub corpus: Corpus,
+    /// Held-out masked batches.
+    pub validation: MlmValidation,
+}
+
+impl MlmInputs {
+    /// Reads the corpora and draws the validation set.
+    pub fn load(settings: &MlmSettings) -> Result<Self> {
+        let vocab = KmerVocab::dnabert(k_of(&settings.config)?);
+        let tokenizer = KmerTokenizer::new(vocab.clone(), settings.config.max_position_embeddings);
+        let corpus = Corpus::read(&settings.corpus, settings.window)?;
+        let heldout = Corpus::read(&settings.heldout, settings.window)?;
+        let validation = MlmValidation::new(
+            &heldout,
+            &tokenizer,
+            settings.eval_windows,
+            settings.batch_size,
+            settings.mask_rate,
+            settings.seed,
+        )?;
+        Ok(MlmInputs {
+            vocab,
+            tokenizer,
+            corpus,
+            validation,
+        })
+    }
+}
+
+/// [`train_mlm`] on inputs already loaded.
+pub fn train_mlm_on(
+    inputs: &MlmInputs,
+    settings: &MlmSettings,
+    device: &Device,
+) -> Result<MlmReport> {
+    let MlmInputs {
+        vocab,
+        tokenizer,
+        corpus,
+        validation,
+    } = inputs;
+    let k = vocab.k;
     let kmer_ids = vocab.kmer_ids();
     let pad = vocab.special.pad;
-    let corpus = Corpus::read(&settings.corpus, settings.window)?;
-    let heldout = Corpus::read(&settings.heldout, settings.window)?;
-    let validation = MlmValidation::new(
-        &heldout,
-        &tokenizer,
-        settings.eval_windows,
-        settings.batch_size,
-        settings.mask_rate,
-        settings.seed,
-    )?;
     let checkpoint_dir = settings.out.join("checkpoint");
     let Restored {
         model,
         vars,
         resume,
-    } = build_model(settings, &vocab, &checkpoint_dir, device)?;
+    } = build_model(settings, vocab, &checkpoint_dir, device)?;
     let mut optimiser = AdamW::new(vars, settings.adamw)?;
     let (start, mut wall) = match &resume {
         Some((state, moments)) => {
