@@ -25,14 +25,13 @@ motif-fixtures:
     .venv-ref/bin/python tests/reference/make_motif_fixtures.py
 
 # Train the default models from `just data` output with fixed seeds and store them as f16 under
-# data/models/ (scripts/train-defaults.sh). The committed ones were trained on a GPU:
-# `just build-cuda PREFIX` then `GENOLENS=target/cuda/release/genolens just train-defaults cuda
-# STEPS` with the step count their MODEL.md states; on this 2-core CPU a run of that size takes
-# days, so pass fewer steps. Then checks that each folder loads in HF transformers and records the
-# result in its MODEL.md.
-train-defaults DEVICE="cpu" STEPS="3600" BATCH="128":
+# data/models/ (scripts/train-defaults.sh). The committed ones were trained on an H200 GPU:
+# `just build-cuda PREFIX`, then `GENOLENS=target/cuda/release/genolens just train-defaults cuda`
+# (about 7 minutes); on a 2-core CPU the same run takes about 8 hours. Then checks
+# that each folder loads in HF transformers and records the result in its MODEL.md.
+train-defaults DEVICE="cpu" STEPS="1000" BATCH="128" LR="5e-4":
     test -n "${GENOLENS:-}" || cargo build --release
-    bash scripts/train-defaults.sh {{DEVICE}} {{STEPS}} {{BATCH}}
+    bash scripts/train-defaults.sh {{DEVICE}} {{STEPS}} {{BATCH}} {{LR}}
     cargo build --release
     test -x .venv-ref/bin/python || python3 -m venv .venv-ref
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt

@@ -1,19 +1,18 @@
 //! How focused is each head's [CLS] attention? Entropy of the [CLS] row per layer, head and
 //! sequence (valid keys only), plus the mass the row puts on [CLS]/[SEP] (degenerate heads).
-//! Until the default models land it runs on the tiny fixture model; pass --model/--data for real work.
+//! By default: the committed promoter classifier on the human-promoters test split.
 
 use std::path::Path;
 
 use anyhow::Context;
-use genolens::data::{open_sequences, TableColumns};
 use genolens::model::{Batch, BlockSite, HookPoint, Hooks};
 use genolens::experiment::ExperimentContext;
 
 /// Shown by `genolens experiment --list`.
 pub const DESCRIPTION: &str = "[CLS]-row attention entropy and special-token mass per layer/head/sequence";
 
-const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/models/tiny-cls-k6");
-const DEFAULT_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sequences.fa");
+const DEFAULT_MODEL: &str = genolens::defaults::MODEL;
+const DEFAULT_DATA: &str = genolens::defaults::DATA;
 const BATCH_SIZE: usize = 16;
 
 genolens::table_row! {
@@ -32,8 +31,7 @@ genolens::table_row! {
 /// Runs the study.
 pub fn run(context: &mut ExperimentContext) -> anyhow::Result<()> {
     let loaded = context.load_model(DEFAULT_MODEL)?;
-    let data = context.data_file(Path::new(DEFAULT_DATA))?;
-    let examples: Vec<_> = open_sequences(&data, &TableColumns::default())?.collect::<Result<_, _>>()?;
+    let examples = context.sequences(Path::new(DEFAULT_DATA))?;
     let config = loaded.model.config().clone();
     let hooks = Hooks::none().capture("blocks.*.attn.hook_pattern")?;
     let mut table = context.table::<ClsEntropyRow>("cls_attention_entropy")?;

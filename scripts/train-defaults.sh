@@ -3,16 +3,18 @@
 # seeds, then stores them as f16 under data/models/ (each MODEL.md states the measured f32 → f16
 # difference). The f32 originals and the resumable checkpoints stay in the git-ignored WORK folder.
 #
-#   bash scripts/train-defaults.sh [DEVICE] [MLM_STEPS] [MLM_BATCH]
+#   bash scripts/train-defaults.sh [DEVICE] [MLM_STEPS] [MLM_BATCH] [MLM_LR]
 #
 # DEVICE is cpu (default) or cuda (a binary built with `just build-cuda`); GENOLENS names the
-# binary (default target/release/genolens). The committed models were trained with the
-# arguments recorded in their MODEL.md (the command line is in the "Training" section).
+# binary (default target/release/genolens). The defaults are the settings of the committed models
+# (trained on an H200 with `GENOLENS=target/cuda/release/genolens bash scripts/train-defaults.sh
+# cuda`); each MODEL.md records its exact command line in the "Training" section.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${1:-cpu}
-MLM_STEPS=${2:-3600}
+MLM_STEPS=${2:-1000}
 MLM_BATCH=${3:-128}
+MLM_LR=${4:-5e-4}
 GENOLENS=${GENOLENS:-target/release/genolens}
 WORK=${WORK:-data/cache/train}
 OUT=${MODELS:-data/models}
@@ -21,7 +23,7 @@ mkdir -p "$WORK" "$OUT"
 echo "== MLM pretraining: $MLM_STEPS steps x $MLM_BATCH windows of 256 bp on $DEVICE"
 "$GENOLENS" --device "$DEVICE" --seed 1 train mlm --out "$WORK/mini-dnabert6" \
   --layers 6 --hidden 256 --heads 8 --intermediate 1024 --window 256 \
-  --batch-size "$MLM_BATCH" --steps "$MLM_STEPS" --lr 5e-4 --eval-every 500 --checkpoint-every 1000
+  --batch-size "$MLM_BATCH" --steps "$MLM_STEPS" --lr "$MLM_LR" --eval-every 500 --checkpoint-every 1000
 rm -rf "$OUT/mini-dnabert6"
 "$GENOLENS" convert --model "$WORK/mini-dnabert6" --out "$OUT/mini-dnabert6" --dtype f16
 

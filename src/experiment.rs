@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
-use crate::error::Result;
+use crate::data::{open_sequences, Example, TableColumns};
+use crate::defaults;
+use crate::error::{GenolensError, Result};
 use crate::model::{LoadOptions, LoadedModel};
 use crate::report::provenance::now_rfc3339;
 use crate::report::{Provenance, RunRecord, TableRow, TableWriter};
@@ -34,6 +36,11 @@ pub struct RunSettings {
     pub model: Option<String>,
     /// Data override for experiments that accept one.
     pub data: Option<PathBuf>,
+    /// Which rows of a table with a `split` column to use (`all` for every row); default
+    /// [`crate::defaults::SPLIT`].
+    pub split: Option<String>,
+    /// Use only the first N sequences (after the split filter).
+    pub limit: Option<usize>,
 }
 
 /// What an experiment sees: where to write, which seed and device, and provenance bookkeeping.
@@ -106,6 +113,70 @@ impl ExperimentContext {
         self.provenance = self.provenance.clone().with_data_file(&path)?;
         self.set_config("data", path.display().to_string());
         Ok(path)
+    }
+
+    /// The sequences a study runs on: `--data` (or `default`), recorded like [`Self::data_file`];
+    /// from a table with a `split` column only the rows of `--split` (default
+    /// [`crate::defaults::SPLIT`]; `all` keeps every row); then the first `--limit`. A table's
+    /// `label` column becomes each example's label. Split and limit go into run.json.
+    pub fn sequences(&mut self, default: &Path) -> Result<Vec<Example>> {
+        let path = self.data_file(default)?;
+        let columns = crate::data::table::column_names(&path)?.unwrap_or_default();
+        let has = |name: &str| columns.iter().any(|c| c == name);
+        let read = |label: Option<&str>| -> Result<Vec<Example>> {
+            let columns = TableColumns {
+                label: label.map(str::to_string),
+                ..Default::default()
+            };
+            open_sequences(&path, &columns)?.collect()
+        };
+        let mut examples = read(has("label").then_some("label"))?;
+        let split = match (&self.settings.split, has("split")) {
+            (Some(all), _) if all == "all" => "all".to_string(),
+            (Some(split), false) => {
+                return Err(GenolensError::Data {
+                    path: path.clone(),
+                    line: 0,
+                    message: format!("--split {split} needs a table with a `split` column"),
+                })
+            }
+            (None, false) => "all".to_string(),
+            (split, true) => split.clone().unwrap_or_else(|| defaults::SPLIT.to_string()),
+        };
+        if split != "all" {
+            let splits: Vec<String> = read(Some("split"))?
+                .into_iter()
+                .map(|e| e.label.unwrap_or_default())
+                .collect();
+            let mut names: Vec<&String> = splits.iter().collect();
+            names.sort();
+            names.dedup();
+            let names = names
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            examples = examples
+                .into_iter()
+                .zip(&splits)
+                .filter(|(_, s)| **s == split)
+                .map(|(e, _)| e)
+                .collect();
+            if examples.is_empty() {
+                return Err(GenolensError::Data {
+                    path: path.clone(),
+                    line: 0,
+                    message: format!("no rows in split {split:?} (the table has: {names})"),
+                });
+            }
+        }
+        if let Some(limit) = self.settings.limit {
+            examples.truncate(limit);
+        }
+        self.set_config("split", split);
+        self.set_config("limit", self.settings.limit);
+        self.set_config("sequences", examples.len());
+        Ok(examples)
     }
 
     /// Records a setting in run.json.

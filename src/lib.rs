@@ -8,6 +8,7 @@ pub mod bench;
 pub mod commands;
 pub mod data;
 pub mod datasets;
+pub mod defaults;
 pub mod device;
 pub mod error;
 pub mod experiment;

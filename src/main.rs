@@ -32,8 +32,9 @@ struct Cli {
 enum Command {
     /// Describe a model: config, parameter count, hook names, tokenizer facts.
     Inspect {
-        /// Model folder (config.json, vocab.txt, weights) or Hugging Face hub id.
-        #[arg(long)]
+        /// Model folder (config.json, vocab.txt, weights) or Hugging Face hub id (default: the
+        /// committed mini-dnabert6-promoters).
+        #[arg(long, default_value = genolens::defaults::MODEL)]
         model: String,
         /// Reproduce DNABERT's pretraining-time MLM logits (output bias added twice).
         #[arg(long)]
@@ -41,8 +42,8 @@ enum Command {
     },
     /// Write one pooled vector per sequence from any hook to Parquet (long format).
     Embed {
-        /// Model folder or hub id.
-        #[arg(long)]
+        /// Model folder or hub id (default: the committed mini-dnabert6-promoters).
+        #[arg(long, default_value = genolens::defaults::MODEL)]
         model: String,
         /// Sequences: FASTA (.fa/.fasta[.gz]), CSV, TSV or Parquet table.
         #[arg(long)]
@@ -74,6 +75,21 @@ enum Command {
         #[command(subcommand)]
         action: DataCommand,
     },
+    /// A classifier's test AUROC and per-class accuracy, compared with the k-mer baseline (paired bootstrap).
+    Evaluate {
+        /// Classifier folder or hub id (default: the committed mini-dnabert6-promoters).
+        #[arg(long, default_value = genolens::defaults::MODEL)]
+        model: String,
+        /// Dataset table with sequence, label and split columns.
+        #[arg(long, default_value = genolens::defaults::DATA)]
+        data: PathBuf,
+        /// Sequences per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Append the result to the model folder's MODEL.md.
+        #[arg(long)]
+        append_to_card: bool,
+    },
     /// Store a model folder's weights as another type (f16 for committing), measuring the change.
     Convert {
         /// Model folder to read (f32).
@@ -104,12 +120,19 @@ enum Command {
         /// List the experiments.
         #[arg(long)]
         list: bool,
-        /// Model override (folder or hub id).
+        /// Model override, folder or hub id (default: the experiment's; most use the committed
+        /// mini-dnabert6-promoters).
         #[arg(long)]
         model: Option<String>,
-        /// Data override.
+        /// Data override (default: the experiment's; most use data/human-promoters.parquet).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Rows of a table with a `split` column to use: train, valid, test (default) or all.
+        #[arg(long)]
+        split: Option<String>,
+        /// Use only the first N sequences.
+        #[arg(long)]
+        limit: Option<usize>,
         /// Output root.
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
@@ -515,6 +538,31 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Data { action } => run_data(action, cli.seed)?,
         Command::Train { action } => run_train(action, cli.seed, &device)?,
+        Command::Evaluate {
+            model,
+            data,
+            batch_size,
+            append_to_card,
+        } => {
+            let options = LoadOptions {
+                device: device.clone(),
+                ..Default::default()
+            };
+            let loaded =
+                load(&model, &options).with_context(|| format!("loading model {model}"))?;
+            let evaluation =
+                genolens::commands::evaluate::run_evaluate(&loaded, &data, batch_size)?;
+            let text = evaluation.markdown(&data);
+            println!("{text}");
+            if append_to_card {
+                let card = loaded.source.dir.join("MODEL.md");
+                let mut existing = std::fs::read_to_string(&card).unwrap_or_default();
+                existing.push_str(&format!(
+                    "\n## Evaluated with `genolens evaluate`\n\n{text}"
+                ));
+                genolens::report::write_atomic(&card, existing.as_bytes())?;
+            }
+        }
         Command::Convert {
             model,
             out,
@@ -549,6 +597,8 @@ fn main() -> anyhow::Result<()> {
             list,
             model,
             data,
+            split,
+            limit,
             reports,
             run_id,
         } => {
@@ -570,6 +620,8 @@ fn main() -> anyhow::Result<()> {
                 device,
                 model,
                 data,
+                split,
+                limit,
             };
             let mut context = ExperimentContext::new(experiment.name, settings)?;
             (experiment.run)(&mut context).with_context(|| format!("experiment {name}"))?;

@@ -26,3 +26,13 @@ pub fn spinner(message: &str) -> ProgressBar {
     bar.set_message(message.to_string());
     bar
 }
+
+/// Prints a line above `bar`, or to stderr when the bar is hidden (not a terminal), so the lines
+/// that matter (validation results) reach logs of non-interactive runs too.
+pub fn report_line(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}

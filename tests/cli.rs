@@ -244,9 +244,14 @@ fn the_binary_runs_inspect_embed_and_experiments() {
     let list = genolens(&["experiment", "--list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("attention-entropy"));
     let reports = out.path().join("reports");
+    let cls_k6 = fixture_model("tiny-cls-k6");
     let experiment = genolens(&[
         "experiment",
         "attention-entropy",
+        "--model",
+        cls_k6.to_str().unwrap(),
+        "--data",
+        fasta.to_str().unwrap(),
         "--reports",
         reports.to_str().unwrap(),
         "--run-id",
@@ -365,5 +370,47 @@ fn the_binary_runs_the_data_commands_and_names_bad_input() {
             && text(&mismatch).contains("\"G\""),
         "{}",
         text(&mismatch)
+    );
+}
+
+#[test]
+fn the_main_study_runs_on_the_committed_default_model_and_data() {
+    let out = tempfile::tempdir().unwrap();
+    let reports = out.path().join("reports");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "experiment",
+            "attention-entropy",
+            "--reports",
+            reports.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        genolens(&args)
+    };
+    let experiment = run(&["--limit", "3", "--run-id", "defaults"]);
+    assert!(
+        experiment.status.success(),
+        "{}",
+        String::from_utf8_lossy(&experiment.stderr)
+    );
+    let table = reports.join("attention-entropy/defaults/cls_attention_entropy.parquet");
+    let rows: usize = read_table(&table).iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 3 * 6 * 8, "3 test sequences x 6 layers x 8 heads");
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(reports.join("attention-entropy/defaults/run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["config"]["split"], "test");
+    assert!(record["config"]["model"]
+        .as_str()
+        .unwrap()
+        .ends_with("data/models/mini-dnabert6-promoters"));
+
+    let wrong = run(&["--split", "holdout", "--run-id", "wrong"]);
+    assert!(!wrong.status.success());
+    let message = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        message.contains("holdout") && message.contains("test, train, valid"),
+        "{message}"
     );
 }

@@ -78,9 +78,10 @@ fn compare(
         let batch = Batch::from_tokenized(&[tokens], before.tokenizer.vocab.special.pad, device)?;
         let a = before.model.forward(&batch, &Hooks::none())?;
         let b = after.model.forward(&batch, &Hooks::none())?;
-        check.max_hidden_difference = check
-            .max_hidden_difference
-            .max(max_abs_difference(&a.last_hidden_state, &b.last_hidden_state)?);
+        check.max_hidden_difference = check.max_hidden_difference.max(max_abs_difference(
+            &a.last_hidden_state,
+            &b.last_hidden_state,
+        )?);
         if let (Some(x), Some(y)) = (&a.logits, &b.logits) {
             check.max_logit_difference = check.max_logit_difference.max(max_abs_difference(x, y)?);
             if is_classifier {
@@ -187,7 +188,11 @@ mod tests {
         assert!(check.max_probability_difference.is_some());
         let card = std::fs::read_to_string(out.join("MODEL.md")).unwrap();
         assert!(card.contains("## Stored as f16"), "{card}");
-        let stored = candle_core::safetensors::load(out.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+        let stored = candle_core::safetensors::load(
+            out.join("model.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
         assert!(stored.values().all(|t| t.dtype() == DType::F16));
     }
 
@@ -196,6 +201,9 @@ mod tests {
         let model = Path::new("tests/fixtures/models/tiny-cls-k6");
         let err = run_convert(model, model, DType::F16, Path::new("x.fa"), 1).unwrap_err();
         assert!(err.to_string().contains("must differ"), "{err}");
-        assert!(parse_dtype("f8").unwrap_err().to_string().contains("f16, bf16 or f32"));
+        assert!(parse_dtype("f8")
+            .unwrap_err()
+            .to_string()
+            .contains("f16, bf16 or f32"));
     }
 }

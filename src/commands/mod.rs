@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod data_info;
 pub mod embed;
+pub mod evaluate;
 pub mod inspect;
 pub mod motif_scan;
 pub mod train;

@@ -2,7 +2,7 @@
 
 use candle_core::Device;
 
-use crate::datasets::baseline::baseline_test_auroc;
+use crate::datasets::baseline::compare_with_baseline;
 use crate::datasets::rows::read_sequence_rows;
 use crate::error::Result;
 use crate::model::load::sha256_file;
@@ -54,7 +54,8 @@ pub fn run_train_mlm(settings: &MlmSettings, device: &Device) -> Result<MlmRepor
 /// Fine-tunes, evaluates against the k-mer baseline, writes `out/MODEL.md`.
 pub fn run_train_classify(settings: &ClassifySettings, device: &Device) -> Result<ClassifyReport> {
     let report = train_classifier(settings, device)?;
-    let baseline = baseline_test_auroc(&read_sequence_rows(&settings.data)?)?;
+    let baseline =
+        compare_with_baseline(&read_sequence_rows(&settings.data)?, &report.test.scores)?;
     let loaded = load_dir(
         &settings.out,
         &settings.out.display().to_string(),
@@ -66,7 +67,7 @@ pub fn run_train_classify(settings: &ClassifySettings, device: &Device) -> Resul
         settings,
         &report,
         &sha256_file(&settings.data)?,
-        baseline,
+        &baseline,
         &machine_description(device),
     );
     crate::report::write_atomic(&settings.out.join("MODEL.md"), card.as_bytes())?;

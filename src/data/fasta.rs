@@ -180,7 +180,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.fa.gz");
         let mut encoder = flate2::write::GzEncoder::new(
-            File::create(&path).unwrap(),
+            std::fs::File::create(&path).unwrap(),
             flate2::Compression::default(),
         );
         encoder.write_all(b">s\nACGTACGT\n").unwrap();

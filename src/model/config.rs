@@ -59,6 +59,10 @@ pub struct ModelConfig {
     /// DNABERT's transformers-2.5 fork added the MLM output bias twice; set to reproduce it.
     #[serde(default)]
     pub legacy_double_bias: bool,
+    /// HF's `tie_word_embeddings` (absent = true): `false` says the MLM decoder is its own
+    /// matrix, so every transformers version loads the file as it is rather than tying it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie_word_embeddings: Option<bool>,
 }
 
 fn default_activation() -> Activation {
@@ -176,6 +180,7 @@ impl ModelConfig {
             id2label: None,
             architectures: None,
             legacy_double_bias: false,
+            tie_word_embeddings: None,
         }
     }
 

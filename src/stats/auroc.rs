@@ -48,6 +48,54 @@ pub struct AurocEstimate {
     pub high: f64,
 }
 
+/// `statistic` on `resamples` bootstrap draws of `n` indices with replacement (seeded); draws where
+/// it is undefined (one class only) are skipped. Sorted.
+fn bootstrap(
+    n: usize,
+    resamples: usize,
+    seed: u64,
+    statistic: impl Fn(&[usize]) -> Option<f64>,
+) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut draws = Vec::with_capacity(resamples);
+    let mut indices = vec![0usize; n];
+    for _ in 0..resamples {
+        for index in indices.iter_mut() {
+            *index = rng.random_range(0..n);
+        }
+        if let Some(value) = statistic(&indices) {
+            draws.push(value);
+        }
+    }
+    draws.sort_by(f64::total_cmp);
+    draws
+}
+
+/// The central `level` percentile interval of sorted draws (`value` itself when there are none).
+fn percentile_interval(value: f64, draws: &[f64], level: f64) -> AurocEstimate {
+    if draws.is_empty() {
+        return AurocEstimate {
+            value,
+            low: value,
+            high: value,
+        };
+    }
+    let quantile =
+        |q: f64| draws[((q * (draws.len() - 1) as f64).round() as usize).min(draws.len() - 1)];
+    let tail = (1.0 - level) / 2.0;
+    AurocEstimate {
+        value,
+        low: quantile(tail),
+        high: quantile(1.0 - tail),
+    }
+}
+
+fn auroc_of(scores: &[f64], labels: &[bool], indices: &[usize]) -> Option<f64> {
+    let s: Vec<f64> = indices.iter().map(|&i| scores[i]).collect();
+    let l: Vec<bool> = indices.iter().map(|&i| labels[i]).collect();
+    auroc(&s, &l)
+}
+
 /// AUROC and its `level` (e.g. 0.95) percentile bootstrap interval.
 pub fn auroc_with_ci(
     scores: &[f64],
@@ -57,29 +105,28 @@ pub fn auroc_with_ci(
     seed: u64,
 ) -> Option<AurocEstimate> {
     let value = auroc(scores, labels)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n = scores.len();
-    let mut draws = Vec::with_capacity(resamples);
-    let (mut s, mut l) = (vec![0.0; n], vec![false; n]);
-    for _ in 0..resamples {
-        for k in 0..n {
-            let i = rng.random_range(0..n);
-            s[k] = scores[i];
-            l[k] = labels[i];
-        }
-        if let Some(a) = auroc(&s, &l) {
-            draws.push(a);
-        }
-    }
-    draws.sort_by(f64::total_cmp);
-    let quantile =
-        |q: f64| draws[((q * (draws.len() - 1) as f64).round() as usize).min(draws.len() - 1)];
-    let tail = (1.0 - level) / 2.0;
-    Some(AurocEstimate {
-        value,
-        low: quantile(tail),
-        high: quantile(1.0 - tail),
-    })
+    let draws = bootstrap(scores.len(), resamples, seed, |indices| {
+        auroc_of(scores, labels, indices)
+    });
+    Some(percentile_interval(value, &draws, level))
+}
+
+/// AUROC(`a`) − AUROC(`b`) on the same examples, with a paired percentile bootstrap interval
+/// (each draw resamples examples once and scores both): the fair way to ask whether one model
+/// beats another on one test set, since their errors are correlated.
+pub fn auroc_difference_with_ci(
+    a: &[f64],
+    b: &[f64],
+    labels: &[bool],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+) -> Option<AurocEstimate> {
+    let value = auroc(a, labels)? - auroc(b, labels)?;
+    let draws = bootstrap(labels.len(), resamples, seed, |indices| {
+        Some(auroc_of(a, labels, indices)? - auroc_of(b, labels, indices)?)
+    });
+    Some(percentile_interval(value, &draws, level))
 }
 
 #[cfg(test)]
@@ -119,5 +166,23 @@ mod tests {
             auroc_with_ci(&scores, &labels, 200, 0.95, 1),
             "seeded"
         );
+    }
+
+    #[test]
+    fn paired_difference_is_zero_against_itself_and_signed() {
+        let labels: Vec<bool> = (0..300).map(|i| i % 3 == 0).collect();
+        let good: Vec<f64> = (0..300)
+            .map(|i| if labels[i] { 1.0 } else { 0.0 } + (i % 7) as f64 * 0.2)
+            .collect();
+        let noise: Vec<f64> = (0..300).map(|i| ((i * 37) % 11) as f64).collect();
+        let same = auroc_difference_with_ci(&good, &good, &labels, 200, 0.95, 1).unwrap();
+        assert_eq!((same.value, same.low, same.high), (0.0, 0.0, 0.0));
+        let better = auroc_difference_with_ci(&good, &noise, &labels, 200, 0.95, 1).unwrap();
+        assert!(
+            better.low > 0.0 && better.value <= better.high,
+            "{better:?}"
+        );
+        let worse = auroc_difference_with_ci(&noise, &good, &labels, 200, 0.95, 1).unwrap();
+        assert!((worse.value + better.value).abs() < 1e-12 && worse.high < 0.0);
     }
 }

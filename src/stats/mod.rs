@@ -2,4 +2,4 @@
 
 pub mod auroc;
 
-pub use auroc::{auroc, auroc_with_ci, AurocEstimate};
+pub use auroc::{auroc, auroc_difference_with_ci, auroc_with_ci, AurocEstimate};

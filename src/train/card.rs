@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::datasets::baseline::BaselineComparison;
 use crate::model::HookedModel;
 use crate::train::classify::{ClassifierEvaluation, ClassifyReport, ClassifySettings};
 use crate::train::mlm::{MlmReport, MlmSettings};
@@ -32,7 +33,10 @@ pub fn machine_description(device: &candle_core::Device) -> String {
     let threads = rayon::current_num_threads();
     match device {
         candle_core::Device::Cpu => format!("CPU: {cpu}, {threads} threads"),
-        _ => format!("GPU: {} via candle's cuda feature (host CPU: {cpu}, {threads} threads)", gpu_name()),
+        _ => format!(
+            "GPU: {} via candle's cuda feature (host CPU: {cpu}, {threads} threads)",
+            gpu_name()
+        ),
     }
 }
 
@@ -153,7 +157,7 @@ pub fn classifier_card(
     settings: &ClassifySettings,
     report: &ClassifyReport,
     data_sha256: &str,
-    baseline: (f64, f64, f64),
+    baseline: &BaselineComparison,
     machine: &str,
 ) -> String {
     let mut text = card_header(name, model);
@@ -185,13 +189,7 @@ pub fn classifier_card(
     );
     let _ = writeln!(text, "## Results\n");
     text.push_str(&evaluation_table("Test split", &report.test));
-    let (value, low, high) = baseline;
-    let _ = writeln!(
-        text,
-        "\nk-mer logistic baseline (data/README.md) on the same test split: AUROC {value:.3} (95 % CI {low:.3}–{high:.3}). \
-         Difference: {:+.3} AUROC.\n",
-        report.test.auroc.value - value
-    );
+    let _ = writeln!(text, "\n{}\n", baseline.sentence());
     if let Some(last) = report.valid.last() {
         text.push('\n');
         text.push_str(&evaluation_table(

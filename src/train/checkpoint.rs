@@ -62,6 +62,10 @@ pub fn save_model_as(
     let word = parameters
         .get("bert.embeddings.word_embeddings.weight")
         .map(|t| t.id());
+    if let Some(decoder) = parameters.get("cls.predictions.decoder.weight") {
+        // An untied decoder must say so, or transformers < 5 would overwrite it on load.
+        config.tie_word_embeddings = (Some(decoder.id()) != word).then_some(false);
+    }
     let tensors: HashMap<String, Tensor> = parameters
         .iter()
         .filter(|(name, tensor)| {

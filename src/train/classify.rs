@@ -56,6 +56,8 @@ pub struct ClassifierEvaluation {
     pub per_class: Vec<(i64, String, usize, usize)>,
     /// Overall accuracy.
     pub accuracy: f64,
+    /// P(label 1) for each row, in the order evaluated.
+    pub scores: Vec<f64>,
 }
 
 /// What a fine-tuning run reports.
@@ -160,6 +162,7 @@ pub fn evaluate_classifier(
         auroc,
         per_class,
         accuracy,
+        scores: positive,
     })
 }
 
@@ -285,12 +288,15 @@ pub fn train_classifier(settings: &ClassifySettings, device: &Device) -> Result<
                 evaluation.accuracy
             )
             .map_err(|e| GenolensError::io(&log_path, e))?;
-            progress.println(format!(
-                "epoch {}: valid AUROC {:.4}, accuracy {:.4}",
-                epoch + 1,
-                evaluation.auroc.value,
-                evaluation.accuracy
-            ));
+            crate::progress::report_line(
+                &progress,
+                format!(
+                    "epoch {}: valid AUROC {:.4}, accuracy {:.4}",
+                    epoch + 1,
+                    evaluation.auroc.value,
+                    evaluation.accuracy
+                ),
+            );
             valid_reports.push(evaluation);
         }
     }

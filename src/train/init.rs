@@ -7,11 +7,13 @@ use crate::model::source::TensorSource;
 use crate::model::weights::{RandomInit, WeightTaker};
 
 /// HF's BERT initialisation (`_init_weights`): weights and embeddings N(0, 0.02) with the [PAD]
-/// embedding row zero, biases 0, LayerNorm γ 1 and β 0. Depends only on the seed.
+/// embedding row zero, biases 0, LayerNorm γ 1 and β 0, and the MLM decoder tied to the word
+/// embeddings (BERT's and DNABERT's `tie_word_embeddings`). Depends only on the seed.
 pub struct BertInit {
     random: RandomInit,
     device: Device,
     pad_id: usize,
+    word_embeddings: Option<Tensor>,
 }
 
 impl BertInit {
@@ -21,6 +23,7 @@ impl BertInit {
             random: RandomInit::new(seed, device),
             device: device.clone(),
             pad_id: pad_id as usize,
+            word_embeddings: None,
         }
     }
 }
@@ -33,10 +36,22 @@ impl TensorSource for BertInit {
         if name.ends_with(".bias") {
             return Ok(Tensor::zeros(shape, DType::F32, &self.device)?);
         }
+        if name == "cls.predictions.decoder.weight" {
+            if let Some(word) = self.word_embeddings.as_ref().filter(|w| w.dims() == shape) {
+                // The same tensor, so a VarSource makes one Var of both: tied in training too.
+                return Ok(word.clone());
+            }
+        }
         let tensor = self.random.normal(shape, 0.02)?;
-        if name == "bert.embeddings.word_embeddings.weight" && self.pad_id < shape[0] {
-            let zero = Tensor::zeros((1, shape[1]), DType::F32, &self.device)?;
-            return Ok(tensor.slice_assign(&[self.pad_id..self.pad_id + 1, 0..shape[1]], &zero)?);
+        if name == "bert.embeddings.word_embeddings.weight" {
+            let tensor = if self.pad_id < shape[0] {
+                let zero = Tensor::zeros((1, shape[1]), DType::F32, &self.device)?;
+                tensor.slice_assign(&[self.pad_id..self.pad_id + 1, 0..shape[1]], &zero)?
+            } else {
+                tensor
+            };
+            self.word_embeddings = Some(tensor.clone());
+            return Ok(tensor);
         }
         Ok(tensor)
     }
@@ -72,5 +87,32 @@ impl TensorSource for EncoderWithNewHead {
             return self.head.take(name, shape);
         }
         self.checkpoint.take(name, shape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::source::VarSource;
+    use crate::model::{HeadKind, HookedModel, ModelConfig};
+
+    #[test]
+    fn a_fresh_mlm_trains_one_matrix_for_embeddings_and_decoder() {
+        let config = ModelConfig::bert(4usize.pow(3) + 5, 1, 16, 2, 32, 16);
+        let mut init = BertInit::new(0, 0, &Device::Cpu);
+        let mut vars = VarSource::new(&mut init);
+        let model =
+            HookedModel::build(&config, HeadKind::MaskedLm, &mut vars, &Device::Cpu).unwrap();
+        let names: Vec<&str> = vars.vars.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"bert.embeddings.word_embeddings.weight"));
+        assert!(
+            !names.contains(&"cls.predictions.decoder.weight"),
+            "{names:?}"
+        );
+        let parameters = model.named_parameters();
+        assert_eq!(
+            parameters["cls.predictions.decoder.weight"].id(),
+            parameters["bert.embeddings.word_embeddings.weight"].id()
+        );
     }
 }

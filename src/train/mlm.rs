@@ -24,6 +24,7 @@ use crate::train::corpus::Corpus;
 use crate::train::init::BertInit;
 use crate::train::masking::{mask_spans, MaskedBatch};
 use crate::train::schedule::linear_warmup_decay;
+use crate::train::timing::{Phase, StepTimer};
 
 /// Everything an MLM run depends on.
 #[derive(Debug, Clone)]
@@ -333,9 +334,11 @@ pub fn train_mlm_on(
     let mut recent: Vec<f64> = Vec::new();
     let mut last_eval = None;
     let mut clock = Instant::now();
+    let mut timer = StepTimer::default();
     for step in start..end {
+        timer.start_step();
         let (windows, mut rng) = corpus.batch(settings.seed, step, settings.batch_size);
-        let (ids, lengths) = window_ids(&tokenizer, &windows)?;
+        let (ids, lengths) = window_ids(tokenizer, &windows)?;
         let masked = mask_spans(
             &ids,
             &lengths,
@@ -345,11 +348,15 @@ pub fn train_mlm_on(
             &kmer_ids,
             &mut rng,
         );
+        timer.end(Phase::Batch, device)?;
         let (loss, _) = masked_lm_loss(&model, &masked, pad, device)?;
+        timer.end(Phase::Forward, device)?;
         let grads = loss.backward()?;
+        timer.end(Phase::Backward, device)?;
         let lr = linear_warmup_decay(step, settings.steps, warmup, settings.learning_rate);
         optimiser.step(&grads, lr)?;
         let loss = loss.to_scalar::<f32>()? as f64;
+        timer.end(Phase::Update, device)?;
         recent.push(loss);
         if recent.len() > 50 {
             recent.remove(0);
@@ -362,12 +369,16 @@ pub fn train_mlm_on(
                 "\t{:.5}\t{:.5}",
                 evaluation.loss, evaluation.accuracy
             ));
-            progress.println(format!(
-                "step {done}: train loss {:.4}, held-out loss {:.4}, accuracy {:.4}",
-                recent.iter().sum::<f64>() / recent.len() as f64,
-                evaluation.loss,
-                evaluation.accuracy
-            ));
+            crate::progress::report_line(
+                &progress,
+                format!(
+                    "step {done}: train loss {:.4}, held-out loss {:.4}, accuracy {:.4} ({})",
+                    recent.iter().sum::<f64>() / recent.len() as f64,
+                    evaluation.loss,
+                    evaluation.accuracy,
+                    timer.summary(),
+                ),
+            );
             last_eval = Some(evaluation);
         } else {
             line.push_str("\t\t");
@@ -378,7 +389,7 @@ pub fn train_mlm_on(
         if done % settings.checkpoint_every == 0 || done == end {
             wall += clock.elapsed().as_secs_f64();
             clock = Instant::now();
-            save_model(&checkpoint_dir, &model, &vocab, None)?;
+            save_model(&checkpoint_dir, &model, vocab, None)?;
             let state = TrainerState {
                 step: done,
                 total_steps: settings.steps,
@@ -395,7 +406,7 @@ pub fn train_mlm_on(
         None => validation.evaluate(&model, pad, device)?,
     };
     if end == settings.steps {
-        save_model(&settings.out, &model, &vocab, None)?;
+        save_model(&settings.out, &model, vocab, None)?;
     }
     Ok(MlmReport {
         step: end,

@@ -11,3 +11,4 @@ pub mod kmer_baseline;
 pub mod masking;
 pub mod mlm;
 pub mod schedule;
+pub mod timing;

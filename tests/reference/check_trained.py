@@ -52,7 +52,8 @@ def check(model_dir: Path):
     config = json.loads((model_dir / "config.json").read_text())
     architecture = (config.get("architectures") or ["BertForMaskedLM"])[0]
     cls = BertForSequenceClassification if architecture == "BertForSequenceClassification" else BertForMaskedLM
-    model = cls.from_pretrained(model_dir).eval()
+    # float32 compute, as genolens does (transformers 5 would otherwise keep an f16 checkpoint in f16).
+    model = cls.from_pretrained(model_dir, dtype=torch.float32).eval()
     vocab = {t: i for i, t in enumerate((model_dir / "vocab.txt").read_text().splitlines())}
     k = len(next(t for t in vocab if not t.startswith("[")))
     seqs = sequences()

@@ -1,0 +1,102 @@
+//! `genolens evaluate`: a classifier's held-out AUROC, per-class accuracy, and a paired bootstrap
+//! comparison with the dataset's k-mer logistic baseline (the model-card numbers, for any model).
+
+use std::path::Path;
+
+use crate::datasets::baseline::{compare_with_baseline, BaselineComparison};
+use crate::datasets::rows::{read_sequence_rows, SequenceRow};
+use crate::error::{GenolensError, Result};
+use crate::model::{HeadKind, LoadedModel};
+use crate::train::classify::{evaluate_classifier, ClassifierEvaluation};
+
+/// A classifier's test-split evaluation and its comparison with the baseline.
+pub struct Evaluation {
+    /// AUROC, per-class accuracy and scores on the test split.
+    pub test: ClassifierEvaluation,
+    /// Against the k-mer logistic baseline on the same rows.
+    pub baseline: BaselineComparison,
+}
+
+/// Evaluates `loaded` (a sequence classifier) on the test split of the dataset table `data`.
+pub fn run_evaluate(loaded: &LoadedModel, data: &Path, batch_size: usize) -> Result<Evaluation> {
+    if !matches!(
+        loaded.model.head_kind(),
+        HeadKind::SequenceClassification { .. }
+    ) {
+        return Err(GenolensError::Config {
+            path: loaded.source.dir.join("config.json"),
+            message: format!(
+                "evaluate needs a sequence classifier, and {} is a {}",
+                loaded.source.id,
+                loaded.model.head_kind().hf_class()
+            ),
+        });
+    }
+    let rows = read_sequence_rows(data)?;
+    let test: Vec<&SequenceRow> = rows.iter().filter(|r| r.split == "test").collect();
+    if test.is_empty() {
+        return Err(GenolensError::Data {
+            path: data.to_path_buf(),
+            line: 0,
+            message: "no rows with split = test".into(),
+        });
+    }
+    let evaluation = evaluate_classifier(
+        &loaded.model,
+        &loaded.tokenizer,
+        &test,
+        batch_size,
+        loaded.model.device(),
+    )?;
+    let baseline = compare_with_baseline(&rows, &evaluation.scores)?;
+    Ok(Evaluation {
+        test: evaluation,
+        baseline,
+    })
+}
+
+impl Evaluation {
+    /// Markdown: the test AUROC, per-class accuracy and the baseline comparison.
+    pub fn markdown(&self, data: &Path) -> String {
+        let t = &self.test;
+        let mut text = format!(
+            "Test split of `{}`: AUROC **{:.3}** (95 % bootstrap CI {:.3}–{:.3}), accuracy {:.3}\n\n| class | correct / total | accuracy |\n|---|---|---|\n",
+            data.display(),
+            t.auroc.value,
+            t.auroc.low,
+            t.auroc.high,
+            t.accuracy
+        );
+        for (label, name, correct, total) in &t.per_class {
+            text.push_str(&format!(
+                "| {label} ({name}) | {correct} / {total} | {:.3} |\n",
+                *correct as f64 / (*total).max(1) as f64
+            ));
+        }
+        text.push('\n');
+        text.push_str(&self.baseline.sentence());
+        text.push('\n');
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{load_dir, LoadOptions};
+
+    #[test]
+    fn an_mlm_is_refused_with_its_class_named() {
+        let loaded = load_dir(
+            Path::new("tests/fixtures/models/tiny-mlm-k6"),
+            "tiny-mlm-k6",
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let err = run_evaluate(&loaded, Path::new("data/human-promoters.parquet"), 8)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("BertForMaskedLM"), "{err}");
+    }
+}
