@@ -4,6 +4,7 @@ pub mod batch;
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
+pub mod dense;
 pub mod heads;
 pub mod hook_point;
 pub mod hooks;

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::model::{kernels, row_ops};
+use crate::model::{dense, kernels, row_ops};
 
 use crate::model::config::Activation;
 
@@ -22,7 +22,7 @@ impl Linear {
         let in_features = dims[dims.len() - 1];
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let flat = x.reshape((rows, in_features))?;
-        let out = row_ops::add_row_bias(&flat.matmul(&self.weight.t()?)?, &self.bias)?;
+        let out = row_ops::add_row_bias(&dense::dense_product(&flat, &self.weight)?, &self.bias)?;
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("non-empty dims") = self.weight.dim(0)?;
         out.reshape(out_dims)
