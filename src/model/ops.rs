@@ -45,7 +45,7 @@ impl LayerNorm {
     /// layer_norm has none).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         row_ops::add_row_bias(
-            &kernels::normalise_last_dim(x, self.eps)?.broadcast_mul(&self.weight)?,
+            &row_ops::mul_row_scale(&kernels::normalise_last_dim(x, self.eps)?, &self.weight)?,
             &self.bias,
         )
     }

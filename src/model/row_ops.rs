@@ -59,11 +59,81 @@ impl CustomOp2 for AddRowBias {
     fn bwd(
         &self,
         _x: &Tensor,
-        _bias: &Tensor,
+        bias: &Tensor,
         _out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(grad.clone()), Some(column_sums(grad)?)))
+        let bias_grad = if bias.track_op() {
+            Some(column_sums(grad)?)
+        } else {
+            None
+        };
+        Ok((Some(grad.clone()), bias_grad))
+    }
+}
+
+/// `x ⊙ scale` with `scale` [d] broadcast over the rows of `x` [.., d] (LayerNorm's γ).
+struct MulRowScale;
+
+impl CustomOp2 for MulRowScale {
+    fn name(&self) -> &'static str {
+        "genolens-mul-row-scale"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let scale = contiguous_f32(s2, l2, self.name())?;
+        let width = scale.len();
+        let mut output = vec![0f32; x.len()];
+        for_each_row_block(&mut output, width, |start, rows| {
+            let input = &x[start..start + rows.len()];
+            for (out, row) in rows.chunks_mut(width).zip(input.chunks(width)) {
+                for ((o, &v), &g) in out.iter_mut().zip(row).zip(scale) {
+                    *o = v * g;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(output), l1.shape().clone()))
+    }
+
+    /// dx = grad ⊙ scale (the same parallel pass); dscale = Σ_rows grad ⊙ x as one GEMM, and only
+    /// when the scale is trained (candle's broadcast_mul always reduced it, single-threaded).
+    fn bwd(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let x_grad = if x.track_op() {
+            Some(
+                grad.contiguous()?
+                    .apply_op2_no_bwd(&scale.contiguous()?, &MulRowScale)?,
+            )
+        } else {
+            None
+        };
+        let scale_grad = if scale.track_op() {
+            Some(column_sums(&(grad * x)?)?)
+        } else {
+            None
+        };
+        Ok((x_grad, scale_grad))
+    }
+}
+
+/// `x ⊙ scale` with `scale` [d] broadcast over the rows of `x` [.., d].
+pub fn mul_row_scale(x: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    if fused(x) && fused(scale) && scale.rank() == 1 {
+        x.contiguous()?.apply_op2(&scale.contiguous()?, MulRowScale)
+    } else {
+        x.broadcast_mul(scale)
     }
 }
 
@@ -133,33 +203,44 @@ mod tests {
         normal(shape, seed, 1.0)
     }
 
-    #[test]
-    fn fused_bias_add_matches_broadcasting_in_value_and_gradient() {
+    /// A fused row op agrees with its broadcasting composition in value and in both gradients,
+    /// and gives a frozen row vector no gradient.
+    fn check_row_op(
+        fused_op: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+        composed: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+    ) {
         let x = Var::from_tensor(&sample(&[3, 7, 33], 1)).unwrap();
-        let bias = Var::from_tensor(&sample(&[33], 3)).unwrap();
+        let row = Var::from_tensor(&sample(&[33], 3)).unwrap();
         let weights = sample(&[3, 7, 33], 4);
-        let fused_out = add_row_bias(x.as_tensor(), bias.as_tensor()).unwrap();
-        let composed = x.as_tensor().broadcast_add(bias.as_tensor()).unwrap();
-        assert!(max_difference(&fused_out, &composed) < 1e-6);
-        let ours = (fused_out * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let theirs = (composed * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for var in [&x, &bias] {
+        let fused_out = fused_op(x.as_tensor(), row.as_tensor()).unwrap();
+        let composed_out = composed(x.as_tensor(), row.as_tensor()).unwrap();
+        assert!(max_difference(&fused_out, &composed_out) < 1e-6);
+        let loss = |y: Tensor| (y * &weights).unwrap().sum_all().unwrap();
+        let ours = loss(fused_out).backward().unwrap();
+        let theirs = loss(composed_out).backward().unwrap();
+        for var in [&x, &row] {
             let difference = max_difference(
                 ours.get(var.as_tensor()).unwrap(),
                 theirs.get(var.as_tensor()).unwrap(),
             );
             assert!(difference < 1e-4, "gradient differs by {difference}");
         }
+        let frozen = row.as_tensor().detach();
+        let grads = loss(fused_op(x.as_tensor(), &frozen).unwrap())
+            .backward()
+            .unwrap();
+        assert!(grads.get(&frozen).is_none());
+        assert!(grads.get(x.as_tensor()).is_some());
+    }
+
+    #[test]
+    fn fused_bias_add_matches_broadcasting_in_value_and_gradient() {
+        check_row_op(add_row_bias, |x, b| x.broadcast_add(b));
+    }
+
+    #[test]
+    fn fused_row_scale_matches_broadcasting_in_value_and_gradient() {
+        check_row_op(mul_row_scale, |x, g| x.broadcast_mul(g));
     }
 
     #[test]
