@@ -555,12 +555,10 @@ fn main() -> anyhow::Result<()> {
             let text = evaluation.markdown(&data);
             println!("{text}");
             if append_to_card {
-                let card = loaded.source.dir.join("MODEL.md");
-                let mut existing = std::fs::read_to_string(&card).unwrap_or_default();
-                existing.push_str(&format!(
-                    "\n## Evaluated with `genolens evaluate`\n\n{text}"
-                ));
-                genolens::report::write_atomic(&card, existing.as_bytes())?;
+                genolens::train::card::append_to_card(
+                    &loaded.source.dir,
+                    &format!("\n## Evaluated with `genolens evaluate`\n\n{text}"),
+                )?;
             }
         }
         Command::Convert {

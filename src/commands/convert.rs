@@ -9,6 +9,7 @@ use candle_core::{DType, Tensor};
 use crate::data::{open_sequences, TableColumns};
 use crate::error::{GenolensError, Result};
 use crate::model::{load_dir, Batch, HeadKind, Hooks, LoadOptions, LoadedModel};
+use crate::train::card::append_to_card;
 use crate::train::checkpoint::save_model_as;
 
 /// What a conversion changed, measured by running both models on the same sequences.
@@ -156,12 +157,8 @@ pub fn run_convert(
         }
     }
     let after = load_dir(out, &out.display().to_string(), &options)?;
-    let name = format!("{dtype:?}").to_lowercase();
-    let check = compare(&before, &after, check_data, limit, &name)?;
-    let card_path = out.join("MODEL.md");
-    let mut card = std::fs::read_to_string(&card_path).unwrap_or_default();
-    card.push_str(&card_section(&check, input));
-    crate::report::write_atomic(&card_path, card.as_bytes())?;
+    let check = compare(&before, &after, check_data, limit, dtype.as_str())?;
+    append_to_card(out, &card_section(&check, input))?;
     Ok(check)
 }
 

@@ -7,6 +7,7 @@ use crate::datasets::baseline::{compare_with_baseline, BaselineComparison};
 use crate::datasets::rows::{read_sequence_rows, SequenceRow};
 use crate::error::{GenolensError, Result};
 use crate::model::{HeadKind, LoadedModel};
+use crate::train::card::evaluation_table;
 use crate::train::classify::{evaluate_classifier, ClassifierEvaluation};
 
 /// A classifier's test-split evaluation and its comparison with the baseline.
@@ -58,25 +59,12 @@ pub fn run_evaluate(loaded: &LoadedModel, data: &Path, batch_size: usize) -> Res
 impl Evaluation {
     /// Markdown: the test AUROC, per-class accuracy and the baseline comparison.
     pub fn markdown(&self, data: &Path) -> String {
-        let t = &self.test;
-        let mut text = format!(
-            "Test split of `{}`: AUROC **{:.3}** (95 % bootstrap CI {:.3}–{:.3}), accuracy {:.3}\n\n| class | correct / total | accuracy |\n|---|---|---|\n",
-            data.display(),
-            t.auroc.value,
-            t.auroc.low,
-            t.auroc.high,
-            t.accuracy
-        );
-        for (label, name, correct, total) in &t.per_class {
-            text.push_str(&format!(
-                "| {label} ({name}) | {correct} / {total} | {:.3} |\n",
-                *correct as f64 / (*total).max(1) as f64
-            ));
-        }
-        text.push('\n');
-        text.push_str(&self.baseline.sentence());
-        text.push('\n');
-        text
+        let title = format!("Test split of `{}`", data.display());
+        format!(
+            "{}\n{}\n",
+            evaluation_table(&title, &self.test),
+            self.baseline.sentence()
+        )
     }
 }
 

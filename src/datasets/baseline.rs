@@ -28,14 +28,18 @@ pub fn baseline_test_scores(rows: &[SequenceRow]) -> Result<Vec<f64>> {
     Ok(model.predict(&test_x))
 }
 
+/// Whether each test-split row (in table order) is a positive (label 1).
+fn test_labels(rows: &[SequenceRow]) -> Vec<bool> {
+    rows.iter()
+        .filter(|r| r.split == "test")
+        .map(|r| r.label == 1)
+        .collect()
+}
+
 /// Test-split AUROC (95 % bootstrap CI) of the baseline trained on the train split.
 pub fn baseline_test_auroc(rows: &[SequenceRow]) -> Result<(f64, f64, f64)> {
     let scores = baseline_test_scores(rows)?;
-    let labels: Vec<bool> = rows
-        .iter()
-        .filter(|r| r.split == "test")
-        .map(|r| r.label == 1)
-        .collect();
+    let labels = test_labels(rows);
     let estimate = auroc_with_ci(&scores, &labels, BOOTSTRAP_RESAMPLES, 0.95, 0)
         .expect("the test split has both classes");
     Ok((estimate.value, estimate.low, estimate.high))
@@ -59,11 +63,7 @@ pub fn compare_with_baseline(
     rows: &[SequenceRow],
     model_scores: &[f64],
 ) -> Result<BaselineComparison> {
-    let labels: Vec<bool> = rows
-        .iter()
-        .filter(|r| r.split == "test")
-        .map(|r| r.label == 1)
-        .collect();
+    let labels = test_labels(rows);
     if labels.len() != model_scores.len() {
         return Err(crate::error::GenolensError::Data {
             path: "<baseline comparison>".into(),

@@ -27,6 +27,30 @@ fn for_each_row_block(output: &mut [f32], width: usize, body: impl Fn(usize, &mu
         .for_each(|(index, rows)| body(index * block, rows));
 }
 
+/// `combine(x[r, j], row[j])` for every row r of `x` [.., d] and `row` [d], in one parallel pass.
+fn row_broadcast(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    op: &str,
+    combine: impl Fn(f32, f32) -> f32 + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    let x = contiguous_f32(s1, l1, op)?;
+    let row = contiguous_f32(s2, l2, op)?;
+    let width = row.len();
+    let mut output = vec![0f32; x.len()];
+    for_each_row_block(&mut output, width, |start, rows| {
+        let input = &x[start..start + rows.len()];
+        for (out, values) in rows.chunks_mut(width).zip(input.chunks(width)) {
+            for ((o, &v), &r) in out.iter_mut().zip(values).zip(row) {
+                *o = combine(v, r);
+            }
+        }
+    });
+    Ok((CpuStorage::F32(output), l1.shape().clone()))
+}
+
 struct AddRowBias;
 
 impl CustomOp2 for AddRowBias {
@@ -41,19 +65,7 @@ impl CustomOp2 for AddRowBias {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, self.name())?;
-        let bias = contiguous_f32(s2, l2, self.name())?;
-        let width = bias.len();
-        let mut output = vec![0f32; x.len()];
-        for_each_row_block(&mut output, width, |start, rows| {
-            let input = &x[start..start + rows.len()];
-            for (out, row) in rows.chunks_mut(width).zip(input.chunks(width)) {
-                for ((o, &v), &b) in out.iter_mut().zip(row).zip(bias) {
-                    *o = v + b;
-                }
-            }
-        });
-        Ok((CpuStorage::F32(output), l1.shape().clone()))
+        row_broadcast(s1, l1, s2, l2, self.name(), |v, b| v + b)
     }
 
     fn bwd(
@@ -87,19 +99,7 @@ impl CustomOp2 for MulRowScale {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, self.name())?;
-        let scale = contiguous_f32(s2, l2, self.name())?;
-        let width = scale.len();
-        let mut output = vec![0f32; x.len()];
-        for_each_row_block(&mut output, width, |start, rows| {
-            let input = &x[start..start + rows.len()];
-            for (out, row) in rows.chunks_mut(width).zip(input.chunks(width)) {
-                for ((o, &v), &g) in out.iter_mut().zip(row).zip(scale) {
-                    *o = v * g;
-                }
-            }
-        });
-        Ok((CpuStorage::F32(output), l1.shape().clone()))
+        row_broadcast(s1, l1, s2, l2, self.name(), |v, g| v * g)
     }
 
     /// dx = grad ⊙ scale (the same parallel pass); dscale = Σ_rows grad ⊙ x as one GEMM, and only

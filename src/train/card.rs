@@ -135,7 +135,8 @@ pub fn mlm_card(
     text
 }
 
-fn evaluation_table(title: &str, evaluation: &ClassifierEvaluation) -> String {
+/// "`title`: AUROC … (CI), accuracy …" and the per-class accuracy table.
+pub fn evaluation_table(title: &str, evaluation: &ClassifierEvaluation) -> String {
     let mut text = format!(
         "{title}: AUROC **{:.3}** (95 % bootstrap CI {:.3}–{:.3}), accuracy {:.3}\n\n| class | correct / total | accuracy |\n|---|---|---|\n",
         evaluation.auroc.value, evaluation.auroc.low, evaluation.auroc.high, evaluation.accuracy
@@ -198,4 +199,12 @@ pub fn classifier_card(
         ));
     }
     text
+}
+
+/// Appends `section` (markdown starting with its `## ` heading) to `dir/MODEL.md`.
+pub fn append_to_card(dir: &std::path::Path, section: &str) -> crate::error::Result<()> {
+    let path = dir.join("MODEL.md");
+    let mut card = std::fs::read_to_string(&path).unwrap_or_default();
+    card.push_str(section);
+    crate::report::write_atomic(&path, card.as_bytes())
 }
