@@ -99,6 +99,11 @@ impl AdamW {
             let Some(grad) = grads.get(slot.var.as_tensor()) else {
                 continue;
             };
+            // candle's gradients for variables still record the ops that made them (and so the
+            // whole forward graph); a moment built from them would chain every step's graph to
+            // the next and memory would grow without bound.
+            let grad = grad.detach();
+            let grad = &grad;
             slot.first = ((&slot.first * s.beta1)? + (grad * (1.0 - s.beta1))?)?;
             slot.second = ((&slot.second * s.beta2)? + (grad.sqr()? * (1.0 - s.beta2))?)?;
             let update =
@@ -172,5 +177,31 @@ mod tests {
             "bert.encoder.layer.0.attention.output.LayerNorm.weight"
         ));
         assert!(!decays("classifier.bias") && decays("classifier.weight"));
+    }
+
+    #[test]
+    fn moments_do_not_hold_the_forward_graph() {
+        // The gradient of w in w · (eʷ + 1) includes grad · (eʷ + 1), an op candle records on the forward
+        // tensor; moments must not keep it (or every later step's graph) alive.
+        let device = Device::Cpu;
+        let var = Var::new(&[1.0f32, -2.0], &device).unwrap();
+        let mut optimiser = AdamW::new(
+            vec![("w.weight".into(), var.clone())],
+            AdamWSettings::default(),
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let x = (var.as_tensor().exp().unwrap() + 1.0).unwrap();
+            let loss = (var.as_tensor() * &x).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            assert!(grads.get(var.as_tensor()).unwrap().track_op());
+            optimiser.step(&grads, 0.1).unwrap();
+        }
+        for (name, moment) in optimiser.state() {
+            assert!(
+                !moment.track_op(),
+                "{name} records the ops of a forward pass"
+            );
+        }
     }
 }
