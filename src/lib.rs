@@ -5,6 +5,7 @@
 
 pub mod baselines;
 pub mod bench;
+pub mod bench_pieces;
 pub mod commands;
 pub mod data;
 pub mod datasets;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use genolens::bench::{make_inputs, peak_rss_bytes, run_case, Case};
+use genolens::bench_pieces::{table, time_pieces, PieceShape};
 
 #[derive(Parser)]
 #[command(name = "genolens-bench", about = "genolens side of `just bench`")]
@@ -33,6 +34,22 @@ enum Command {
         #[arg(long)]
         case: String,
     },
+    /// Time each piece of an MLM training step of the mini model alone (forward, forward +
+    /// backward, device synchronised) and print a table: where a GPU step's time goes.
+    Pieces {
+        /// cpu or cuda.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Windows per step.
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Tokens per window.
+        #[arg(long, default_value_t = 253)]
+        tokens: usize,
+        /// Timed repetitions of each piece (median reported).
+        #[arg(long, default_value_t = 10)]
+        repeats: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +60,16 @@ fn main() -> anyhow::Result<()> {
             let seconds = run_case(&Case::parse(&case)?, &root)?;
             let line = serde_json::json!({ "case": case, "seconds": seconds, "peak_rss_bytes": peak_rss_bytes() });
             println!("{line}");
+        }
+        Command::Pieces {
+            device,
+            batch,
+            tokens,
+            repeats,
+        } => {
+            let device = genolens::device::parse_device(&device)?;
+            let times = time_pieces(PieceShape { batch, tokens }, &device, repeats)?;
+            println!("{}", table(&times));
         }
     }
     Ok(())

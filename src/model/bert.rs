@@ -353,7 +353,7 @@ impl HookedModel {
     /// Word-embedding rows W_E[ids] as [b,t,d]: what `hook_embed` sees (HF `inputs_embeds`).
     pub fn word_embeddings(&self, ids: &Tensor) -> Result<Tensor> {
         let (batch_size, tokens) = ids.dims2()?;
-        let rows = self.embeddings.word.index_select(&ids.flatten_all()?, 0)?;
+        let rows = crate::model::ops::embedding_rows(&self.embeddings.word, &ids.flatten_all()?)?;
         Ok(rows.reshape((batch_size, tokens, self.config.hidden_size))?)
     }
 

@@ -1,12 +1,14 @@
 //! Fused, multi-threaded CPU kernels for the element-wise parts of the forward pass (softmax,
 //! LayerNorm normalisation, erf GELU), as candle custom ops with hand-written backward passes.
 //! candle's own fused kernels have no gradient and its composed ones make several single-threaded
-//! passes with a fresh allocation each; these make one parallel pass. Other devices and dtypes
-//! use the composed (differentiable) ops.
+//! passes with a fresh allocation each; these make one parallel pass. On CUDA, softmax and
+//! LayerNorm use candle's fused kernels with a grafted gradient (`graft.rs`); other devices and
+//! dtypes use the composed (differentiable) ops.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
+use crate::model::graft;
 use crate::model::vector_math as vm;
 
 /// Rows handed to one rayon task at least (keeps scheduling overhead small for narrow rows).
@@ -64,6 +66,8 @@ impl CustomOp1 for SoftmaxLastDim {
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if fused(x) {
         x.contiguous()?.apply_op1(SoftmaxLastDim)
+    } else if graft::applies(x) {
+        graft::softmax_last_dim(x)
     } else {
         candle_nn::ops::softmax(x, D::Minus1)
     }
@@ -91,15 +95,9 @@ impl CustomOp1 for Normalise {
     }
 
     fn bwd(&self, input: &Tensor, normalised: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        // x̂ = (x − μ)/σ:  dx = (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ
-        let centred = input.broadcast_sub(&input.mean_keepdim(D::Minus1)?)?;
-        let std = (centred.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
-        let mean_grad = grad.mean_keepdim(D::Minus1)?;
-        let mean_grad_normalised = (grad * normalised)?.mean_keepdim(D::Minus1)?;
-        let numerator = grad
-            .broadcast_sub(&mean_grad)?
-            .sub(&normalised.broadcast_mul(&mean_grad_normalised)?)?;
-        Ok(Some(numerator.broadcast_div(&std)?))
+        Ok(Some(graft::normalise_backward(
+            input, normalised, grad, self.eps,
+        )?))
     }
 }
 
@@ -107,6 +105,8 @@ impl CustomOp1 for Normalise {
 pub fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
     if fused(x) {
         x.contiguous()?.apply_op1(Normalise { eps })
+    } else if graft::applies(x) {
+        graft::normalise_last_dim(x, eps)
     } else {
         let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
         let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
@@ -310,6 +310,22 @@ mod tests {
     fn layer_norm_matches_composed_in_value_and_gradient() {
         check(
             |x| normalise_last_dim(x, 1e-12),
+            |x| normalise_last_dim(x, 1e-12),
+        );
+    }
+
+    #[test]
+    fn grafted_softmax_matches_composed_in_value_and_gradient() {
+        // The CUDA path, run on candle's CPU kernel (the graft is device-independent).
+        check(graft::softmax_last_dim, |x| {
+            candle_nn::ops::softmax(x, D::Minus1)
+        });
+    }
+
+    #[test]
+    fn grafted_layer_norm_matches_composed_in_value_and_gradient() {
+        check(
+            |x| graft::normalise_last_dim(x, 1e-12),
             |x| normalise_last_dim(x, 1e-12),
         );
     }

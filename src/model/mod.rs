@@ -5,6 +5,7 @@ pub mod bert;
 pub mod checkpoint;
 pub mod config;
 pub mod dense;
+pub mod graft;
 pub mod heads;
 pub mod hook_point;
 pub mod hooks;

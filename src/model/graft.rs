@@ -1,0 +1,120 @@
+//! Fused GPU kernels with a gradient. candle ships fused softmax and LayerNorm kernels for CUDA
+//! but without a backward pass, and its composed (differentiable) versions launch a chain of
+//! strided kernels over the largest tensors of the model, the [batch, heads, tokens, tokens]
+//! attention scores; on an H200 their backward passes dominated an MLM training step. Here the
+//! fused kernel computes the value and a two-input custom op grafts the hand-written gradient
+//! onto it: its forward returns the precomputed value, its backward the gradient with respect to
+//! the input. (On the CPU genolens has its own fused kernels with gradients, `kernels.rs`.)
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+
+/// Which gradient to graft.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// y = softmax(x) over the last axis.
+    Softmax,
+    /// y = (x − μ)/√(σ² + eps) over the last axis.
+    Normalise { eps: f64 },
+}
+
+struct Graft(Rule);
+
+/// The value unchanged; it is fresh from a kernel, so the whole buffer is the tensor.
+fn check_whole(layout: &Layout) -> Result<()> {
+    if layout.is_contiguous() && layout.start_offset() == 0 {
+        Ok(())
+    } else {
+        candle_core::bail!("genolens-graft: expected a fresh contiguous value")
+    }
+}
+
+impl CustomOp2 for Graft {
+    fn name(&self) -> &'static str {
+        "genolens-graft"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _input: &CpuStorage,
+        _input_layout: &Layout,
+        value: &CpuStorage,
+        value_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        check_whole(value_layout)?;
+        Ok((value.try_clone(value_layout)?, value_layout.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _input: &candle_core::CudaStorage,
+        _input_layout: &Layout,
+        value: &candle_core::CudaStorage,
+        value_layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        check_whole(value_layout)?;
+        Ok((value.try_clone(value_layout)?, value_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        input: &Tensor,
+        _value: &Tensor,
+        output: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let input_grad = match self.0 {
+            Rule::Softmax => crate::model::row_ops::softmax_backward(output, grad)?,
+            Rule::Normalise { eps } => normalise_backward(input, output, grad, eps)?,
+        };
+        Ok((Some(input_grad), None))
+    }
+}
+
+/// Whether the grafted GPU path applies: CUDA and f32 (elsewhere the composed ops are used).
+pub fn applies(x: &Tensor) -> bool {
+    x.device().is_cuda() && x.dtype() == DType::F32
+}
+
+fn with_gradient(input: &Tensor, value: Tensor, rule: Rule) -> Result<Tensor> {
+    if input.track_op() {
+        input.apply_op2(&value, Graft(rule))
+    } else {
+        Ok(value)
+    }
+}
+
+/// Softmax over the last axis: candle's fused kernel, with its gradient.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    with_gradient(&x, candle_nn::ops::softmax_last_dim(&x)?, Rule::Softmax)
+}
+
+/// (x − mean)/√(var + eps) over the last axis: candle's fused LayerNorm kernel (γ = 1, β = 0),
+/// with its gradient.
+pub fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let width = x.dim(D::Minus1)?;
+    let ones = Tensor::ones(width, x.dtype(), x.device())?;
+    let zeros = Tensor::zeros(width, x.dtype(), x.device())?;
+    let value = candle_nn::ops::layer_norm(&x, &ones, &zeros, eps as f32)?;
+    with_gradient(&x, value, Rule::Normalise { eps })
+}
+
+/// x̂ = (x − μ)/σ:  dx = (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ.
+pub fn normalise_backward(
+    input: &Tensor,
+    normalised: &Tensor,
+    grad: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let centred = input.broadcast_sub(&input.mean_keepdim(D::Minus1)?)?;
+    let std = (centred.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?;
+    let mean_grad = grad.mean_keepdim(D::Minus1)?;
+    let mean_grad_normalised = (grad * normalised)?.mean_keepdim(D::Minus1)?;
+    let numerator = grad
+        .broadcast_sub(&mean_grad)?
+        .sub(&normalised.broadcast_mul(&mean_grad_normalised)?)?;
+    numerator.broadcast_div(&std)
+}
