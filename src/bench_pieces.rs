@@ -1,5 +1,5 @@
 //! Where an MLM training step's time goes, piece by piece, on any device: each piece of the
-//! mini model (attention core, dense layer, GELU, LayerNorm, embeddings, MLM head and loss,
+//! mini model (attention products and softmax, dense layers, GELU, LayerNorm, embeddings, MLM head and loss,
 //! AdamW update) is timed alone at the training shape, forward and forward + backward, with the
 //! device synchronised around every repetition. Profilers such as perf see only the host; on a
 //! GPU, kernels run asynchronously and this is the split that says which kernels to fix.
@@ -10,6 +10,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::Result;
+use crate::model::batched_matmul::batched_matmul;
 use crate::model::ops::{activate, embedding_rows, softmax_last_dim, LayerNorm, Linear};
 use crate::model::source::VarSource;
 use crate::model::{Activation, HeadKind, HookedModel, ModelConfig};
@@ -136,18 +137,27 @@ pub fn time_pieces(shape: PieceShape, device: &Device, repeats: usize) -> Result
     let k = random(&[b, h, t, d / h], 2, device)?;
     let v = random(&[b, h, t, d / h], 3, device)?;
     let mask = Tensor::zeros((b, 1, 1, t), DType::F32, device)?;
+    let scores = random(&[b, h, t, t], 16, device)?;
     times.push(piece(
-        "attention core: softmax(q·kᵀ + mask)·v",
+        "attention scores: q·kᵀ + mask",
         layers,
         device,
         repeats,
         || {
-            let scores = q.as_tensor().matmul(&k.as_tensor().t()?)?;
-            let pattern = softmax_last_dim(&scores.broadcast_add(&mask)?)?;
-            Ok(pattern.matmul(v.as_tensor())?)
+            let product = batched_matmul(q.as_tensor(), &k.as_tensor().t()?)?;
+            Ok(product.broadcast_add(&mask)?)
         },
     )?);
-
+    times.push(piece(
+        "softmax over keys on [b, h, t, t]",
+        layers,
+        device,
+        repeats,
+        || Ok(softmax_last_dim(scores.as_tensor())?),
+    )?);
+    times.push(piece("pattern · v", layers, device, repeats, || {
+        Ok(batched_matmul(scores.as_tensor(), v.as_tensor())?)
+    })?);
     let x = random(&[n, d], 4, device)?;
     let heads = random(&[n, d], 5, device)?;
     times.push(piece(
@@ -312,6 +322,6 @@ mod tests {
         .unwrap();
         assert!(times.len() >= 10);
         assert!(times.iter().all(|t| t.forward_backward_ms > 0.0));
-        assert!(table(&times).contains("attention core"));
+        assert!(table(&times).contains("attention scores"));
     }
 }

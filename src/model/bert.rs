@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor, D};
 
 use crate::error::Result;
 use crate::model::batch::Batch;
+use crate::model::batched_matmul::batched_matmul;
 use crate::model::config::ModelConfig;
 use crate::model::heads::HeadKind;
 use crate::model::hooks::{ActivationCache, BlockSite, HookPoint, Hooks};
@@ -434,15 +435,25 @@ impl HookedModel {
             split_heads(layer.value.forward(&residual)?)?,
             cache,
         )?;
-        let q = q.transpose(1, 2)?.contiguous()?;
-        let k = k.transpose(1, 2)?.contiguous()?;
-        let v = v.transpose(1, 2)?.contiguous()?;
+        // [b, h, t, d_head] views: the batched products read the strides in place (candle's
+        // matmul elsewhere needs them contiguous).
+        let by_head = |x: Tensor| -> Result<Tensor> {
+            let x = x.transpose(1, 2)?;
+            Ok(if x.device().is_cpu() {
+                x
+            } else {
+                x.contiguous()?
+            })
+        };
+        let (q, k, v) = (by_head(q)?, by_head(k)?, by_head(v)?);
         // 1/√d_head applied to q (t·d_head values) rather than to the scores (t² values).
         let scale = (head_dim as f64).powf(-0.5);
-        let scores = (q * scale)?.matmul(&k.t()?)?.broadcast_add(key_mask)?;
+        let scores = batched_matmul(&(q * scale)?, &k.t()?)?.broadcast_add(key_mask)?;
         let scores = hooks.apply(point(BlockSite::AttnScores), scores, cache)?;
         let pattern = hooks.apply(point(BlockSite::Pattern), softmax_last_dim(&scores)?, cache)?;
-        let z = pattern.matmul(&v)?.transpose(1, 2)?.contiguous()?;
+        let z = batched_matmul(&pattern, &v)?
+            .transpose(1, 2)?
+            .contiguous()?;
         let z = hooks.apply(point(BlockSite::Z), z, cache)?;
 
         let mut attention_out = layer

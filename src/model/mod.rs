@@ -1,6 +1,7 @@
 //! The hookable DNABERT model: config, loading, forward pass, hooks and heads.
 
 pub mod batch;
+pub mod batched_matmul;
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
