@@ -10,6 +10,7 @@ use crate::model::batched_matmul::batched_matmul;
 use crate::model::config::ModelConfig;
 use crate::model::heads::HeadKind;
 use crate::model::hooks::{ActivationCache, BlockSite, HookPoint, Hooks};
+use crate::model::kernels::masked_softmax;
 use crate::model::ops::{activate, additive_key_mask, softmax_last_dim, LayerNorm, Linear};
 use crate::model::source::{Recording, TensorSource};
 use crate::model::weights::RandomInit;
@@ -448,9 +449,16 @@ impl HookedModel {
         let (q, k, v) = (by_head(q)?, by_head(k)?, by_head(v)?);
         // 1/√d_head applied to q (t·d_head values) rather than to the scores (t² values).
         let scale = (head_dim as f64).powf(-0.5);
-        let scores = batched_matmul(&(q * scale)?, &k.t()?)?.broadcast_add(key_mask)?;
-        let scores = hooks.apply(point(BlockSite::AttnScores), scores, cache)?;
-        let pattern = hooks.apply(point(BlockSite::Pattern), softmax_last_dim(&scores)?, cache)?;
+        let product = batched_matmul(&(q * scale)?, &k.t()?)?;
+        let pattern = if hooks.wants(point(BlockSite::AttnScores)) {
+            let scores = product.broadcast_add(key_mask)?;
+            let scores = hooks.apply(point(BlockSite::AttnScores), scores, cache)?;
+            softmax_last_dim(&scores)?
+        } else {
+            // Nobody reads the masked scores: add the mask inside the softmax pass.
+            masked_softmax(&product, key_mask)?
+        };
+        let pattern = hooks.apply(point(BlockSite::Pattern), pattern, cache)?;
         let z = batched_matmul(&pattern, &v)?
             .transpose(1, 2)?
             .contiguous()?;

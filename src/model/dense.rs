@@ -1,36 +1,45 @@
-//! `x Wᵀ` for a dense layer as a CPU custom op whose backward computes only the gradients that
-//! are wanted. candle's matmul backward always computes both operands' gradients, so an
+//! A dense layer `x Wᵀ + b` as one CPU custom op whose backward computes only the gradients
+//! that are wanted. candle's matmul backward always computes both operands' gradients, so an
 //! attribution through a frozen model (gradient × input, integrated gradients) paid for a weight
-//! gradient of every layer that nobody reads: a third of the backward's matrix products.
+//! gradient of every layer that nobody reads: a third of the backward's matrix products. The
+//! bias is the GEMM's starting value, so it costs no pass and no autograd node of its own.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use crate::model::kernels::{contiguous_f32, fused};
+use crate::model::row_ops::column_sums;
 
-struct DenseProduct;
+struct DenseLayer;
 
-impl CustomOp2 for DenseProduct {
+impl CustomOp3 for DenseLayer {
     fn name(&self) -> &'static str {
-        "genolens-dense-product"
+        "genolens-dense-layer"
     }
 
-    /// `x [n, in] · W [out, in]ᵀ → [n, out]` with the GEMM candle itself uses (same blocking,
-    /// same threads, so the same numbers as `x.matmul(&w.t())`).
+    /// `x [n, in] · W [out, in]ᵀ + b → [n, out]` with the GEMM candle itself uses (same blocking,
+    /// same threads), accumulating onto rows initialised to b.
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s1, l1, self.name())?;
         let w = contiguous_f32(s2, l2, self.name())?;
+        let bias = contiguous_f32(s3, l3, self.name())?;
         let (rows, inner) = l1.shape().dims2()?;
         let (outputs, w_inner) = l2.shape().dims2()?;
-        if inner != w_inner {
-            candle_core::bail!("{}: x has {inner} columns but W has {w_inner}", self.name());
+        if inner != w_inner || bias.len() != outputs {
+            candle_core::bail!(
+                "{}: x has {inner} columns, W is {outputs} × {w_inner}, b has {} values",
+                self.name(),
+                bias.len()
+            );
         }
-        let mut out = vec![0f32; rows * outputs];
+        let mut out = bias.repeat(rows);
         let threads = rayon::current_num_threads();
         let parallelism = if threads > 1 {
             gemm::Parallelism::Rayon(threads)
@@ -40,6 +49,7 @@ impl CustomOp2 for DenseProduct {
         // SAFETY: every pointer covers the extent its strides describe: out is rows × outputs
         // (row stride outputs), x is rows × inner (row stride inner), and Wᵀ is read from W's
         // outputs × inner buffer as inner × outputs (column stride inner, row stride 1).
+        // out = 1 · out + 1 · x Wᵀ (read_dst: the bias rows are the starting value).
         unsafe {
             gemm::gemm(
                 rows,
@@ -48,14 +58,14 @@ impl CustomOp2 for DenseProduct {
                 out.as_mut_ptr(),
                 1,
                 outputs as isize,
-                false,
+                true,
                 x.as_ptr(),
                 1,
                 inner as isize,
                 w.as_ptr(),
                 inner as isize,
                 1,
-                0.0,
+                1.0,
                 1.0,
                 false,
                 false,
@@ -70,9 +80,10 @@ impl CustomOp2 for DenseProduct {
         &self,
         x: &Tensor,
         w: &Tensor,
+        bias: &Tensor,
         _out: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dx = if x.track_op() {
             Some(grad.matmul(w)?)
         } else {
@@ -83,16 +94,23 @@ impl CustomOp2 for DenseProduct {
         } else {
             None
         };
-        Ok((dx, dw))
+        let db = if bias.track_op() {
+            Some(column_sums(grad)?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
     }
 }
 
-/// `x [n, in] · W [out, in]ᵀ`: the fused op on CPU f32, candle's matmul elsewhere.
-pub fn dense_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    if fused(x) && fused(w) && x.rank() == 2 && w.rank() == 2 {
-        x.contiguous()?.apply_op2(&w.contiguous()?, DenseProduct)
+/// `x [n, in] · W [out, in]ᵀ + b [out]`: the fused op on CPU f32, candle's matmul and a
+/// broadcast add elsewhere.
+pub fn dense_layer(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if fused(x) && fused(w) && fused(b) && x.rank() == 2 && w.rank() == 2 && b.rank() == 1 {
+        x.contiguous()?
+            .apply_op3(&w.contiguous()?, &b.contiguous()?, DenseLayer)
     } else {
-        x.matmul(&w.t()?)
+        x.matmul(&w.t()?)?.broadcast_add(b)
     }
 }
 
@@ -102,29 +120,38 @@ mod tests {
     use crate::model::kernels::test_support::{max_difference, normal};
     use candle_core::Var;
 
-    /// Value and both gradients agree with candle's matmul; a frozen weight gets no gradient.
+    /// Value and all three gradients agree with candle's matmul and broadcast add; frozen
+    /// parameters get no gradient.
     #[test]
-    fn matches_matmul_and_skips_frozen_weights() {
+    fn matches_matmul_plus_bias_and_skips_frozen_parameters() {
         let x = Var::from_tensor(&normal(&[7, 33], 1, 1.0)).unwrap();
         let w = Var::from_tensor(&normal(&[19, 33], 2, 1.0)).unwrap();
+        let b = Var::from_tensor(&normal(&[19], 4, 1.0)).unwrap();
         let probe = normal(&[7, 19], 3, 1.0);
-        let ours = dense_product(x.as_tensor(), w.as_tensor()).unwrap();
-        let theirs = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
+        let ours = dense_layer(x.as_tensor(), w.as_tensor(), b.as_tensor()).unwrap();
+        let theirs = x
+            .as_tensor()
+            .matmul(&w.as_tensor().t().unwrap())
+            .unwrap()
+            .broadcast_add(b.as_tensor())
+            .unwrap();
         assert!(max_difference(&ours, &theirs) < 1e-5);
         let loss = |y: &Tensor| (y * &probe).unwrap().sum_all().unwrap();
         let g_ours = loss(&ours).backward().unwrap();
         let g_theirs = loss(&theirs).backward().unwrap();
-        for var in [&x, &w] {
+        for var in [&x, &w, &b] {
             let a = g_ours.get(var.as_tensor()).unwrap();
             let b = g_theirs.get(var.as_tensor()).unwrap();
             assert!(max_difference(a, b) < 1e-4, "{}", max_difference(a, b));
         }
 
         let frozen = w.as_tensor().detach();
-        let grads = loss(&dense_product(x.as_tensor(), &frozen).unwrap())
+        let frozen_bias = b.as_tensor().detach();
+        let grads = loss(&dense_layer(x.as_tensor(), &frozen, &frozen_bias).unwrap())
             .backward()
             .unwrap();
         assert!(grads.get(&frozen).is_none());
+        assert!(grads.get(&frozen_bias).is_none());
         assert!(grads.get(x.as_tensor()).is_some());
     }
 }

@@ -73,6 +73,76 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+struct MaskedSoftmax;
+
+impl candle_core::CustomOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "genolens-masked-softmax"
+    }
+
+    /// softmax(scores + mask) with scores [b, ..., t_k] and mask [b, 1, .., t_k]: each batch
+    /// item's mask row is added to all of its rows (heads × queries) inside the softmax pass.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let scores = contiguous_f32(s1, l1, self.name())?;
+        let mask = contiguous_f32(s2, l2, self.name())?;
+        let width = l1.dims()[l1.dims().len() - 1];
+        let items = l1.dims()[0];
+        if l2.dims()[0] != items || mask.len() != items * width {
+            candle_core::bail!(
+                "{}: mask {:?} does not fit scores {:?}",
+                self.name(),
+                l2.dims(),
+                l1.dims()
+            );
+        }
+        let rows_per_item = scores.len() / width / items.max(1);
+        let block = width * rows_per_task(width);
+        let mut output = vec![0f32; scores.len()];
+        output
+            .par_chunks_mut(block)
+            .zip(scores.par_chunks(block))
+            .enumerate()
+            .for_each(|(index, (out_rows, in_rows))| {
+                let first_row = index * block / width;
+                masked_softmax_rows(out_rows, in_rows, mask, first_row, rows_per_item, width)
+            });
+        Ok((CpuStorage::F32(output), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _scores: &Tensor,
+        _mask: &Tensor,
+        output: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // The mask is a constant: only the scores get a gradient.
+        Ok((
+            Some(crate::model::row_ops::softmax_backward(output, grad)?),
+            None,
+        ))
+    }
+}
+
+/// softmax(scores + mask) over the last axis, with an additive key mask [b, 1, 1, t_k] for
+/// scores [b, h, t_q, t_k]. On the CPU one fused pass (no [b, h, t_q, t_k] sum is stored or
+/// differentiated); elsewhere the broadcast add and [`softmax_last_dim`].
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    if fused(scores) && fused(mask) && scores.rank() == 4 && mask.dims()[1..3] == [1, 1] {
+        scores
+            .contiguous()?
+            .apply_op2(&mask.contiguous()?, MaskedSoftmax)
+    } else {
+        softmax_last_dim(&scores.broadcast_add(mask)?)
+    }
+}
+
 struct Normalise {
     eps: f64,
 }
@@ -133,6 +203,31 @@ crate::simd_dispatch! {
         for (out, row) in output.chunks_mut(width).zip(input.chunks(width)) {
             let max = vm::max(row);
             vm::map_into(out, row, |x| vm::exp(x - max));
+            let inverse = 1.0 / vm::sum(out);
+            out.iter_mut().for_each(|o| *o *= inverse);
+        }
+    }
+}
+
+crate::simd_dispatch! {
+    /// softmax(row + mask row) of each `width`-long row; row r (counted from `first_row`) takes
+    /// mask row r / rows_per_item.
+    fn masked_softmax_rows(
+        output: &mut [f32],
+        input: &[f32],
+        mask: &[f32],
+        first_row: usize,
+        rows_per_item: usize,
+        width: usize,
+    ) {
+        for (offset, (out, row)) in output.chunks_mut(width).zip(input.chunks(width)).enumerate() {
+            let item = (first_row + offset) / rows_per_item;
+            let mask_row = &mask[item * width..(item + 1) * width];
+            for ((o, &x), &m) in out.iter_mut().zip(row).zip(mask_row) {
+                *o = x + m;
+            }
+            let max = vm::max(out);
+            out.iter_mut().for_each(|o| *o = vm::exp(*o - max));
             let inverse = 1.0 / vm::sum(out);
             out.iter_mut().for_each(|o| *o *= inverse);
         }
@@ -333,6 +428,46 @@ mod tests {
     #[test]
     fn gelu_matches_candle_erf_gelu_in_value_and_gradient() {
         check(gelu_erf, |x| x.gelu_erf());
+    }
+
+    #[test]
+    fn masked_softmax_matches_add_then_softmax_in_value_and_gradient() {
+        // Batch item 1 has its last two keys padded (f32::MIN), as HF's eager mask does.
+        let mut mask = vec![0f32; 2 * 37];
+        mask[37 + 35] = f32::MIN;
+        mask[37 + 36] = f32::MIN;
+        let mask = Tensor::from_vec(mask, (2, 1, 1, 37), &Device::Cpu).unwrap();
+        let x = sample(&[2, 3, 5, 37], 1);
+        let weights = sample(&[2, 3, 5, 37], 2);
+        let gradient = |fused_op: bool| {
+            let variable = Var::from_tensor(&x).unwrap();
+            let y = if fused_op {
+                masked_softmax(variable.as_tensor(), &mask).unwrap()
+            } else {
+                softmax_last_dim(&variable.as_tensor().broadcast_add(&mask).unwrap()).unwrap()
+            };
+            let grads = (&y * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            (y, grads.get(variable.as_tensor()).unwrap().clone())
+        };
+        let (ours, our_grad) = gradient(true);
+        let (reference, reference_grad) = gradient(false);
+        assert!(max_difference(&ours, &reference) < 1e-7);
+        assert!(max_difference(&our_grad, &reference_grad) < 1e-6);
+        let padded: Vec<f32> = ours
+            .get(1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(padded
+            .chunks(37)
+            .all(|row| row[35] == 0.0 && row[36] == 0.0));
     }
 
     #[test]

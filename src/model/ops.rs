@@ -22,7 +22,7 @@ impl Linear {
         let in_features = dims[dims.len() - 1];
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let flat = x.reshape((rows, in_features))?;
-        let out = row_ops::add_row_bias(&dense::dense_product(&flat, &self.weight)?, &self.bias)?;
+        let out = dense::dense_layer(&flat, &self.weight, &self.bias)?;
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("non-empty dims") = self.weight.dim(0)?;
         out.reshape(out_dims)
