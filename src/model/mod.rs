@@ -11,6 +11,7 @@ pub mod heads;
 pub mod hook_point;
 pub mod hooks;
 pub mod kernels;
+pub mod layer_norm;
 pub mod load;
 pub mod ops;
 pub mod row_ops;

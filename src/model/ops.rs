@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::model::{dense, kernels, row_ops};
+use crate::model::{dense, kernels};
 
 use crate::model::config::Activation;
 
@@ -44,10 +44,7 @@ impl LayerNorm {
     /// Normalises the last axis (fused kernel with a hand-written gradient; candle's fused
     /// layer_norm has none).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        row_ops::add_row_bias(
-            &row_ops::mul_row_scale(&kernels::normalise_last_dim(x, self.eps)?, &self.weight)?,
-            &self.bias,
-        )
+        crate::model::layer_norm::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 

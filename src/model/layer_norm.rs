@@ -1,0 +1,279 @@
+//! LayerNorm `y = γ ⊙ (x − μ)/√(σ² + ε) + β` over the last axis as one CPU op with a fused
+//! backward. Composed from a normalisation, a scale and a shift it was three autograd nodes, each
+//! with its own gradient accumulation, and its input gradient was ten single-threaded candle
+//! passes; here the forward is one parallel pass and the input gradient another. Other devices
+//! and dtypes compose (`kernels::normalise_last_dim` with the row ops).
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::model::kernels::{contiguous_f32, fused, normalise_last_dim, rows_per_task};
+use crate::model::row_ops::{add_row_bias, column_sums, mul_row_scale};
+use crate::model::vector_math as vm;
+
+/// Mean and 1/√(biased variance + ε) of a row; `scratch` (as long as the row) is overwritten.
+#[inline(always)]
+fn row_statistics(row: &[f32], scratch: &mut [f32], eps: f32) -> (f32, f32) {
+    let mean = vm::sum(row) / row.len() as f32;
+    vm::map_into(scratch, row, |x| (x - mean) * (x - mean));
+    let inverse_std = 1.0 / (vm::sum(scratch) / row.len() as f32 + eps).sqrt();
+    (mean, inverse_std)
+}
+
+/// Runs `body(output rows, input rows, extra rows)` over blocks of whole rows in parallel.
+fn by_row_blocks(
+    output: &mut [f32],
+    input: &[f32],
+    extra: &[f32],
+    width: usize,
+    body: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+) {
+    let block = width * rows_per_task(width);
+    output
+        .par_chunks_mut(block)
+        .zip(input.par_chunks(block))
+        .zip(extra.par_chunks(block))
+        .for_each(|((out, x), e)| body(out, x, e));
+}
+
+crate::simd_dispatch! {
+    /// γ ⊙ x̂ + β of each `width`-long row.
+    fn layer_norm_rows(output: &mut [f32], input: &[f32], scale: &[f32], shift: &[f32], eps: f32) {
+        let width = scale.len();
+        for (out, row) in output.chunks_mut(width).zip(input.chunks(width)) {
+            let (mean, inverse_std) = row_statistics(row, out, eps);
+            for (((o, &x), &g), &b) in out.iter_mut().zip(row).zip(scale).zip(shift) {
+                *o = (x - mean) * inverse_std * g + b;
+            }
+        }
+    }
+}
+
+crate::simd_dispatch! {
+    /// dx = (γg − mean(γg) − x̂ ⊙ mean(γg ⊙ x̂)) / σ of each row, from x, γ and the output
+    /// gradient g.
+    fn input_gradient_rows(output: &mut [f32], input: &[f32], grad: &[f32], scale: &[f32], eps: f32) {
+        let width = scale.len();
+        for ((out, row), g) in output.chunks_mut(width).zip(input.chunks(width)).zip(grad.chunks(width)) {
+            let (mean, inverse_std) = row_statistics(row, out, eps);
+            // out ← γg; then the two means.
+            for ((o, &gj), &s) in out.iter_mut().zip(g).zip(scale) {
+                *o = gj * s;
+            }
+            let mean_scaled = vm::sum(out) / width as f32;
+            let mut lanes = [0f32; 16];
+            for (index, (&o, &x)) in out.iter().zip(row).enumerate() {
+                lanes[index % 16] += o * (x - mean) * inverse_std;
+            }
+            let mean_scaled_normalised = lanes.iter().sum::<f32>() / width as f32;
+            for (o, &x) in out.iter_mut().zip(row) {
+                let normalised = (x - mean) * inverse_std;
+                *o = (*o - mean_scaled - normalised * mean_scaled_normalised) * inverse_std;
+            }
+        }
+    }
+}
+
+crate::simd_dispatch! {
+    /// g ⊙ x̂ of each row (summed over rows it is γ's gradient).
+    fn grad_times_normalised_rows(output: &mut [f32], input: &[f32], grad: &[f32], width: usize, eps: f32) {
+        for ((out, row), g) in output.chunks_mut(width).zip(input.chunks(width)).zip(grad.chunks(width)) {
+            let (mean, inverse_std) = row_statistics(row, out, eps);
+            for ((o, &x), &gj) in out.iter_mut().zip(row).zip(g) {
+                *o = gj * (x - mean) * inverse_std;
+            }
+        }
+    }
+}
+
+struct AffineLayerNorm {
+    eps: f32,
+}
+
+impl CustomOp3 for AffineLayerNorm {
+    fn name(&self) -> &'static str {
+        "genolens-layer-norm-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let scale = contiguous_f32(s2, l2, self.name())?;
+        let shift = contiguous_f32(s3, l3, self.name())?;
+        let width = l1.dims()[l1.dims().len() - 1];
+        if scale.len() != width || shift.len() != width {
+            candle_core::bail!(
+                "{}: rows of {width} but γ has {} and β {} values",
+                self.name(),
+                scale.len(),
+                shift.len()
+            );
+        }
+        let mut output = vec![0f32; x.len()];
+        by_row_blocks(&mut output, x, x, width, |out, rows, _| {
+            layer_norm_rows(out, rows, scale, shift, self.eps)
+        });
+        Ok((CpuStorage::F32(output), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        shift: &Tensor,
+        _output: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let eps = self.eps;
+        let x_grad = if x.track_op() {
+            Some(x.apply_op3_no_bwd(scale, &grad, &InputGradient { eps })?)
+        } else {
+            None
+        };
+        let scale_grad = if scale.track_op() {
+            Some(column_sums(
+                &x.apply_op2_no_bwd(&grad, &GradTimesNormalised { eps })?,
+            )?)
+        } else {
+            None
+        };
+        let shift_grad = if shift.track_op() {
+            Some(column_sums(&grad)?)
+        } else {
+            None
+        };
+        Ok((x_grad, scale_grad, shift_grad))
+    }
+}
+
+struct InputGradient {
+    eps: f32,
+}
+
+impl CustomOp3 for InputGradient {
+    fn name(&self) -> &'static str {
+        "genolens-layer-norm-input-gradient"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let scale = contiguous_f32(s2, l2, self.name())?;
+        let grad = contiguous_f32(s3, l3, self.name())?;
+        let mut output = vec![0f32; x.len()];
+        by_row_blocks(&mut output, x, grad, scale.len(), |out, rows, g| {
+            input_gradient_rows(out, rows, g, scale, self.eps)
+        });
+        Ok((CpuStorage::F32(output), l1.shape().clone()))
+    }
+}
+
+struct GradTimesNormalised {
+    eps: f32,
+}
+
+impl CustomOp2 for GradTimesNormalised {
+    fn name(&self) -> &'static str {
+        "genolens-layer-norm-grad-times-normalised"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let grad = contiguous_f32(s2, l2, self.name())?;
+        let width = l1.dims()[l1.dims().len() - 1];
+        let mut output = vec![0f32; x.len()];
+        by_row_blocks(&mut output, x, grad, width, |out, rows, g| {
+            grad_times_normalised_rows(out, rows, g, width, self.eps)
+        });
+        Ok((CpuStorage::F32(output), l1.shape().clone()))
+    }
+}
+
+/// γ ⊙ (x − μ)/√(σ² + ε) + β over the last axis: one fused op on CPU f32, composed elsewhere.
+pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused(x) && fused(scale) && fused(shift) && scale.rank() == 1 && shift.rank() == 1 {
+        x.contiguous()?.apply_op3(
+            &scale.contiguous()?,
+            &shift.contiguous()?,
+            AffineLayerNorm { eps: eps as f32 },
+        )
+    } else {
+        add_row_bias(&mul_row_scale(&normalise_last_dim(x, eps)?, scale)?, shift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kernels::test_support::{max_difference, normal};
+    use candle_core::{DType, Var};
+
+    /// Value and the three gradients against the composed f64 reference.
+    #[test]
+    fn matches_composed_layer_norm_in_value_and_all_gradients() {
+        let x = (normal(&[4, 6, 37], 1, 1.0) * 3.0).unwrap();
+        let scale = (normal(&[37], 2, 0.3) + 1.0).unwrap();
+        let shift = normal(&[37], 3, 0.5);
+        let probe = normal(&[4, 6, 37], 4, 1.0);
+        let run = |dtype: DType| {
+            let vars: Vec<Var> = [&x, &scale, &shift]
+                .iter()
+                .map(|t| Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap())
+                .collect();
+            let y = layer_norm(
+                vars[0].as_tensor(),
+                vars[1].as_tensor(),
+                vars[2].as_tensor(),
+                1e-12,
+            )
+            .unwrap();
+            let grads = (&y * probe.to_dtype(dtype).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let mut out = vec![y.to_dtype(DType::F32).unwrap()];
+            for var in &vars {
+                out.push(
+                    grads
+                        .get(var.as_tensor())
+                        .unwrap()
+                        .to_dtype(DType::F32)
+                        .unwrap(),
+                );
+            }
+            out
+        };
+        let ours = run(DType::F32);
+        let reference = run(DType::F64);
+        for (name, (a, b)) in ["value", "dx", "dγ", "dβ"]
+            .iter()
+            .zip(ours.iter().zip(&reference))
+        {
+            let difference = max_difference(a, b);
+            assert!(difference < 2e-5, "{name} differs by {difference}");
+        }
+    }
+}
