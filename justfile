@@ -37,6 +37,16 @@ train-defaults DEVICE="cpu" STEPS="1000" BATCH="128" LR="5e-4":
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
     .venv-ref/bin/python tests/reference/check_trained.py data/models/mini-dnabert6 data/models/mini-dnabert6-promoters data/models/mini-dnabert6-tf
 
+# The same within a wall-clock budget (a lent GPU): calibrates the step time, fits the MLM steps.
+# Run the HF check (`.venv-ref/bin/python tests/reference/check_trained.py data/models/*`) after.
+train-defaults-timed DEVICE SECONDS BATCH="128" LR="1e-3":
+    test -n "${GENOLENS:-}" || cargo build --release
+    bash scripts/train-defaults-timed.sh {{DEVICE}} {{SECONDS}} {{BATCH}} {{LR}}
+
+# Where a CUDA training step's time goes (pieces table, then Nsight Compute per-kernel times).
+cuda-profile OUT="reports/cuda-profile":
+    bash scripts/cuda-profile.sh {{OUT}}
+
 # Run one study end to end (see `just experiments`); outputs go to reports/<name>/<run-id>/.
 experiment NAME *ARGS:
     cargo run --release -- experiment {{NAME}} {{ARGS}}
