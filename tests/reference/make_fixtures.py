@@ -116,7 +116,33 @@ def reference_outputs(model, input_ids, attention_mask, classifier: bool) -> dic
             tensors["pooled"] = model.bert(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
             ).pooler_output.float()
+    tensors.update(reference_gradients(model, input_ids, attention_mask, classifier))
     return {name: tensor.contiguous() for name, tensor in tensors.items()}
+
+
+def reference_gradients(model, input_ids, attention_mask, classifier: bool) -> dict:
+    """Backward-pass references (eval mode, no dropout).
+
+    Classifier: the gradient of Σ_b logit[b, 1] at the word embeddings (gradient × input's
+    gradient). MLM: the cross-entropy of predicting every real token's own id, and its gradient at
+    every parameter (`grad.<name>`; the decoder is tied to the word embeddings).
+    """
+    types = torch.zeros_like(input_ids)
+    model.zero_grad()
+    if classifier:
+        embeddings = model.bert.embeddings.word_embeddings(input_ids).detach().requires_grad_(True)
+        logits = model(inputs_embeds=embeddings, attention_mask=attention_mask, token_type_ids=types).logits
+        logits[:, 1].sum().backward()
+        return {"embedding_gradient": embeddings.grad.float()}
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=types).logits
+    real = attention_mask.bool()
+    loss = torch.nn.functional.cross_entropy(logits[real], input_ids[real])
+    loss.backward()
+    gradients = {"mlm_loss": loss.detach().float().reshape(1)}
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None:
+            gradients[f"grad.{name}"] = parameter.grad.float()
+    return gradients
 
 
 def main() -> None:
