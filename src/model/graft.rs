@@ -91,6 +91,23 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     with_gradient(&x, candle_nn::ops::softmax_last_dim(&x)?, Rule::Softmax)
 }
 
+/// softmax(scores + mask) over the last axis with a constant additive mask: the sum is made
+/// outside the graph, so the backward pass neither stores nor differentiates the
+/// [batch, heads, t, t] broadcast (candle would accumulate a zero-initialised gradient for the mask
+/// side too).
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let scores = scores.contiguous()?;
+    let masked = scores
+        .detach()
+        .broadcast_add(&mask.detach())?
+        .contiguous()?;
+    with_gradient(
+        &scores,
+        candle_nn::ops::softmax_last_dim(&masked)?,
+        Rule::Softmax,
+    )
+}
+
 /// (x − mean)/√(var + eps) over the last axis: candle's fused LayerNorm kernel (γ = 1, β = 0),
 /// with its gradient.
 pub fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {

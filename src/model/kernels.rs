@@ -132,12 +132,15 @@ impl candle_core::CustomOp2 for MaskedSoftmax {
 
 /// softmax(scores + mask) over the last axis, with an additive key mask [b, 1, 1, t_k] for
 /// scores [b, h, t_q, t_k]. On the CPU one fused pass (no [b, h, t_q, t_k] sum is stored or
-/// differentiated); elsewhere the broadcast add and [`softmax_last_dim`].
+/// differentiated); on CUDA candle's fused softmax with a grafted gradient; elsewhere the
+/// broadcast add and [`softmax_last_dim`].
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
     if fused(scores) && fused(mask) && scores.rank() == 4 && mask.dims()[1..3] == [1, 1] {
         scores
             .contiguous()?
             .apply_op2(&mask.contiguous()?, MaskedSoftmax)
+    } else if graft::applies(scores) {
+        graft::masked_softmax(scores, mask)
     } else {
         softmax_last_dim(&scores.broadcast_add(mask)?)
     }
@@ -439,12 +442,13 @@ mod tests {
         let mask = Tensor::from_vec(mask, (2, 1, 1, 37), &Device::Cpu).unwrap();
         let x = sample(&[2, 3, 5, 37], 1);
         let weights = sample(&[2, 3, 5, 37], 2);
-        let gradient = |fused_op: bool| {
+        // 0: the fused CPU op, 1: the CUDA graft (run on candle's CPU kernel), 2: the reference.
+        let gradient = |path: usize| {
             let variable = Var::from_tensor(&x).unwrap();
-            let y = if fused_op {
-                masked_softmax(variable.as_tensor(), &mask).unwrap()
-            } else {
-                softmax_last_dim(&variable.as_tensor().broadcast_add(&mask).unwrap()).unwrap()
+            let y = match path {
+                0 => masked_softmax(variable.as_tensor(), &mask).unwrap(),
+                1 => graft::masked_softmax(variable.as_tensor(), &mask).unwrap(),
+                _ => softmax_last_dim(&variable.as_tensor().broadcast_add(&mask).unwrap()).unwrap(),
             };
             let grads = (&y * &weights)
                 .unwrap()
@@ -454,8 +458,11 @@ mod tests {
                 .unwrap();
             (y, grads.get(variable.as_tensor()).unwrap().clone())
         };
-        let (ours, our_grad) = gradient(true);
-        let (reference, reference_grad) = gradient(false);
+        let (reference, reference_grad) = gradient(2);
+        let (grafted, grafted_grad) = gradient(1);
+        assert!(max_difference(&grafted, &reference) < 1e-6);
+        assert!(max_difference(&grafted_grad, &reference_grad) < 1e-6);
+        let (ours, our_grad) = gradient(0);
         assert!(max_difference(&ours, &reference) < 1e-7);
         assert!(max_difference(&our_grad, &reference_grad) < 1e-6);
         let padded: Vec<f32> = ours
