@@ -7,7 +7,11 @@
 //! the input. (On the CPU genolens has its own fused kernels with gradients, `kernels.rs`.)
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+
+use crate::model::row_ops::column_sums;
+use candle_core::{
+    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D,
+};
 
 /// Which gradient to graft.
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +121,113 @@ pub fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
     let zeros = Tensor::zeros(width, x.dtype(), x.device())?;
     let value = candle_nn::ops::layer_norm(&x, &ones, &zeros, eps as f32)?;
     with_gradient(&x, value, Rule::Normalise { eps })
+}
+
+/// LayerNorm `γ ⊙ x̂ + β` whose value candle's fused kernel computed beforehand (held here, as a
+/// custom op cannot run a kernel of candle's): the forward returns it, the backward gives the
+/// gradients at x, γ and β. One autograd node instead of three (normalise, scale, shift).
+struct GraftLayerNorm {
+    value: Tensor,
+    eps: f64,
+}
+
+impl GraftLayerNorm {
+    fn value_storage<T>(&self, pick: impl Fn(&Storage) -> Option<T>) -> Result<(T, Shape)> {
+        let (storage, layout) = self.value.storage_and_layout();
+        check_whole(layout)?;
+        match pick(&storage) {
+            Some(copy) => Ok((copy, layout.shape().clone())),
+            None => candle_core::bail!("genolens-graft: the value is on another device"),
+        }
+    }
+}
+
+impl CustomOp3 for GraftLayerNorm {
+    fn name(&self) -> &'static str {
+        "genolens-graft-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _x: &CpuStorage,
+        _x_layout: &Layout,
+        _scale: &CpuStorage,
+        _scale_layout: &Layout,
+        _shift: &CpuStorage,
+        _shift_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let layout = self.value.layout().clone();
+        self.value_storage(|storage| match storage {
+            Storage::Cpu(value) => value.try_clone(&layout).ok(),
+            _ => None,
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _x: &candle_core::CudaStorage,
+        _x_layout: &Layout,
+        _scale: &candle_core::CudaStorage,
+        _scale_layout: &Layout,
+        _shift: &candle_core::CudaStorage,
+        _shift_layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let layout = self.value.layout().clone();
+        self.value_storage(|storage| match storage {
+            Storage::Cuda(value) => value.try_clone(&layout).ok(),
+            _ => None,
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        shift: &Tensor,
+        _output: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let width = x.dim(D::Minus1)?;
+        let ones = Tensor::ones(width, x.dtype(), x.device())?;
+        let zeros = Tensor::zeros(width, x.dtype(), x.device())?;
+        let normalised = candle_nn::ops::layer_norm(&x.detach(), &ones, &zeros, self.eps as f32)?;
+        let x_grad = if x.track_op() {
+            let grad_normalised = grad.broadcast_mul(scale)?;
+            Some(normalise_backward(
+                x,
+                &normalised,
+                &grad_normalised,
+                self.eps,
+            )?)
+        } else {
+            None
+        };
+        let scale_grad = if scale.track_op() {
+            Some(column_sums(&(grad * &normalised)?)?)
+        } else {
+            None
+        };
+        let shift_grad = if shift.track_op() {
+            Some(column_sums(grad)?)
+        } else {
+            None
+        };
+        Ok((x_grad, scale_grad, shift_grad))
+    }
+}
+
+/// γ ⊙ (x − mean)/√(var + eps) + β over the last axis: candle's fused LayerNorm kernel, with the
+/// gradients at x, γ and β.
+pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor, eps: f64) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let value =
+        candle_nn::ops::layer_norm(&x.detach(), &scale.detach(), &shift.detach(), eps as f32)?;
+    if x.track_op() || scale.track_op() || shift.track_op() {
+        x.apply_op3(scale, shift, GraftLayerNorm { value, eps })
+    } else {
+        Ok(value)
+    }
 }
 
 /// x̂ = (x − μ)/σ:  dx = (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ.

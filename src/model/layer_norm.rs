@@ -1,12 +1,14 @@
 //! LayerNorm `y = γ ⊙ (x − μ)/√(σ² + ε) + β` over the last axis as one CPU op with a fused
 //! backward. Composed from a normalisation, a scale and a shift it was three autograd nodes, each
 //! with its own gradient accumulation, and its input gradient was ten single-threaded candle
-//! passes; here the forward is one parallel pass and the input gradient another. Other devices
-//! and dtypes compose (`kernels::normalise_last_dim` with the row ops).
+//! passes; here the forward is one parallel pass and the input gradient another. On CUDA,
+//! candle's fused kernel with a grafted gradient (`graft::layer_norm`); other devices and dtypes
+//! compose (`kernels::normalise_last_dim` with the row ops).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::model::graft;
 use crate::model::kernels::{contiguous_f32, fused, normalise_last_dim, rows_per_task};
 use crate::model::row_ops::{add_row_bias, column_sums, mul_row_scale};
 use crate::model::vector_math as vm;
@@ -210,7 +212,8 @@ impl CustomOp2 for GradTimesNormalised {
     }
 }
 
-/// γ ⊙ (x − μ)/√(σ² + ε) + β over the last axis: one fused op on CPU f32, composed elsewhere.
+/// γ ⊙ (x − μ)/√(σ² + ε) + β over the last axis: one fused op on CPU f32, candle's fused kernel
+/// with a grafted gradient on CUDA, composed elsewhere.
 pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor, eps: f64) -> Result<Tensor> {
     if fused(x) && fused(scale) && fused(shift) && scale.rank() == 1 && shift.rank() == 1 {
         x.contiguous()?.apply_op3(
@@ -218,6 +221,8 @@ pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor, eps: f64) -> Resul
             &shift.contiguous()?,
             AffineLayerNorm { eps: eps as f32 },
         )
+    } else if graft::applies(x) {
+        graft::layer_norm(x, scale, shift, eps)
     } else {
         add_row_bias(&mul_row_scale(&normalise_last_dim(x, eps)?, scale)?, shift)
     }
@@ -229,45 +234,53 @@ mod tests {
     use crate::model::kernels::test_support::{max_difference, normal};
     use candle_core::{DType, Var};
 
-    /// Value and the three gradients against the composed f64 reference.
+    /// Value and the three gradients against the composed f64 reference: the fused CPU op and the
+    /// CUDA graft (run here on candle's CPU kernel).
     #[test]
     fn matches_composed_layer_norm_in_value_and_all_gradients() {
+        check_against_composed(layer_norm);
+        check_against_composed(graft::layer_norm);
+    }
+
+    fn check_against_composed(ours: impl Fn(&Tensor, &Tensor, &Tensor, f64) -> Result<Tensor>) {
         let x = (normal(&[4, 6, 37], 1, 1.0) * 3.0).unwrap();
         let scale = (normal(&[37], 2, 0.3) + 1.0).unwrap();
         let shift = normal(&[37], 3, 0.5);
         let probe = normal(&[4, 6, 37], 4, 1.0);
-        let run = |dtype: DType| {
-            let vars: Vec<Var> = [&x, &scale, &shift]
-                .iter()
-                .map(|t| Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap())
-                .collect();
-            let y = layer_norm(
-                vars[0].as_tensor(),
-                vars[1].as_tensor(),
-                vars[2].as_tensor(),
-                1e-12,
-            )
-            .unwrap();
-            let grads = (&y * probe.to_dtype(dtype).unwrap())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
+        let run =
+            |dtype: DType,
+             layer_norm: &dyn Fn(&Tensor, &Tensor, &Tensor, f64) -> Result<Tensor>| {
+                let vars: Vec<Var> = [&x, &scale, &shift]
+                    .iter()
+                    .map(|t| Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap())
+                    .collect();
+                let y = layer_norm(
+                    vars[0].as_tensor(),
+                    vars[1].as_tensor(),
+                    vars[2].as_tensor(),
+                    1e-12,
+                )
                 .unwrap();
-            let mut out = vec![y.to_dtype(DType::F32).unwrap()];
-            for var in &vars {
-                out.push(
-                    grads
-                        .get(var.as_tensor())
-                        .unwrap()
-                        .to_dtype(DType::F32)
-                        .unwrap(),
-                );
-            }
-            out
-        };
-        let ours = run(DType::F32);
-        let reference = run(DType::F64);
+                let grads = (&y * probe.to_dtype(dtype).unwrap())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let mut out = vec![y.to_dtype(DType::F32).unwrap()];
+                for var in &vars {
+                    out.push(
+                        grads
+                            .get(var.as_tensor())
+                            .unwrap()
+                            .to_dtype(DType::F32)
+                            .unwrap(),
+                    );
+                }
+                out
+            };
+        let ours = run(DType::F32, &ours);
+        let reference = run(DType::F64, &super::layer_norm);
         for (name, (a, b)) in ["value", "dx", "dγ", "dβ"]
             .iter()
             .zip(ours.iter().zip(&reference))
