@@ -2,77 +2,74 @@
 //! but without a backward pass, and its composed (differentiable) versions launch a chain of
 //! strided kernels over the largest tensors of the model, the [batch, heads, tokens, tokens]
 //! attention scores; on an H200 their backward passes dominated an MLM training step. Here the
-//! fused kernel computes the value and a two-input custom op grafts the hand-written gradient
-//! onto it: its forward returns the precomputed value, its backward the gradient with respect to
-//! the input. (On the CPU genolens has its own fused kernels with gradients, `kernels.rs`.)
+//! fused kernel computes the value beforehand and a custom op holding it grafts the hand-written
+//! gradient on: its forward returns the value (a custom op cannot run one of candle's kernels),
+//! its backward the gradients with respect to its inputs. (On the CPU genolens has its own fused
+//! kernels with gradients: `kernels.rs`, `layer_norm.rs`.)
 
 use candle_core::backend::BackendStorage;
-
-use crate::model::row_ops::column_sums;
 use candle_core::{
-    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D,
+    CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D,
 };
 
-/// Which gradient to graft.
-#[derive(Debug, Clone, Copy)]
-enum Rule {
-    /// y = softmax(x) over the last axis.
-    Softmax,
-    /// y = (x − μ)/√(σ² + eps) over the last axis.
-    Normalise { eps: f64 },
-}
+use crate::model::row_ops::{column_sums, softmax_backward};
 
-struct Graft(Rule);
-
-/// The value unchanged; it is fresh from a kernel, so the whole buffer is the tensor.
-fn check_whole(layout: &Layout) -> Result<()> {
-    if layout.is_contiguous() && layout.start_offset() == 0 {
-        Ok(())
-    } else {
-        candle_core::bail!("genolens-graft: expected a fresh contiguous value")
+/// A copy of the precomputed value's storage, taken from `pick` for the op's device. The value is
+/// fresh from a kernel, so its whole buffer is the tensor.
+fn copy_of<T>(
+    value: &Tensor,
+    pick: impl Fn(&Storage, &Layout) -> Option<Result<T>>,
+) -> Result<(T, Shape)> {
+    let (storage, layout) = value.storage_and_layout();
+    if !(layout.is_contiguous() && layout.start_offset() == 0) {
+        candle_core::bail!("genolens-graft: expected a fresh contiguous value");
+    }
+    match pick(&storage, layout) {
+        Some(copy) => Ok((copy?, layout.shape().clone())),
+        None => candle_core::bail!("genolens-graft: the value is on another device"),
     }
 }
 
-impl CustomOp2 for Graft {
+fn cpu_copy(value: &Tensor) -> Result<(CpuStorage, Shape)> {
+    copy_of(value, |storage, layout| match storage {
+        Storage::Cpu(storage) => Some(storage.try_clone(layout)),
+        _ => None,
+    })
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_copy(value: &Tensor) -> Result<(candle_core::CudaStorage, Shape)> {
+    copy_of(value, |storage, layout| match storage {
+        Storage::Cuda(storage) => Some(storage.try_clone(layout)),
+        _ => None,
+    })
+}
+
+/// Softmax over the last axis, computed beforehand; the gradient goes to the scores.
+struct GraftSoftmax {
+    value: Tensor,
+}
+
+impl CustomOp1 for GraftSoftmax {
     fn name(&self) -> &'static str {
-        "genolens-graft"
+        "genolens-graft-softmax"
     }
 
-    fn cpu_fwd(
-        &self,
-        _input: &CpuStorage,
-        _input_layout: &Layout,
-        value: &CpuStorage,
-        value_layout: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        check_whole(value_layout)?;
-        Ok((value.try_clone(value_layout)?, value_layout.shape().clone()))
+    fn cpu_fwd(&self, _scores: &CpuStorage, _layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_copy(&self.value)
     }
 
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
-        _input: &candle_core::CudaStorage,
-        _input_layout: &Layout,
-        value: &candle_core::CudaStorage,
-        value_layout: &Layout,
+        _scores: &candle_core::CudaStorage,
+        _layout: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        check_whole(value_layout)?;
-        Ok((value.try_clone(value_layout)?, value_layout.shape().clone()))
+        cuda_copy(&self.value)
     }
 
-    fn bwd(
-        &self,
-        input: &Tensor,
-        _value: &Tensor,
-        output: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let input_grad = match self.0 {
-            Rule::Softmax => crate::model::row_ops::softmax_backward(output, grad)?,
-            Rule::Normalise { eps } => normalise_backward(input, output, grad, eps)?,
-        };
-        Ok((Some(input_grad), None))
+    fn bwd(&self, _scores: &Tensor, output: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(softmax_backward(output, grad)?))
     }
 }
 
@@ -81,9 +78,10 @@ pub fn applies(x: &Tensor) -> bool {
     x.device().is_cuda() && x.dtype() == DType::F32
 }
 
-fn with_gradient(input: &Tensor, value: Tensor, rule: Rule) -> Result<Tensor> {
-    if input.track_op() {
-        input.apply_op2(&value, Graft(rule))
+/// `value` (the softmax of `scores`, or of scores plus a constant) with the gradient at `scores`.
+fn graft_softmax(scores: &Tensor, value: Tensor) -> Result<Tensor> {
+    if scores.track_op() {
+        scores.apply_op1(GraftSoftmax { value })
     } else {
         Ok(value)
     }
@@ -92,7 +90,8 @@ fn with_gradient(input: &Tensor, value: Tensor, rule: Rule) -> Result<Tensor> {
 /// Softmax over the last axis: candle's fused kernel, with its gradient.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let x = x.contiguous()?;
-    with_gradient(&x, candle_nn::ops::softmax_last_dim(&x)?, Rule::Softmax)
+    let value = candle_nn::ops::softmax_last_dim(&x.detach())?;
+    graft_softmax(&x, value)
 }
 
 /// softmax(scores + mask) over the last axis with a constant additive mask: the sum is made
@@ -105,41 +104,14 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
         .detach()
         .broadcast_add(&mask.detach())?
         .contiguous()?;
-    with_gradient(
-        &scores,
-        candle_nn::ops::softmax_last_dim(&masked)?,
-        Rule::Softmax,
-    )
+    graft_softmax(&scores, candle_nn::ops::softmax_last_dim(&masked)?)
 }
 
-/// (x − mean)/√(var + eps) over the last axis: candle's fused LayerNorm kernel (γ = 1, β = 0),
-/// with its gradient.
-pub fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
-    let x = x.contiguous()?;
-    let width = x.dim(D::Minus1)?;
-    let ones = Tensor::ones(width, x.dtype(), x.device())?;
-    let zeros = Tensor::zeros(width, x.dtype(), x.device())?;
-    let value = candle_nn::ops::layer_norm(&x, &ones, &zeros, eps as f32)?;
-    with_gradient(&x, value, Rule::Normalise { eps })
-}
-
-/// LayerNorm `γ ⊙ x̂ + β` whose value candle's fused kernel computed beforehand (held here, as a
-/// custom op cannot run a kernel of candle's): the forward returns it, the backward gives the
-/// gradients at x, γ and β. One autograd node instead of three (normalise, scale, shift).
+/// LayerNorm `γ ⊙ x̂ + β`, computed beforehand; the backward gives the gradients at x, γ and β.
+/// One autograd node instead of three (normalise, scale, shift).
 struct GraftLayerNorm {
     value: Tensor,
     eps: f64,
-}
-
-impl GraftLayerNorm {
-    fn value_storage<T>(&self, pick: impl Fn(&Storage) -> Option<T>) -> Result<(T, Shape)> {
-        let (storage, layout) = self.value.storage_and_layout();
-        check_whole(layout)?;
-        match pick(&storage) {
-            Some(copy) => Ok((copy, layout.shape().clone())),
-            None => candle_core::bail!("genolens-graft: the value is on another device"),
-        }
-    }
 }
 
 impl CustomOp3 for GraftLayerNorm {
@@ -156,11 +128,7 @@ impl CustomOp3 for GraftLayerNorm {
         _shift: &CpuStorage,
         _shift_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let layout = self.value.layout().clone();
-        self.value_storage(|storage| match storage {
-            Storage::Cpu(value) => value.try_clone(&layout).ok(),
-            _ => None,
-        })
+        cpu_copy(&self.value)
     }
 
     #[cfg(feature = "cuda")]
@@ -173,11 +141,7 @@ impl CustomOp3 for GraftLayerNorm {
         _shift: &candle_core::CudaStorage,
         _shift_layout: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let layout = self.value.layout().clone();
-        self.value_storage(|storage| match storage {
-            Storage::Cuda(value) => value.try_clone(&layout).ok(),
-            _ => None,
-        })
+        cuda_copy(&self.value)
     }
 
     fn bwd(
@@ -230,8 +194,8 @@ pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor, eps: f64) -> Resul
     }
 }
 
-/// x̂ = (x − μ)/σ:  dx = (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ.
-pub fn normalise_backward(
+/// x̂ = (x − μ)/σ:  dx = (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ, for the gradient g at x̂.
+fn normalise_backward(
     input: &Tensor,
     normalised: &Tensor,
     grad: &Tensor,

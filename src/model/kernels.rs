@@ -1,14 +1,16 @@
 //! Fused, multi-threaded CPU kernels for the element-wise parts of the forward pass (softmax,
-//! LayerNorm normalisation, erf GELU), as candle custom ops with hand-written backward passes.
+//! the masked softmax of attention, erf GELU), as candle custom ops with hand-written backward
+//! passes (LayerNorm: `layer_norm.rs`).
 //! candle's own fused kernels have no gradient and its composed ones make several single-threaded
-//! passes with a fresh allocation each; these make one parallel pass. On CUDA, softmax and
-//! LayerNorm use candle's fused kernels with a grafted gradient (`graft.rs`); other devices and
-//! dtypes use the composed (differentiable) ops.
+//! passes with a fresh allocation each; these make one parallel pass. On CUDA, the softmaxes use
+//! candle's fused kernel with a grafted gradient (`graft.rs`); other devices and dtypes use the
+//! composed (differentiable) ops.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use crate::model::graft;
+use crate::model::row_ops::for_each_row_block;
 use crate::model::vector_math as vm;
 
 /// Rows handed to one rayon task at least (keeps scheduling overhead small for narrow rows).
@@ -102,16 +104,11 @@ impl candle_core::CustomOp2 for MaskedSoftmax {
             );
         }
         let rows_per_item = scores.len() / width / items.max(1);
-        let block = width * rows_per_task(width);
         let mut output = vec![0f32; scores.len()];
-        output
-            .par_chunks_mut(block)
-            .zip(scores.par_chunks(block))
-            .enumerate()
-            .for_each(|(index, (out_rows, in_rows))| {
-                let first_row = index * block / width;
-                masked_softmax_rows(out_rows, in_rows, mask, first_row, rows_per_item, width)
-            });
+        for_each_row_block(&mut output, width, |start, out| {
+            let rows = &scores[start..start + out.len()];
+            masked_softmax_rows(out, rows, mask, start / width, rows_per_item, width)
+        });
         Ok((CpuStorage::F32(output), l1.shape().clone()))
     }
 
@@ -135,7 +132,12 @@ impl candle_core::CustomOp2 for MaskedSoftmax {
 /// differentiated); on CUDA candle's fused softmax with a grafted gradient; elsewhere the
 /// broadcast add and [`softmax_last_dim`].
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    if fused(scores) && fused(mask) && scores.rank() == 4 && mask.dims()[1..3] == [1, 1] {
+    if fused(scores)
+        && fused(mask)
+        && scores.rank() == 4
+        && mask.rank() == 4
+        && mask.dims()[1..3] == [1, 1]
+    {
         scores
             .contiguous()?
             .apply_op2(&mask.contiguous()?, MaskedSoftmax)
@@ -143,47 +145,6 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
         graft::masked_softmax(scores, mask)
     } else {
         softmax_last_dim(&scores.broadcast_add(mask)?)
-    }
-}
-
-struct Normalise {
-    eps: f64,
-}
-
-impl CustomOp1 for Normalise {
-    fn name(&self) -> &'static str {
-        "genolens-layer-norm"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let input = contiguous_f32(storage, layout, self.name())?;
-        let width = layout.dims()[layout.dims().len() - 1];
-        let eps = self.eps as f32;
-        let mut output = vec![0f32; input.len()];
-        output
-            .par_chunks_mut(width * rows_per_task(width))
-            .zip(input.par_chunks(width * rows_per_task(width)))
-            .for_each(|(out_rows, in_rows)| normalise_rows(out_rows, in_rows, width, eps));
-        Ok((CpuStorage::F32(output), layout.shape().clone()))
-    }
-
-    fn bwd(&self, input: &Tensor, normalised: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(graft::normalise_backward(
-            input, normalised, grad, self.eps,
-        )?))
-    }
-}
-
-/// (x − mean) / sqrt(var + eps) over the last axis (biased variance, torch's definition).
-pub fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
-    if fused(x) {
-        x.contiguous()?.apply_op1(Normalise { eps })
-    } else if graft::applies(x) {
-        graft::normalise_last_dim(x, eps)
-    } else {
-        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
-        let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        centred.broadcast_div(&(variance + eps)?.sqrt()?)
     }
 }
 
@@ -233,18 +194,6 @@ crate::simd_dispatch! {
             out.iter_mut().for_each(|o| *o = vm::exp(*o - max));
             let inverse = 1.0 / vm::sum(out);
             out.iter_mut().for_each(|o| *o *= inverse);
-        }
-    }
-}
-
-crate::simd_dispatch! {
-    /// (x − mean)/sqrt(var + eps) of each `width`-long row.
-    fn normalise_rows(output: &mut [f32], input: &[f32], width: usize, eps: f32) {
-        for (out, row) in output.chunks_mut(width).zip(input.chunks(width)) {
-            let mean = vm::sum(row) / width as f32;
-            vm::map_into(out, row, |x| (x - mean) * (x - mean));
-            let inverse_std = 1.0 / (vm::sum(out) / width as f32 + eps).sqrt();
-            vm::map_into(out, row, |x| (x - mean) * inverse_std);
         }
     }
 }
@@ -405,27 +354,11 @@ mod tests {
     }
 
     #[test]
-    fn layer_norm_matches_composed_in_value_and_gradient() {
-        check(
-            |x| normalise_last_dim(x, 1e-12),
-            |x| normalise_last_dim(x, 1e-12),
-        );
-    }
-
-    #[test]
     fn grafted_softmax_matches_composed_in_value_and_gradient() {
         // The CUDA path, run on candle's CPU kernel (the graft is device-independent).
         check(graft::softmax_last_dim, |x| {
             candle_nn::ops::softmax(x, D::Minus1)
         });
-    }
-
-    #[test]
-    fn grafted_layer_norm_matches_composed_in_value_and_gradient() {
-        check(
-            |x| graft::normalise_last_dim(x, 1e-12),
-            |x| normalise_last_dim(x, 1e-12),
-        );
     }
 
     #[test]

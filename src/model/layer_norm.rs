@@ -3,14 +3,13 @@
 //! with its own gradient accumulation, and its input gradient was ten single-threaded candle
 //! passes; here the forward is one parallel pass and the input gradient another. On CUDA,
 //! candle's fused kernel with a grafted gradient (`graft::layer_norm`); other devices and dtypes
-//! compose (`kernels::normalise_last_dim` with the row ops).
+//! compose candle's ops.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 
 use crate::model::graft;
-use crate::model::kernels::{contiguous_f32, fused, normalise_last_dim, rows_per_task};
-use crate::model::row_ops::{add_row_bias, column_sums, mul_row_scale};
+use crate::model::kernels::{contiguous_f32, fused};
+use crate::model::row_ops::{column_sums, for_each_row_block};
 use crate::model::vector_math as vm;
 
 /// Mean and 1/√(biased variance + ε) of a row; `scratch` (as long as the row) is overwritten.
@@ -20,22 +19,6 @@ fn row_statistics(row: &[f32], scratch: &mut [f32], eps: f32) -> (f32, f32) {
     vm::map_into(scratch, row, |x| (x - mean) * (x - mean));
     let inverse_std = 1.0 / (vm::sum(scratch) / row.len() as f32 + eps).sqrt();
     (mean, inverse_std)
-}
-
-/// Runs `body(output rows, input rows, extra rows)` over blocks of whole rows in parallel.
-fn by_row_blocks(
-    output: &mut [f32],
-    input: &[f32],
-    extra: &[f32],
-    width: usize,
-    body: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
-) {
-    let block = width * rows_per_task(width);
-    output
-        .par_chunks_mut(block)
-        .zip(input.par_chunks(block))
-        .zip(extra.par_chunks(block))
-        .for_each(|((out, x), e)| body(out, x, e));
 }
 
 crate::simd_dispatch! {
@@ -119,8 +102,8 @@ impl CustomOp3 for AffineLayerNorm {
             );
         }
         let mut output = vec![0f32; x.len()];
-        by_row_blocks(&mut output, x, x, width, |out, rows, _| {
-            layer_norm_rows(out, rows, scale, shift, self.eps)
+        for_each_row_block(&mut output, width, |start, out| {
+            layer_norm_rows(out, &x[start..start + out.len()], scale, shift, self.eps)
         });
         Ok((CpuStorage::F32(output), l1.shape().clone()))
     }
@@ -178,8 +161,9 @@ impl CustomOp3 for InputGradient {
         let scale = contiguous_f32(s2, l2, self.name())?;
         let grad = contiguous_f32(s3, l3, self.name())?;
         let mut output = vec![0f32; x.len()];
-        by_row_blocks(&mut output, x, grad, scale.len(), |out, rows, g| {
-            input_gradient_rows(out, rows, g, scale, self.eps)
+        for_each_row_block(&mut output, scale.len(), |start, out| {
+            let rows = start..start + out.len();
+            input_gradient_rows(out, &x[rows.clone()], &grad[rows], scale, self.eps)
         });
         Ok((CpuStorage::F32(output), l1.shape().clone()))
     }
@@ -205,8 +189,9 @@ impl CustomOp2 for GradTimesNormalised {
         let grad = contiguous_f32(s2, l2, self.name())?;
         let width = l1.dims()[l1.dims().len() - 1];
         let mut output = vec![0f32; x.len()];
-        by_row_blocks(&mut output, x, grad, width, |out, rows, g| {
-            grad_times_normalised_rows(out, rows, g, width, self.eps)
+        for_each_row_block(&mut output, width, |start, out| {
+            let rows = start..start + out.len();
+            grad_times_normalised_rows(out, &x[rows.clone()], &grad[rows], width, self.eps)
         });
         Ok((CpuStorage::F32(output), l1.shape().clone()))
     }
@@ -224,7 +209,12 @@ pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor, eps: f64) -> Resul
     } else if graft::applies(x) {
         graft::layer_norm(x, scale, shift, eps)
     } else {
-        add_row_bias(&mul_row_scale(&normalise_last_dim(x, eps)?, scale)?, shift)
+        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        centred
+            .broadcast_div(&(variance + eps)?.sqrt()?)?
+            .broadcast_mul(scale)?
+            .broadcast_add(shift)
     }
 }
 
