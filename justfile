@@ -25,11 +25,11 @@ motif-fixtures:
     .venv-ref/bin/python tests/reference/make_motif_fixtures.py
 
 # Train the default models from `just data` output with fixed seeds and store them as f16 under
-# data/models/ (scripts/train-defaults.sh). The committed ones were trained on an H200 GPU:
-# `just build-cuda PREFIX`, then `GENOLENS=target/cuda/release/genolens just train-defaults cuda`
-# (about 7 minutes); on a 2-core CPU the same run takes about 8 hours. Then checks
-# that each folder loads in HF transformers and records the result in its MODEL.md.
-train-defaults DEVICE="cpu" STEPS="1000" BATCH="128" LR="5e-4":
+# data/models/ (scripts/train-defaults.sh). The committed ones were trained this way on a 2-core
+# CPU (about 1.5 hours in all); a GPU build runs the same with `just build-cuda PREFIX`, then
+# `GENOLENS=target/cuda/release/genolens just train-defaults cuda`. Then checks that each folder
+# loads in HF transformers and records the result in its MODEL.md.
+train-defaults DEVICE="cpu" STEPS="2400" BATCH="32" LR="1e-3":
     test -n "${GENOLENS:-}" || cargo build --release
     bash scripts/train-defaults.sh {{DEVICE}} {{STEPS}} {{BATCH}} {{LR}}
     cargo build --release
@@ -39,7 +39,7 @@ train-defaults DEVICE="cpu" STEPS="1000" BATCH="128" LR="5e-4":
 
 # The same within a wall-clock budget (a lent GPU): calibrates the step time, fits the MLM steps.
 # Run the HF check (`.venv-ref/bin/python tests/reference/check_trained.py data/models/*`) after.
-train-defaults-timed DEVICE SECONDS BATCH="128" LR="1e-3":
+train-defaults-timed DEVICE SECONDS BATCH="32" LR="1e-3":
     test -n "${GENOLENS:-}" || cargo build --release
     bash scripts/train-defaults-timed.sh {{DEVICE}} {{SECONDS}} {{BATCH}} {{LR}}
 

@@ -10,13 +10,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${1:-cuda}
 BUDGET=${2:?seconds for the whole run}
-BATCH=${3:-128}
+BATCH=${3:-32}
 LR=${4:-1e-3}
 RESERVE=${RESERVE:-75}
 GENOLENS=${GENOLENS:-target/release/genolens}
 START=$(date +%s)
 CALIBRATION=$(mktemp -d)
 GENOLENS_PROFILE=1 "$GENOLENS" --device "$DEVICE" --seed 1 train mlm --out "$CALIBRATION" \
+  ${MLM_SHAPE:---layers 6 --hidden 128 --heads 4 --intermediate 512 --window 256} \
   --batch-size "$BATCH" --steps 100000 --stop-after 100 --eval-every 50 --eval-windows 16 \
   --checkpoint-every 100000 2>&1 | tr '\r' '\n' | grep "^step" | tee "$CALIBRATION/steps.log"
 MS=$(grep "^step 100:" "$CALIBRATION/steps.log" | sed -E 's/.*\(([0-9.]+) ms a step.*/\1/')

@@ -23,7 +23,8 @@ use crate::tokenize::KmerVocab;
 pub enum BenchShape {
     /// DNABERT-6 / BERT-base: 12 layers, hidden 768, 12 heads, MLP 3072, vocab 4101.
     BertBase,
-    /// The default mini model's shape: 6 layers, hidden 256, 8 heads, MLP 1024, vocab 4101.
+    /// A mini DNABERT-6 shape: 6 layers, hidden 256, 8 heads, MLP 1024, vocab 4101 (the default
+    /// models' shape until they were retrained on the CPU at hidden 128; kept so bench rows compare).
     Mini,
 }
 

@@ -2,7 +2,7 @@
 //! is omitted, so a fresh clone runs real studies. Trained by `just train-defaults`; each model
 //! folder's MODEL.md states its data, settings, machine and held-out results.
 
-/// DNABERT-6 architecture, 6 × 256, MLM-pretrained on hg19 chr20 < 45 Mb.
+/// DNABERT-6 architecture, 6 layers × 128, 4 heads, MLM-pretrained on hg19 chr20 < 45 Mb.
 pub const PRETRAINED_MODEL: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/data/models/mini-dnabert6");
 /// [`PRETRAINED_MODEL`] fine-tuned on `human-promoters` (promoter vs GC-matched background).

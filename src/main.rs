@@ -212,6 +212,7 @@ enum DataCommand {
 #[derive(Subcommand)]
 enum TrainCommand {
     /// MLM pretraining (DNABERT span masking); rerunning the same command resumes from out/checkpoint.
+    /// The defaults are the committed mini-dnabert6's settings.
     Mlm {
         /// Training FASTA.
         #[arg(long, default_value = "data/cache/pretrain-corpus.fa.gz")]
@@ -229,13 +230,13 @@ enum TrainCommand {
         #[arg(long, default_value_t = 6)]
         layers: usize,
         /// Hidden size.
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 128)]
         hidden: usize,
         /// Attention heads.
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 4)]
         heads: usize,
         /// MLP width.
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = 512)]
         intermediate: usize,
         /// Position embeddings (longest input in tokens).
         #[arg(long, default_value_t = 512)]
@@ -247,13 +248,13 @@ enum TrainCommand {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
         /// Optimiser steps.
-        #[arg(long, default_value_t = 4000)]
+        #[arg(long, default_value_t = 2400)]
         steps: usize,
         /// Peak learning rate.
-        #[arg(long, default_value_t = 5e-4)]
+        #[arg(long, default_value_t = 1e-3)]
         lr: f64,
         /// Warm-up fraction of the steps.
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, default_value_t = 0.05)]
         warmup: f64,
         /// AdamW weight decay.
         #[arg(long, default_value_t = 0.01)]
@@ -262,17 +263,21 @@ enum TrainCommand {
         #[arg(long, default_value_t = 0.15)]
         mask_rate: f64,
         /// Validate every N steps.
-        #[arg(long, default_value_t = 250)]
+        #[arg(long, default_value_t = 300)]
         eval_every: usize,
         /// Held-out windows to validate on.
         #[arg(long, default_value_t = 256)]
         eval_windows: usize,
         /// Save a resumable checkpoint every N steps.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 300)]
         checkpoint_every: usize,
         /// Stop after N steps of this invocation (resume later with the same command).
         #[arg(long)]
         stop_after: Option<usize>,
+        /// Embedding init of a fresh run: kmer (k-mer rows composed per offset and base,
+        /// sinusoidal positions; breaks the k-mer MLM plateau) or bert (HF BERT's i.i.d. N(0, 0.02)).
+        #[arg(long, default_value = "kmer")]
+        init: genolens::train::kmer_init::InitScheme,
     },
     /// Fine-tune a pretrained model on a dataset table (sequence, label, split).
     Classify {
@@ -300,6 +305,9 @@ enum TrainCommand {
         /// AdamW weight decay.
         #[arg(long, default_value_t = 0.01)]
         weight_decay: f64,
+        /// Dropout while training, at HF BERT's sites (BERT's and DNABERT's 0.1; 0 = none).
+        #[arg(long, default_value_t = 0.1)]
+        dropout: f64,
     },
 }
 
@@ -327,6 +335,7 @@ fn run_train(action: TrainCommand, seed: u64, device: &candle_core::Device) -> a
             eval_windows,
             checkpoint_every,
             stop_after,
+            init,
         } => {
             let vocab = 4usize.pow(k as u32) + 5;
             let settings = genolens::train::mlm::MlmSettings {
@@ -353,6 +362,7 @@ fn run_train(action: TrainCommand, seed: u64, device: &candle_core::Device) -> a
                 eval_windows,
                 checkpoint_every,
                 stop_after,
+                init,
             };
             let report = genolens::commands::train::run_train_mlm(&settings, device)?;
             eprintln!(
@@ -373,6 +383,7 @@ fn run_train(action: TrainCommand, seed: u64, device: &candle_core::Device) -> a
             lr,
             warmup,
             weight_decay,
+            dropout,
         } => {
             let settings = genolens::train::classify::ClassifySettings {
                 data,
@@ -384,6 +395,7 @@ fn run_train(action: TrainCommand, seed: u64, device: &candle_core::Device) -> a
                 warmup_fraction: warmup,
                 adamw: AdamWSettings::with_weight_decay(weight_decay),
                 seed,
+                dropout,
             };
             let report = genolens::commands::train::run_train_classify(&settings, device)?;
             eprintln!(

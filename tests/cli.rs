@@ -395,7 +395,7 @@ fn the_main_study_runs_on_the_committed_default_model_and_data() {
     );
     let table = reports.join("attention-entropy/defaults/cls_attention_entropy.parquet");
     let rows: usize = read_table(&table).iter().map(|b| b.num_rows()).sum();
-    assert_eq!(rows, 3 * 6 * 8, "3 test sequences x 6 layers x 8 heads");
+    assert_eq!(rows, 3 * 6 * 4, "3 test sequences x 6 layers x 4 heads");
     let record: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(reports.join("attention-entropy/defaults/run.json")).unwrap(),
     )

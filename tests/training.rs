@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use genolens::model::{load_dir, LoadOptions, ModelConfig};
 use genolens::train::adamw::AdamWSettings;
+use genolens::train::kmer_init::InitScheme;
 use genolens::train::mlm::{train_mlm, MlmSettings};
 
 fn chr20_fixture() -> PathBuf {
@@ -30,6 +31,7 @@ fn settings(out: &Path, steps: usize) -> MlmSettings {
         eval_windows: 32,
         checkpoint_every: 5,
         stop_after: None,
+        init: InitScheme::Kmer,
     }
 }
 
@@ -133,6 +135,7 @@ fn fine_tuning_a_pretrained_model_writes_a_loadable_classifier_and_card() {
         warmup_fraction: 0.1,
         adamw: AdamWSettings::default(),
         seed: 3,
+        dropout: 0.1,
     };
     let report = genolens::commands::train::run_train_classify(&settings, &Device::Cpu).unwrap();
     assert_eq!(report.steps, 12);

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use crate::datasets::baseline::BaselineComparison;
 use crate::model::HookedModel;
 use crate::train::classify::{ClassifierEvaluation, ClassifyReport, ClassifySettings};
+use crate::train::kmer_init::InitScheme;
 use crate::train::mlm::{MlmReport, MlmSettings};
 
 /// The accelerator's name as the NVIDIA driver reports it (candle does not expose it).
@@ -112,6 +113,7 @@ pub fn mlm_card(
         text,
         "- {} steps × {} windows; AdamW (β 0.9/0.999, ε 1e-8, weight decay {} except biases and LayerNorm), peak learning rate {}, {:.0} % linear warm-up then linear decay to 0\n\
          - masking: DNABERT spans of k tokens, {:.0} % of k-mer tokens, 80 % [MASK] / 10 % random / 10 % kept; loss on masked tokens only\n\
+         - init: {}\n\
          - no dropout; f32; seed {} (init, batches and masks; a resumed run reproduces an uninterrupted one bit for bit)\n\
          - machine: {machine}; wall time {:.1} min\n\
          - command: `{}`\n",
@@ -121,6 +123,7 @@ pub fn mlm_card(
         settings.learning_rate,
         100.0 * settings.warmup_fraction,
         100.0 * settings.mask_rate,
+        init_sentence(settings.init),
         settings.seed,
         report.wall_seconds / 60.0,
         command_line()
@@ -133,6 +136,21 @@ pub fn mlm_card(
         report.heldout.accuracy, report.heldout.loss, report.heldout.tokens, report.recent_train_loss
     );
     text
+}
+
+fn dropout_sentence(rate: f64) -> String {
+    if rate > 0.0 {
+        format!("dropout {rate} while training at HF BERT's sites (embeddings, attention probabilities, attention and MLP outputs, pooled output)")
+    } else {
+        "no dropout".to_string()
+    }
+}
+
+fn init_sentence(init: InitScheme) -> &'static str {
+    match init {
+        InitScheme::Bert => "`bert`: HF BERT's `_init_weights` (every weight and embedding N(0, 0.02), biases 0, LayerNorm 1/0, decoder tied to the word embeddings)",
+        InitScheme::Kmer => "`kmer`: BERT's init except the embeddings: each k-mer's word embedding is the sum of one N(0, 0.02²/k) vector per (offset, base), so its bases are linearly readable from step 0, and position embeddings start as sinusoids (RMS 0.02); all trained freely (why: src/train/kmer_init.rs; in side-by-side runs here, BERT's init stayed on the k-mer-frequency plateau where this one left it)",
+    }
 }
 
 /// "`title`: AUROC … (CI), accuracy …" and the per-class accuracy table.
@@ -173,7 +191,7 @@ pub fn classifier_card(
         text,
         "- {} epochs, batch {}, {} steps; AdamW (weight decay {} except biases and LayerNorm), peak learning rate {}, {:.0} % warm-up then linear decay\n\
          - new parameters drawn from seed {} with BERT's init: {}\n\
-         - no dropout; f32; shuffling seed {}\n\
+         - {}; f32; shuffling and dropout seed {}\n\
          - machine: {machine}; wall time {:.1} min\n\
          - command: `{}`\n",
         settings.epochs,
@@ -184,6 +202,7 @@ pub fn classifier_card(
         100.0 * settings.warmup_fraction,
         settings.seed,
         report.initialised.join(", "),
+        dropout_sentence(settings.dropout),
         settings.seed,
         report.wall_seconds / 60.0,
         command_line()

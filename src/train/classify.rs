@@ -15,12 +15,13 @@ use crate::error::{GenolensError, Result};
 use crate::model::checkpoint::{normalise, read_tensors};
 use crate::model::source::VarSource;
 use crate::model::weights::WeightTaker;
-use crate::model::{Batch, HeadKind, HookedModel, ModelConfig};
+use crate::model::{Batch, HeadKind, HookedModel, Hooks, ModelConfig};
 use crate::stats::{auroc_with_ci, AurocEstimate};
 use crate::tokenize::kmer::KmerTokenizer;
 use crate::tokenize::vocab::KmerVocab;
 use crate::train::adamw::{AdamW, AdamWSettings};
 use crate::train::checkpoint::save_model;
+use crate::train::dropout::dropout_hooks;
 use crate::train::init::EncoderWithNewHead;
 use crate::train::schedule::linear_warmup_decay;
 
@@ -43,8 +44,10 @@ pub struct ClassifySettings {
     pub warmup_fraction: f64,
     /// AdamW settings.
     pub adamw: AdamWSettings,
-    /// Seed of the head init and the shuffling.
+    /// Seed of the head init, the shuffling and the dropout masks.
     pub seed: u64,
+    /// Dropout probability at HF BERT's sites while training (0 = none); see [`dropout_hooks`].
+    pub dropout: f64,
 }
 
 /// Held-out metrics of a classifier.
@@ -95,11 +98,31 @@ pub fn classifier_logits(
     rows: &[&SequenceRow],
     device: &Device,
 ) -> Result<Tensor> {
+    logits_with_hooks(model, tokenizer, rows, &Hooks::none(), device)
+}
+
+/// [`classifier_logits`] through the hooked forward pass (e.g. with training dropout).
+fn logits_with_hooks(
+    model: &HookedModel,
+    tokenizer: &KmerTokenizer,
+    rows: &[&SequenceRow],
+    hooks: &Hooks,
+    device: &Device,
+) -> Result<Tensor> {
     let tokenized = rows
         .iter()
         .map(|r| tokenizer.tokenize(&r.id, &r.sequence))
         .collect::<Result<Vec<_>>>()?;
     let batch = Batch::from_tokenized(&tokenized, tokenizer.vocab.special.pad, device)?;
+    if !hooks.is_empty() {
+        return model
+            .forward(&batch, hooks)?
+            .logits
+            .ok_or_else(|| GenolensError::Config {
+                path: "<train>".into(),
+                message: "the model has no classifier head".into(),
+            });
+    }
     let hidden = model.encode(&batch)?;
     let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
     model
@@ -264,7 +287,13 @@ pub fn train_classifier(settings: &ClassifySettings, device: &Device) -> Result<
         order.shuffle(&mut rng);
         for chunk in order.chunks(settings.batch_size) {
             let batch_rows: Vec<&SequenceRow> = chunk.iter().map(|&i| train[i]).collect();
-            let logits = classifier_logits(&model, &tokenizer, &batch_rows, device)?;
+            let dropout = dropout_hooks(
+                settings.dropout,
+                settings.seed,
+                step,
+                model.config().num_hidden_layers,
+            );
+            let logits = logits_with_hooks(&model, &tokenizer, &batch_rows, &dropout, device)?;
             let labels: Vec<u32> = batch_rows.iter().map(|r| r.label as u32).collect();
             let labels = Tensor::from_vec(labels, batch_rows.len(), device)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;

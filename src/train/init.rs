@@ -5,15 +5,20 @@ use candle_core::{DType, Device, Tensor};
 use crate::error::Result;
 use crate::model::source::TensorSource;
 use crate::model::weights::{RandomInit, WeightTaker};
+use crate::tokenize::vocab::KmerVocab;
+use crate::train::kmer_init::{composed_word_embeddings, sinusoidal_positions};
 
 /// HF's BERT initialisation (`_init_weights`): weights and embeddings N(0, 0.02) with the [PAD]
 /// embedding row zero, biases 0, LayerNorm γ 1 and β 0, and the MLM decoder tied to the word
 /// embeddings (BERT's and DNABERT's `tie_word_embeddings`). Depends only on the seed.
+/// [`BertInit::with_kmer_embeddings`] swaps in the structured word and position embeddings of
+/// [`crate::train::kmer_init`].
 pub struct BertInit {
     random: RandomInit,
     device: Device,
     pad_id: usize,
     word_embeddings: Option<Tensor>,
+    kmer_vocab: Option<KmerVocab>,
 }
 
 impl BertInit {
@@ -24,7 +29,15 @@ impl BertInit {
             device: device.clone(),
             pad_id: pad_id as usize,
             word_embeddings: None,
+            kmer_vocab: None,
         }
+    }
+
+    /// The same, but k-mer word embeddings composed per (offset, base) and sinusoidal positions.
+    pub fn with_kmer_embeddings(mut self, vocab: &KmerVocab) -> Self {
+        self.pad_id = vocab.special.pad as usize;
+        self.kmer_vocab = Some(vocab.clone());
+        self
     }
 }
 
@@ -40,6 +53,17 @@ impl TensorSource for BertInit {
             if let Some(word) = self.word_embeddings.as_ref().filter(|w| w.dims() == shape) {
                 // The same tensor, so a VarSource makes one Var of both: tied in training too.
                 return Ok(word.clone());
+            }
+        }
+        if let (Some(vocab), [rows, hidden]) = (&self.kmer_vocab, shape) {
+            if name == "bert.embeddings.word_embeddings.weight" && *rows == vocab.len() {
+                let tensor =
+                    composed_word_embeddings(&mut self.random, vocab, *hidden, 0.02, &self.device)?;
+                self.word_embeddings = Some(tensor.clone());
+                return Ok(tensor);
+            }
+            if name == "bert.embeddings.position_embeddings.weight" {
+                return sinusoidal_positions(*rows, *hidden, 0.02, &self.device);
             }
         }
         let tensor = self.random.normal(shape, 0.02)?;

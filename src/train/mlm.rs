@@ -22,6 +22,7 @@ use crate::train::checkpoint::{
 };
 use crate::train::corpus::Corpus;
 use crate::train::init::BertInit;
+use crate::train::kmer_init::InitScheme;
 use crate::train::masking::{mask_spans, MaskedBatch};
 use crate::train::schedule::linear_warmup_decay;
 use crate::train::timing::{Phase, StepTimer};
@@ -53,6 +54,8 @@ pub struct MlmSettings {
     pub mask_rate: f64,
     /// Seed of the init, the batches and the masks.
     pub seed: u64,
+    /// How the embeddings of a fresh run start.
+    pub init: InitScheme,
     /// Validate every this many steps.
     pub eval_every: usize,
     /// Held-out windows in the validation set.
@@ -242,6 +245,9 @@ fn build_model(
         });
     }
     let mut init = BertInit::new(settings.seed, vocab.special.pad, device);
+    if settings.init == InitScheme::Kmer {
+        init = init.with_kmer_embeddings(vocab);
+    }
     let mut vars = VarSource::new(&mut init);
     let model = HookedModel::build(&settings.config, HeadKind::MaskedLm, &mut vars, device)?;
     Ok(Restored {
@@ -408,12 +414,27 @@ pub fn train_mlm_on(
     if end == settings.steps {
         save_model(&settings.out, &model, vocab, None)?;
     }
+    drop(log);
     Ok(MlmReport {
         step: end,
         heldout: heldout_eval,
         wall_seconds: wall,
-        recent_train_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
+        // From the log, not `recent`: a rerun of a finished run (to rewrite its card) trains no
+        // step but must still report the run's last losses.
+        recent_train_loss: mean_of_last_logged_losses(&log_path, 50)?,
     })
+}
+
+/// Mean training loss of the last `n` rows of a run's log.tsv (0 when it has none).
+fn mean_of_last_logged_losses(path: &Path, n: usize) -> Result<f64> {
+    let text = std::fs::read_to_string(path).map_err(|e| GenolensError::io(path, e))?;
+    let losses: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').nth(1).and_then(|v| v.parse().ok()))
+        .collect();
+    let last = &losses[losses.len().saturating_sub(n)..];
+    Ok(last.iter().sum::<f64>() / last.len().max(1) as f64)
 }
 
 /// Opens the TSV log for appending, dropping rows at or after `start` (a resume rewrites them).
