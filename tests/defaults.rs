@@ -1,6 +1,9 @@
 //! The committed default models (data/models/) load through the ordinary loader and do what their
 //! model cards say on held-out data: a check that the files and the cards stay true.
 
+mod common;
+
+use common::max_abs_difference;
 use genolens::datasets::rows::{read_sequence_rows, SequenceRow};
 use genolens::defaults;
 use genolens::model::{load, LoadOptions};
@@ -58,15 +61,10 @@ fn the_pretrained_model_is_tied_like_bert() {
         loaded.notes
     );
     let parameters = loaded.model.named_parameters();
-    let difference = (&parameters["cls.predictions.decoder.weight"]
-        - &parameters["bert.embeddings.word_embeddings.weight"])
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let difference = max_abs_difference(
+        &parameters["cls.predictions.decoder.weight"],
+        &parameters["bert.embeddings.word_embeddings.weight"],
+    );
     assert_eq!(difference, 0.0);
 }
 

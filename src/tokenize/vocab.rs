@@ -35,6 +35,17 @@ pub struct KmerVocab {
 
 const BASES: [char; 4] = ['A', 'T', 'C', 'G'];
 
+/// A, C, G, T → 0, 1, 2, 3 (alphabetical, as base-4 k-mer indices use); anything else → None.
+pub fn acgt_index(base: u8) -> Option<usize> {
+    match base {
+        b'A' => Some(0),
+        b'C' => Some(1),
+        b'G' => Some(2),
+        b'T' => Some(3),
+        _ => None,
+    }
+}
+
 impl KmerVocab {
     /// Reads and checks a `vocab.txt` (one token per line, id = line index).
     pub fn from_file(path: &Path) -> Result<Self> {

@@ -35,7 +35,6 @@ impl BertInit {
 
     /// The same, but k-mer word embeddings composed per (offset, base) and sinusoidal positions.
     pub fn with_kmer_embeddings(mut self, vocab: &KmerVocab) -> Self {
-        self.pad_id = vocab.special.pad as usize;
         self.kmer_vocab = Some(vocab.clone());
         self
     }

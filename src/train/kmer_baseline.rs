@@ -3,20 +3,13 @@
 //! (With span masking the neighbours reveal most of a masked k-mer's bases; this baseline knows
 //! exactly as much as the visible tokens spell out, and only corpus statistics beyond that.)
 
-use crate::tokenize::vocab::KmerVocab;
+use crate::tokenize::vocab::{acgt_index, KmerVocab};
 use crate::train::corpus::Corpus;
 use crate::train::masking::MaskedBatch;
 
 /// Counts of every k-mer id (vocab ids) over a corpus, both strands (training samples both).
 pub fn kmer_counts(corpus: &Corpus, vocab: &KmerVocab) -> Vec<u64> {
     let k = vocab.k;
-    let code = |b: u8| match b {
-        b'A' => Some(0usize),
-        b'C' => Some(1),
-        b'G' => Some(2),
-        b'T' => Some(3),
-        _ => None,
-    };
     // Vocab id of every k-mer by its base-4 ACGT index (ids are read from the vocabulary).
     let id_of: Vec<u32> = (0..4usize.pow(k as u32))
         .map(|index| {
@@ -33,7 +26,7 @@ pub fn kmer_counts(corpus: &Corpus, vocab: &KmerVocab) -> Vec<u64> {
     for record in corpus.records() {
         let (mut forward, mut reverse, mut valid) = (0usize, 0usize, 0usize);
         for &base in record {
-            match code(base) {
+            match acgt_index(base) {
                 Some(c) => {
                     forward = ((forward << 2) | c) & mask;
                     // The reverse complement reads the complement (3 − c) from the other end.

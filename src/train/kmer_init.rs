@@ -16,7 +16,7 @@ use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 use crate::model::weights::RandomInit;
-use crate::tokenize::vocab::KmerVocab;
+use crate::tokenize::vocab::{acgt_index, KmerVocab};
 
 /// How a fresh MLM's embeddings are drawn (everything else is BERT's init either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,7 +72,7 @@ pub fn composed_word_embeddings(
     let mut rows = Vec::with_capacity(vocab.len() * hidden);
     for id in 0..vocab.len() as u32 {
         let token = vocab.token(id).unwrap_or("");
-        let bases: Option<Vec<usize>> = token.bytes().map(base_index).collect();
+        let bases: Option<Vec<usize>> = token.bytes().map(acgt_index).collect();
         match bases.filter(|b| b.len() == k) {
             Some(bases) => {
                 let mut row = vec![0f32; hidden];
@@ -88,16 +88,6 @@ pub fn composed_word_embeddings(
         }
     }
     Ok(Tensor::from_vec(rows, (vocab.len(), hidden), device)?)
-}
-
-fn base_index(base: u8) -> Option<usize> {
-    match base {
-        b'A' => Some(0),
-        b'C' => Some(1),
-        b'G' => Some(2),
-        b'T' => Some(3),
-        _ => None,
-    }
 }
 
 /// Position embeddings `[positions, hidden]`: the Transformer's sinusoids (sin on even, cos on odd
