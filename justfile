@@ -26,9 +26,9 @@ motif-fixtures:
 
 # Train the default models from `just data` output with fixed seeds and store them as f16 under
 # data/models/ (scripts/train-defaults.sh). The committed ones were trained this way on a 2-core
-# CPU (about 1.5 hours in all); a GPU build runs the same with `just build-cuda PREFIX`, then
-# `GENOLENS=target/cuda/release/genolens just train-defaults cuda`. Then checks that each folder
-# loads in HF transformers and records the result in its MODEL.md.
+# CPU in two MLM stages (about 2.5 hours in all); a GPU build runs the same with
+# `just build-cuda PREFIX`, then `GENOLENS=target/cuda/release/genolens just train-defaults cuda`.
+# Then checks that each folder loads in HF transformers and records the result in its MODEL.md.
 train-defaults DEVICE="cpu" STEPS="2400" BATCH="32" LR="1e-3":
     test -n "${GENOLENS:-}" || cargo build --release
     bash scripts/train-defaults.sh {{DEVICE}} {{STEPS}} {{BATCH}} {{LR}}

@@ -25,4 +25,5 @@ rm -rf "$CALIBRATION"
 LEFT=$((BUDGET - RESERVE - ($(date +%s) - START)))
 STEPS=$(python3 -c "print(max(100, int($LEFT * 1000 / $MS * 0.95) // 100 * 100))")
 echo "steady state ${MS} ms a step; ${LEFT} s left for MLM pretraining: ${STEPS} steps"
-GENOLENS="$GENOLENS" bash scripts/train-defaults.sh "$DEVICE" "$STEPS" "$BATCH" "$LR"
+# One pretraining stage: the budget is for stage 1 only.
+STAGE2_STEPS=${STAGE2_STEPS:-0} GENOLENS="$GENOLENS" bash scripts/train-defaults.sh "$DEVICE" "$STEPS" "$BATCH" "$LR"

@@ -278,6 +278,11 @@ enum TrainCommand {
         /// sinusoidal positions; breaks the k-mer MLM plateau) or bert (HF BERT's i.i.d. N(0, 0.02)).
         #[arg(long, default_value = "kmer")]
         init: genolens::train::kmer_init::InitScheme,
+        /// Continue pretraining a finished MLM (a model folder): its weights and architecture
+        /// (config.json; the shape options above must match it), a fresh optimiser and schedule.
+        /// Use a new --seed so the windows and masks differ from the first run's.
+        #[arg(long)]
+        from: Option<PathBuf>,
     },
     /// Fine-tune a pretrained model on a dataset table (sequence, label, split).
     Classify {
@@ -336,20 +341,22 @@ fn run_train(action: TrainCommand, seed: u64, device: &candle_core::Device) -> a
             checkpoint_every,
             stop_after,
             init,
+            from,
         } => {
             let vocab = 4usize.pow(k as u32) + 5;
+            let config = genolens::model::ModelConfig::bert(
+                vocab,
+                layers,
+                hidden,
+                heads,
+                intermediate,
+                max_positions,
+            );
             let settings = genolens::train::mlm::MlmSettings {
                 corpus,
                 heldout,
                 out,
-                config: genolens::model::ModelConfig::bert(
-                    vocab,
-                    layers,
-                    hidden,
-                    heads,
-                    intermediate,
-                    max_positions,
-                ),
+                config,
                 window,
                 batch_size,
                 steps,
@@ -363,6 +370,7 @@ fn run_train(action: TrainCommand, seed: u64, device: &candle_core::Device) -> a
                 checkpoint_every,
                 stop_after,
                 init,
+                from,
             };
             let report = genolens::commands::train::run_train_mlm(&settings, device)?;
             eprintln!(

@@ -32,6 +32,7 @@ fn settings(out: &Path, steps: usize) -> MlmSettings {
         checkpoint_every: 5,
         stop_after: None,
         init: InitScheme::Kmer,
+        from: None,
     }
 }
 
@@ -89,6 +90,49 @@ fn a_resumed_run_ends_with_the_same_weights() {
         log.lines().count(),
         13,
         "one header and one row per step, none repeated"
+    );
+}
+
+#[test]
+fn a_continued_run_starts_from_the_first_runs_weights() {
+    let first = tempfile::tempdir().unwrap();
+    train_mlm(&settings(first.path(), 20), &Device::Cpu).unwrap();
+    // Two steps at a negligible learning rate: the continued model must still be the first one
+    // (a fresh init, whatever its seed, differs everywhere by about its 0.02 scale).
+    let continued = tempfile::tempdir().unwrap();
+    let mut second = settings(continued.path(), 2);
+    second.from = Some(first.path().to_path_buf());
+    second.seed = 12;
+    second.learning_rate = 1e-9;
+    train_mlm(&second, &Device::Cpu).unwrap();
+    let load = |dir: &Path| {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
+    };
+    let (a, b) = (load(first.path()), load(continued.path()));
+    assert_eq!(a.len(), b.len());
+    for (name, tensor) in &a {
+        let x: Vec<f32> = tensor.flatten_all().unwrap().to_vec1().unwrap();
+        let y: Vec<f32> = b[name].flatten_all().unwrap().to_vec1().unwrap();
+        let largest = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(largest < 1e-6, "{name} moved by {largest}");
+    }
+
+    // Another shape is refused, naming the key.
+    let refused = tempfile::tempdir().unwrap();
+    let mut other_shape = settings(refused.path(), 5);
+    other_shape.config = ModelConfig::bert(69, 3, 32, 4, 64, 64);
+    other_shape.from = Some(first.path().to_path_buf());
+    let message = match train_mlm(&other_shape, &Device::Cpu) {
+        Ok(_) => panic!("continued with another shape"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains("num_hidden_layers is 2 there but 3 here"),
+        "{message}"
     );
 }
 

@@ -123,7 +123,7 @@ pub fn mlm_card(
         settings.learning_rate,
         100.0 * settings.warmup_fraction,
         100.0 * settings.mask_rate,
-        init_sentence(settings.init),
+        init_description(settings),
         settings.seed,
         report.wall_seconds / 60.0,
         command_line()
@@ -143,6 +143,17 @@ fn dropout_sentence(rate: f64) -> String {
         format!("dropout {rate} while training at HF BERT's sites (embeddings, attention probabilities, attention and MLP outputs, pooled output)")
     } else {
         "no dropout".to_string()
+    }
+}
+
+/// The init line: the scheme of a fresh run, or the model a continued run starts from.
+fn init_description(settings: &MlmSettings) -> String {
+    match &settings.from {
+        Some(from) => format!(
+            "continued from `{}` (its weights, including the tied decoder, with a fresh AdamW state and learning-rate schedule; how that run started and trained: its MODEL.md)",
+            from.display()
+        ),
+        None => init_sentence(settings.init).to_string(),
     }
 }
 

@@ -56,6 +56,9 @@ pub struct MlmSettings {
     pub seed: u64,
     /// How the embeddings of a fresh run start.
     pub init: InitScheme,
+    /// Continue pretraining from this finished MLM's weights (its config.json must be `config`),
+    /// with a fresh optimiser and schedule; `None` = a fresh init.
+    pub from: Option<PathBuf>,
     /// Validate every this many steps.
     pub eval_every: usize,
     /// Held-out windows in the validation set.
@@ -231,17 +234,21 @@ fn build_model(
     device: &Device,
 ) -> Result<Restored> {
     if let Some((state, moments)) = read_training_state(checkpoint)? {
-        let weights = checkpoint.join("model.safetensors");
-        let normalised = normalise(read_tensors(&weights)?, Some(HeadKind::MaskedLm), 2)?;
-        let mut taker = WeightTaker::new(&weights, normalised.tensors, device);
-        let mut vars = VarSource::new(&mut taker);
-        let model = HookedModel::build(&settings.config, HeadKind::MaskedLm, &mut vars, device)?;
-        let vars = vars.vars;
-        taker.finish()?;
+        let (model, vars) =
+            model_from_weights(settings, &checkpoint.join("model.safetensors"), device)?;
         return Ok(Restored {
             model,
             vars,
             resume: Some((state, moments)),
+        });
+    }
+    if let Some(from) = &settings.from {
+        check_same_architecture(from, &settings.config)?;
+        let (model, vars) = model_from_weights(settings, &from.join("model.safetensors"), device)?;
+        return Ok(Restored {
+            model,
+            vars,
+            resume: None,
         });
     }
     let mut init = BertInit::new(settings.seed, vocab.special.pad, device);
@@ -255,6 +262,68 @@ fn build_model(
         vars: vars.vars,
         resume: None,
     })
+}
+
+/// Errors unless the model folder `from` has the architecture `config` describes (a continued
+/// run keeps the shape it starts from).
+pub fn check_same_architecture(from: &Path, config: &ModelConfig) -> Result<()> {
+    let path = from.join("config.json");
+    let theirs = ModelConfig::from_file(&path)?;
+    let fields = [
+        ("vocab_size", theirs.vocab_size, config.vocab_size),
+        (
+            "num_hidden_layers",
+            theirs.num_hidden_layers,
+            config.num_hidden_layers,
+        ),
+        ("hidden_size", theirs.hidden_size, config.hidden_size),
+        (
+            "num_attention_heads",
+            theirs.num_attention_heads,
+            config.num_attention_heads,
+        ),
+        (
+            "intermediate_size",
+            theirs.intermediate_size,
+            config.intermediate_size,
+        ),
+        (
+            "max_position_embeddings",
+            theirs.max_position_embeddings,
+            config.max_position_embeddings,
+        ),
+    ];
+    let differences: Vec<String> = fields
+        .iter()
+        .filter(|(_, theirs, ours)| theirs != ours)
+        .map(|(key, theirs, ours)| format!("{key} is {theirs} there but {ours} here"))
+        .collect();
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(GenolensError::Config {
+        path,
+        message: format!(
+            "cannot continue pretraining from this model with another shape: {} (pass the shape options that match it)",
+            differences.join(", ")
+        ),
+    })
+}
+
+/// A trainable MLM holding the weights of `weights` (every tensor of `settings.config` must be
+/// there, with its shape; none may be left over).
+fn model_from_weights(
+    settings: &MlmSettings,
+    weights: &Path,
+    device: &Device,
+) -> Result<(HookedModel, Vec<(String, candle_core::Var)>)> {
+    let normalised = normalise(read_tensors(weights)?, Some(HeadKind::MaskedLm), 2)?;
+    let mut taker = WeightTaker::new(weights, normalised.tensors, device);
+    let mut vars = VarSource::new(&mut taker);
+    let model = HookedModel::build(&settings.config, HeadKind::MaskedLm, &mut vars, device)?;
+    let vars = vars.vars;
+    taker.finish()?;
+    Ok((model, vars))
 }
 
 /// Trains (or resumes from `out/checkpoint/`) and writes the final model into `out/`.
