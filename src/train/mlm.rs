@@ -266,7 +266,7 @@ fn build_model(
 
 /// Errors unless the model folder `from` has the architecture `config` describes (a continued
 /// run keeps the shape it starts from).
-pub fn check_same_architecture(from: &Path, config: &ModelConfig) -> Result<()> {
+fn check_same_architecture(from: &Path, config: &ModelConfig) -> Result<()> {
     let path = from.join("config.json");
     let theirs = ModelConfig::from_file(&path)?;
     let fields = [
