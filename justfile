@@ -43,6 +43,14 @@ train-defaults-timed DEVICE SECONDS BATCH="32" LR="1e-3":
     test -n "${GENOLENS:-}" || cargo build --release
     bash scripts/train-defaults-timed.sh {{DEVICE}} {{SECONDS}} {{BATCH}} {{LR}}
 
+# How far other learners get on human-promoters with the same 2 114 training windows (linear
+# probes on every layer of the pretrained MLM, small CNNs from scratch, an ensemble of fine-tunes):
+# the table in data/models/mini-dnabert6-promoters/MODEL.md. About 10 minutes on 2 cores.
+promoters-ceiling *FINETUNED:
+    test -x .venv-ref/bin/python || python3 -m venv .venv-ref
+    .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
+    .venv-ref/bin/python scripts/promoters_ceiling.py --mlm data/models/mini-dnabert6 --finetuned data/models/mini-dnabert6-promoters {{FINETUNED}}
+
 # Where a CUDA training step's time goes (pieces table, then Nsight Compute per-kernel times).
 cuda-profile OUT="reports/cuda-profile":
     bash scripts/cuda-profile.sh {{OUT}}
