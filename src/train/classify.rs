@@ -101,7 +101,8 @@ pub fn classifier_logits(
     logits_with_hooks(model, tokenizer, rows, &Hooks::none(), device)
 }
 
-/// [`classifier_logits`] through the hooked forward pass (e.g. with training dropout).
+/// Logits through the hooked forward pass: the same pass serves evaluation (no hooks) and
+/// training (dropout hooks), so the two cannot drift apart.
 fn logits_with_hooks(
     model: &HookedModel,
     tokenizer: &KmerTokenizer,
@@ -114,19 +115,9 @@ fn logits_with_hooks(
         .map(|r| tokenizer.tokenize(&r.id, &r.sequence))
         .collect::<Result<Vec<_>>>()?;
     let batch = Batch::from_tokenized(&tokenized, tokenizer.vocab.special.pad, device)?;
-    if !hooks.is_empty() {
-        return model
-            .forward(&batch, hooks)?
-            .logits
-            .ok_or_else(|| GenolensError::Config {
-                path: "<train>".into(),
-                message: "the model has no classifier head".into(),
-            });
-    }
-    let hidden = model.encode(&batch)?;
-    let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
     model
-        .classifier_logits(&cls)?
+        .forward(&batch, hooks)?
+        .logits
         .ok_or_else(|| GenolensError::Config {
             path: "<train>".into(),
             message: "the model has no classifier head".into(),
