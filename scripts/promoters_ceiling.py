@@ -21,11 +21,16 @@ seeds; about 10 minutes on 2 CPU cores:
 """
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 from transformers import BertForSequenceClassification, BertModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reference"))
+from check_trained import kmer_ids  # noqa: E402  (DNABERT k-mer tokenisation, [CLS] ... [SEP])
 
 SPLITS = ["train", "valid", "test"]
 
@@ -50,11 +55,6 @@ def bootstrap_ci(score, label, resamples=1000, seed=0):
     return np.percentile(values, [2.5, 97.5])
 
 
-def kmer_ids(vocab, sequence, k=6):
-    body = [vocab[sequence[i : i + k]] for i in range(len(sequence) - k + 1)]
-    return [vocab["[CLS]"]] + body + [vocab["[SEP]"]]
-
-
 def read_vocab(folder):
     return {word: i for i, word in enumerate(open(f"{folder}/vocab.txt").read().split())}
 
@@ -66,7 +66,7 @@ def hidden_features(mlm, table):
     features = {}
     with torch.no_grad():
         for split in SPLITS:
-            ids = torch.tensor([kmer_ids(vocab, s) for s in table[split]["sequence"]])
+            ids = torch.tensor([kmer_ids(s, 6, vocab) for s in table[split]["sequence"]])
             chunks = []
             for start in range(0, len(ids), 64):
                 states = model(ids[start : start + 64], output_hidden_states=True).hidden_states
@@ -162,7 +162,7 @@ def ensemble_rows(folders, table):
     def logit_difference(folder, split):
         vocab = read_vocab(folder)
         model = BertForSequenceClassification.from_pretrained(folder, dtype=torch.float32).eval()
-        ids = torch.tensor([kmer_ids(vocab, s) for s in table[split]["sequence"]])
+        ids = torch.tensor([kmer_ids(s, 6, vocab) for s in table[split]["sequence"]])
         with torch.no_grad():
             logits = torch.cat([model(ids[i : i + 64]).logits for i in range(0, len(ids), 64)])
         difference = (logits[:, 1] - logits[:, 0]).numpy()

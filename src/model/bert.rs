@@ -341,17 +341,6 @@ impl HookedModel {
         Ok(Some(logits))
     }
 
-    /// Classifier logits [b,labels] from final [CLS] states [b,d] (pooler, tanh, classifier);
-    /// `None` for a model without a classifier head.
-    pub fn classifier_logits(&self, cls: &Tensor) -> Result<Option<Tensor>> {
-        match (&self.head, &self.pooler) {
-            (Head::Classifier(classifier), Some(pooler)) => {
-                Ok(Some(classifier.forward(&pooler.forward(cls)?.tanh()?)?))
-            }
-            _ => Ok(None),
-        }
-    }
-
     /// Word-embedding rows W_E[ids] as [b,t,d]: what `hook_embed` sees (HF `inputs_embeds`).
     pub fn word_embeddings(&self, ids: &Tensor) -> Result<Tensor> {
         let (batch_size, tokens) = ids.dims2()?;
