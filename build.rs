@@ -58,9 +58,17 @@ fn main() {
             file.display().to_string()
         )
         .unwrap();
+        // A study with a reduce step (statistics, figures, report from its per-observation tables)
+        // declares `pub fn reduce(context: &mut ReduceContext) -> anyhow::Result<()>`.
+        let source = std::fs::read_to_string(file).unwrap_or_default();
+        let reduce = if source.contains("pub fn reduce(") {
+            format!("Some({module}::reduce)")
+        } else {
+            "None".to_string()
+        };
         writeln!(
             registry,
-            "    genolens::experiment::Experiment {{ name: {name:?}, description: {module}::DESCRIPTION, run: {module}::run }},"
+            "    genolens::experiment::Experiment {{ name: {name:?}, description: {module}::DESCRIPTION, run: {module}::run, reduce: {reduce} }},"
         )
         .unwrap();
     }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
 
 use crate::commands::embed::{run_embed, EmbedSettings, Pooling};
@@ -12,10 +12,7 @@ use crate::data::TableColumns;
 use crate::error::{GenolensError, Result};
 use crate::model::source::VarSource;
 use crate::model::weights::WeightTaker;
-use crate::model::{
-    load_dir, Batch, HeadKind, HookPoint, HookedModel, Hooks, Intervention, LoadOptions,
-    ModelConfig,
-};
+use crate::model::{load_dir, Batch, HeadKind, HookedModel, Hooks, LoadOptions, ModelConfig};
 use crate::tokenize::KmerVocab;
 
 /// Model shapes benchmarked.
@@ -200,7 +197,7 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
             let (loaded, batch) = classifier_and_batch(case, root)?;
             let hooks = Hooks::none()
                 .capture("blocks.0.hook_resid_pre")?
-                .capture("blocks.*.hook_resid_post")?
+                .capture("blocks.*.hook_normalized_resid_post")?
                 .capture("blocks.*.attn.hook_pattern")?;
             time_twice(|| {
                 let output = loaded.model.forward(&batch, &hooks)?;
@@ -211,7 +208,8 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
         "backward" => {
             let (loaded, batch) = classifier_and_batch(case, root)?;
             time_twice(|| {
-                gradient_times_input(&loaded.model, &batch)?;
+                // Class 1's logit, read back to the host so the work is really done.
+                crate::analysis::gradient_x_input(&loaded.model, &batch, 1)?.to_vec2::<f32>()?;
                 Ok(())
             })
         }
@@ -260,29 +258,6 @@ fn time_twice(mut work: impl FnMut() -> Result<()>) -> Result<f64> {
     let start = Instant::now();
     work()?;
     Ok(start.elapsed().as_secs_f64())
-}
-
-/// Gradient × input of the class-1 logit (summed over the batch) at the word embeddings: [b,t].
-pub fn gradient_times_input(model: &HookedModel, batch: &Batch) -> Result<Tensor> {
-    let embedding = model.word_embeddings(&batch.ids)?;
-    let variable = Var::from_tensor(&embedding)?;
-    let hooks = Hooks::none().intervene(
-        HookPoint::Embed,
-        Intervention::Replace {
-            value: variable.as_tensor().clone(),
-            positions: None,
-            heads: None,
-        },
-    );
-    let logits = model.forward(batch, &hooks)?.logits.expect("classifier");
-    let target = logits.narrow(1, 1, 1)?.sum_all()?;
-    let gradients = target.backward()?;
-    let gradient = gradients
-        .get(variable.as_tensor())
-        .ok_or_else(|| bench_error("no gradient reached hook_embed".into()))?;
-    let relevance = (gradient * &embedding)?.sum(D::Minus1)?;
-    relevance.to_vec2::<f32>()?;
-    Ok(relevance)
 }
 
 /// AdamW over `parameters` with candle's default betas and epsilon.

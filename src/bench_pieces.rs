@@ -10,10 +10,10 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::Result;
-use crate::model::batched_matmul::batched_matmul;
-use crate::model::ops::{activate, embedding_rows, softmax_last_dim, LayerNorm, Linear};
 use crate::model::source::VarSource;
 use crate::model::{Activation, HeadKind, HookedModel, ModelConfig};
+use crate::ops::batched_matmul::batched_matmul;
+use crate::ops::{embedding_rows, softmax_last_dim, LayerNorm, Linear};
 use crate::train::adamw::{AdamW, AdamWSettings};
 use crate::train::init::BertInit;
 use crate::train::masking::MaskedBatch;
@@ -201,7 +201,7 @@ pub fn time_pieces(shape: PieceShape, device: &Device, repeats: usize) -> Result
         layers,
         device,
         repeats,
-        || Ok(activate(wide.as_tensor(), Activation::GeluErf)?),
+        || Ok(Activation::GeluErf.apply(wide.as_tensor())?),
     )?);
     let norm = LayerNorm {
         weight: random(&[d], 11, device)?.as_tensor().clone(),

@@ -96,6 +96,22 @@ pub enum GenolensError {
         /// What is wrong.
         message: String,
     },
+    /// A setting or command-line value out of range (`--batch-size 0`, `--shard 4/3`).
+    #[error("{name}: {message}")]
+    Argument {
+        /// The option or setting.
+        name: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// A figure that could not be drawn (empty or non-finite data, a drawing error).
+    #[error("figure {figure}: {message}")]
+    Figure {
+        /// The figure's file name.
+        figure: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A vocabulary file that is not a DNABERT k-mer vocabulary.
     #[error("{path}: {message}")]
     Vocab {
@@ -160,6 +176,14 @@ impl GenolensError {
         GenolensError::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// A bad setting.
+    pub fn argument(name: impl std::fmt::Display, message: impl Into<String>) -> Self {
+        GenolensError::Argument {
+            name: name.to_string(),
+            message: message.into(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! Data flows one way: files → [`data`] → [`tokenize`] → [`model::Batch`] →
 //! [`model::HookedModel::forward`] (captures + interventions) → analyses → [`report`] (Parquet).
 
+pub mod analysis;
 pub mod baselines;
 pub mod bench;
 pub mod bench_pieces;
@@ -16,6 +17,7 @@ pub mod experiment;
 pub mod memory;
 pub mod model;
 pub mod motif;
+pub(crate) mod ops;
 pub mod progress;
 pub mod report;
 pub mod stats;

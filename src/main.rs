@@ -48,7 +48,7 @@ enum Command {
         /// Sequences: FASTA (.fa/.fasta[.gz]), CSV, TSV or Parquet table.
         #[arg(long)]
         data: PathBuf,
-        /// Hook to read, e.g. blocks.11.hook_resid_post or hook_cls.
+        /// Hook to read, e.g. blocks.5.hook_normalized_resid_post (a block output) or hook_cls.
         #[arg(long, default_value = "hook_cls")]
         hook: String,
         /// Pooling over positions for per-token hooks.
@@ -136,9 +136,21 @@ enum Command {
         /// Output root.
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
-        /// Run id (default: UTC start time and seed).
+        /// Run id (default: UTC start time and seed; required with --shard).
         #[arg(long)]
         run_id: Option<String>,
+        /// Sequences per forward pass.
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Run only part i of n (0-based), e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT;
+        /// then `genolens merge RUN_DIR`.
+        #[arg(long)]
+        shard: Option<genolens::experiment::Shard>,
+    },
+    /// Concatenate the shards of a sharded experiment run and write its statistics, figures and report.
+    Merge {
+        /// The run folder (reports/<experiment>/<run-id>).
+        run_dir: PathBuf,
     },
 }
 
@@ -619,6 +631,8 @@ fn main() -> anyhow::Result<()> {
             limit,
             reports,
             run_id,
+            batch_size,
+            shard,
         } => {
             if list || name.is_none() {
                 for experiment in EXPERIMENTS {
@@ -640,11 +654,20 @@ fn main() -> anyhow::Result<()> {
                 data,
                 split,
                 limit,
+                batch_size,
+                shard,
             };
             let mut context = ExperimentContext::new(experiment.name, settings)?;
             (experiment.run)(&mut context).with_context(|| format!("experiment {name}"))?;
-            let out_dir = context.finish()?;
+            let out_dir = context.finish(experiment.reduce)?;
             eprintln!("experiment {name} finished -> {}", out_dir.display());
+        }
+        Command::Merge { run_dir } => {
+            let name = genolens::experiment::merge(&run_dir, EXPERIMENTS)?;
+            eprintln!(
+                "merged experiment {name} -> {}",
+                run_dir.join("report.html").display()
+            );
         }
     }
     Ok(())

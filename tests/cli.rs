@@ -36,7 +36,7 @@ fn embed_writes_one_vector_per_sequence_equal_to_the_forward_pass() {
     let out = tempfile::tempdir().unwrap();
     for (hook, pooling, width) in [
         ("hook_cls", Pooling::Cls, 32),
-        ("blocks.1.hook_resid_post", Pooling::Mean, 32),
+        ("blocks.1.hook_normalized_resid_post", Pooling::Mean, 32),
         ("blocks.0.attn.hook_z", Pooling::Cls, 32),
     ] {
         let settings = EmbedSettings {

@@ -10,13 +10,11 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::{fixture_model, max_error_on_valid, reference};
+use genolens::analysis::embedding_gradient;
 use genolens::model::checkpoint::{normalise, read_tensors};
 use genolens::model::source::VarSource;
 use genolens::model::weights::WeightTaker;
-use genolens::model::{
-    load_dir, Batch, HeadKind, HookPoint, HookedModel, Hooks, Intervention, LoadOptions,
-    ModelConfig,
-};
+use genolens::model::{load_dir, Batch, HeadKind, HookedModel, Hooks, LoadOptions, ModelConfig};
 
 fn reference_batch(reference: &HashMap<String, Tensor>) -> Batch {
     let ids = reference["input_ids"].to_dtype(DType::U32).unwrap();
@@ -52,25 +50,8 @@ fn classifier_gradient_at_the_word_embeddings_matches_torch() {
         let reference = reference(name);
         let batch = reference_batch(&reference);
         let loaded = load_dir(&fixture_model(name), name, &LoadOptions::default()).unwrap();
-        let embedding = loaded.model.word_embeddings(&batch.ids).unwrap();
-        let variable = Var::from_tensor(&embedding).unwrap();
-        let hooks = Hooks::none().intervene(
-            HookPoint::Embed,
-            Intervention::Replace {
-                value: variable.as_tensor().clone(),
-                positions: None,
-                heads: None,
-            },
-        );
-        let logits = loaded
-            .model
-            .forward(&batch, &hooks)
-            .unwrap()
-            .logits
-            .unwrap();
-        let objective = logits.narrow(1, 1, 1).unwrap().sum_all().unwrap();
-        let gradients = objective.backward().unwrap();
-        let ours = gradients.get(variable.as_tensor()).unwrap();
+        let (gradient, _) = embedding_gradient(&loaded.model, &batch, 1).unwrap();
+        let ours = &gradient;
         let theirs = &reference["embedding_gradient"];
         let error = max_error_on_valid(ours, theirs, &batch.lengths, &[1]);
         let scale = largest_magnitude(theirs);

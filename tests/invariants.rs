@@ -108,7 +108,7 @@ fn patching_re_runs_the_forward_from_the_patched_layer() {
         .unwrap();
     let patched = model.forward(&corrupt_batch, &hooks).unwrap();
     // Layer 0 is untouched.
-    let layer0 = HookPoint::block(0, BlockSite::ResidPost);
+    let layer0 = HookPoint::block(0, BlockSite::NormalizedResidPost);
     assert_eq!(
         values(patched.cache.get_point(layer0).unwrap()),
         values(corrupt.cache.get_point(layer0).unwrap())
@@ -126,7 +126,7 @@ fn patching_re_runs_the_forward_from_the_patched_layer() {
     );
     // Later layers were recomputed: attention spreads the patch to other positions, so the
     // layer-1 output differs from the corrupt run at a position that was not patched.
-    let layer1 = HookPoint::block(1, BlockSite::ResidPost);
+    let layer1 = HookPoint::block(1, BlockSite::NormalizedResidPost);
     assert_ne!(
         row(patched.cache.get_point(layer1).unwrap(), 0),
         row(corrupt.cache.get_point(layer1).unwrap(), 0)

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Tensor};
 
+use crate::analysis::{run_batches, BatchOptions};
 use crate::data::{open_sequences, TableColumns};
 use crate::error::{GenolensError, Result};
-use crate::model::{load_dir, Batch, HeadKind, Hooks, LoadOptions, LoadedModel};
+use crate::model::{load_dir, HeadKind, Hooks, LoadOptions, LoadedModel};
 use crate::train::card::append_to_card;
 use crate::train::checkpoint::save_model_as;
 
@@ -73,28 +74,36 @@ fn compare(
         before.model.head_kind(),
         HeadKind::SequenceClassification { .. }
     );
-    for example in open_sequences(check_data, &TableColumns::default())?.take(limit) {
-        let example = example?;
-        let tokens = before.tokenizer.tokenize(&example.id, &example.sequence)?;
-        let batch = Batch::from_tokenized(&[tokens], before.tokenizer.vocab.special.pad, device)?;
-        let a = before.model.forward(&batch, &Hooks::none())?;
-        let b = after.model.forward(&batch, &Hooks::none())?;
-        check.max_hidden_difference = check.max_hidden_difference.max(max_abs_difference(
-            &a.last_hidden_state,
-            &b.last_hidden_state,
-        )?);
-        if let (Some(x), Some(y)) = (&a.logits, &b.logits) {
-            check.max_logit_difference = check.max_logit_difference.max(max_abs_difference(x, y)?);
-            if is_classifier {
-                let p = candle_nn::ops::softmax(x, 1)?;
-                let q = candle_nn::ops::softmax(y, 1)?;
-                let worst = max_abs_difference(&p, &q)?;
-                check.max_probability_difference =
-                    Some(check.max_probability_difference.unwrap_or(0.0).max(worst));
+    let examples = open_sequences(check_data, &TableColumns::default())?.take(limit);
+    let options = BatchOptions::default();
+    run_batches(
+        &before.tokenizer,
+        device,
+        examples,
+        &options,
+        |prepared| {
+            let a = before.model.forward(&prepared.batch, &Hooks::none())?;
+            let b = after.model.forward(&prepared.batch, &Hooks::none())?;
+            check.max_hidden_difference = check.max_hidden_difference.max(max_abs_difference(
+                &a.last_hidden_state,
+                &b.last_hidden_state,
+            )?);
+            if let (Some(x), Some(y)) = (&a.logits, &b.logits) {
+                check.max_logit_difference =
+                    check.max_logit_difference.max(max_abs_difference(x, y)?);
+                if is_classifier {
+                    let p = candle_nn::ops::softmax(x, 1)?;
+                    let q = candle_nn::ops::softmax(y, 1)?;
+                    let worst = max_abs_difference(&p, &q)?;
+                    check.max_probability_difference =
+                        Some(check.max_probability_difference.unwrap_or(0.0).max(worst));
+                }
             }
-        }
-        check.sequences += 1;
-    }
+            check.sequences += prepared.len();
+            Ok(vec![(); prepared.len()])
+        },
+        |_, ()| Ok(()),
+    )?;
     if check.sequences == 0 {
         return Err(GenolensError::Data {
             path: check_data.to_path_buf(),

@@ -2,11 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 
-use crate::data::{open_sequences, Example, TableColumns};
+use crate::analysis::{pool_activation, run_forward, BatchOptions};
+pub use crate::analysis::{Pooling, TokenizationCounts};
+use crate::data::{open_sequences, TableColumns};
 use crate::error::{GenolensError, Result};
-use crate::model::{mean_over_kmers, Batch, HookPoint, Hooks, LoadedModel};
+use crate::model::{HookPoint, Hooks, LoadedModel};
 use crate::report::provenance::now_rfc3339;
 use crate::report::{Provenance, RunRecord, TableWriter};
 
@@ -30,16 +32,6 @@ crate::table_row! {
     }
 }
 
-/// How to pool token activations into one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pooling {
-    /// The [CLS] position.
-    Cls,
-    /// Mean over k-mer tokens (excluding [CLS], [SEP] and padding).
-    Mean,
-}
-
 /// Settings of an embed run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EmbedSettings {
@@ -60,41 +52,13 @@ pub struct EmbedSettings {
     pub seed: u64,
 }
 
-/// What the tokenizer did to the input: N and other IUPAC codes become [UNK] on purpose, and are counted.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct TokenizationCounts {
-    /// Sequences read.
-    pub sequences: usize,
-    /// Sequences containing at least one non-ACGT base.
-    pub sequences_with_ambiguous_bases: usize,
-    /// Non-ACGT bases (N, IUPAC codes).
-    pub ambiguous_bases: usize,
-    /// k-mer tokens.
-    pub kmer_tokens: usize,
-    /// k-mer tokens that became [UNK].
-    pub unknown_tokens: usize,
-}
-
-impl TokenizationCounts {
-    fn add(&mut self, tokens: &crate::tokenize::Tokenized) {
-        self.sequences += 1;
-        self.sequences_with_ambiguous_bases += usize::from(tokens.ambiguous_bases > 0);
-        self.ambiguous_bases += tokens.ambiguous_bases;
-        self.kmer_tokens += tokens.kmer_count();
-        self.unknown_tokens += tokens.unknown_tokens;
-    }
-}
-
-/// Sequences read ahead and sorted by length, so batches waste little padding.
-const BATCHES_PER_CHUNK: usize = 16;
-
 /// Runs the embedding; returns what the tokenizer counted (sequences, [UNK] tokens, ...).
 pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<TokenizationCounts> {
     if settings.batch_size == 0 {
-        return Err(GenolensError::Hook {
-            hook: "--batch-size".into(),
-            message: "must be at least 1".into(),
-        });
+        return Err(GenolensError::argument(
+            "--batch-size",
+            "must be at least 1",
+        ));
     }
     let point: HookPoint = settings.hook.parse()?;
     let started_at = now_rfc3339();
@@ -104,37 +68,44 @@ pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<Token
     let table_path = settings.out.join("embeddings.parquet");
     let mut writer = TableWriter::<EmbeddingRow>::create(&table_path, &provenance)?;
     let hooks = Hooks::none().capture_point(point);
-    let mut examples = open_sequences(&settings.data, &settings.columns)?;
-    let progress = crate::progress::spinner("embedding sequences");
+    let examples = open_sequences(&settings.data, &settings.columns)?;
+    let options = BatchOptions {
+        batch_size: settings.batch_size,
+        progress: Some("embedding sequences".into()),
+        ..Default::default()
+    };
+    let pooling = pooling_name(point, settings.pooling, loaded.model.head_kind());
     let mut sequence_index = 0u64;
-    let mut counts = TokenizationCounts::default();
-    loop {
-        let chunk: Vec<Example> = examples
-            .by_ref()
-            .take(settings.batch_size * BATCHES_PER_CHUNK)
-            .collect::<Result<_>>()?;
-        if chunk.is_empty() {
-            break;
-        }
-        let vectors = embed_chunk(loaded, &chunk, point, settings, &hooks, &mut counts)?;
-        for (example, vector) in chunk.iter().zip(vectors) {
+    let counts = run_forward(
+        loaded,
+        examples,
+        &hooks,
+        &options,
+        |prepared, output| {
+            let activation = output.cache.get_point(point).expect("captured hook");
+            let pooled = pool_activation(point, activation, &prepared.batch, settings.pooling)?;
+            Ok(pooled
+                .to_device(&candle_core::Device::Cpu)?
+                .to_dtype(DType::F32)?
+                .to_vec2()?)
+        },
+        |example, vector: Vec<f32>| {
             for (dim, value) in vector.into_iter().enumerate() {
                 writer.write(&EmbeddingRow {
                     sequence_index,
                     sequence_id: example.id.clone(),
                     label: example.label.clone(),
                     hook: settings.hook.clone(),
-                    pooling: pooling_name(point, settings.pooling, loaded.model.head_kind()).into(),
+                    pooling: pooling.into(),
                     dim: dim as u32,
                     value,
                 })?;
             }
             sequence_index += 1;
-        }
-        progress.inc(chunk.len() as u64);
-    }
-    progress.finish_and_clear();
-    if sequence_index == 0 {
+            Ok(())
+        },
+    )?;
+    if counts.sequences == 0 {
         return Err(GenolensError::Data {
             path: settings.data.clone(),
             line: 0,
@@ -142,15 +113,7 @@ pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<Token
         });
     }
     writer.finish()?;
-    if counts.unknown_tokens > 0 {
-        tracing::warn!(
-            "{} of {} sequences contain N or other IUPAC codes: {} of {} k-mer tokens became [UNK]",
-            counts.sequences_with_ambiguous_bases,
-            counts.sequences,
-            counts.unknown_tokens,
-            counts.kmer_tokens
-        );
-    }
+    counts.warn_if_unknown();
     let mut config = serde_json::to_value(settings).expect("settings serialise");
     config["tokenization"] = serde_json::to_value(&counts).expect("counts serialise");
     RunRecord {
@@ -172,68 +135,6 @@ fn pooling_name(point: HookPoint, pooling: Pooling, head: crate::model::HeadKind
         (true, _) => "none",
         (false, Pooling::Cls) => "cls",
         (false, Pooling::Mean) => "mean",
-    }
-}
-
-/// Pooled vectors for a chunk, in the chunk's order (batches are formed by length).
-fn embed_chunk(
-    loaded: &LoadedModel,
-    chunk: &[Example],
-    point: HookPoint,
-    settings: &EmbedSettings,
-    hooks: &Hooks,
-    counts: &mut TokenizationCounts,
-) -> Result<Vec<Vec<f32>>> {
-    let tokenized = chunk
-        .iter()
-        .map(|example| loaded.tokenizer.tokenize(&example.id, &example.sequence))
-        .collect::<Result<Vec<_>>>()?;
-    tokenized.iter().for_each(|tokens| counts.add(tokens));
-    let mut order: Vec<usize> = (0..chunk.len()).collect();
-    order.sort_by_key(|&i| tokenized[i].ids.len());
-    let mut vectors = vec![Vec::new(); chunk.len()];
-    for batch_indices in order.chunks(settings.batch_size) {
-        let batch_tokens: Vec<_> = batch_indices
-            .iter()
-            .map(|&i| tokenized[i].clone())
-            .collect();
-        let batch = Batch::from_tokenized(
-            &batch_tokens,
-            loaded.tokenizer.vocab.special.pad,
-            loaded.model.device(),
-        )?;
-        let output = loaded.model.forward(&batch, hooks)?;
-        let activation = output.cache.get_point(point).expect("captured hook");
-        let pooled = pool(point, activation, &batch, settings.pooling)?;
-        let rows: Vec<Vec<f32>> = pooled
-            .to_device(&candle_core::Device::Cpu)?
-            .to_dtype(DType::F32)?
-            .to_vec2()?;
-        for (&index, row) in batch_indices.iter().zip(rows) {
-            vectors[index] = row;
-        }
-    }
-    Ok(vectors)
-}
-
-/// [b, features] from any hook's activation.
-fn pool(point: HookPoint, activation: &Tensor, batch: &Batch, pooling: Pooling) -> Result<Tensor> {
-    use crate::model::hooks::ActivationLayout;
-    let dims = activation.dims().to_vec();
-    match point.layout() {
-        ActivationLayout::Sequence => Ok(activation.clone()),
-        ActivationLayout::HeadQueryKey => Err(GenolensError::hook(
-            point,
-            "attention scores/patterns are [b,h,q,k] maps, not vectors; use a residual, MLP or head-output hook",
-        )),
-        _ if point == HookPoint::Logits && dims.len() == 2 => Ok(activation.clone()),
-        _ => {
-            let flat = activation.reshape((dims[0], dims[1], dims[2..].iter().product::<usize>()))?;
-            match pooling {
-                Pooling::Cls => Ok(flat.narrow(1, 0, 1)?.squeeze(1)?),
-                Pooling::Mean => mean_over_kmers(&flat, &batch.lengths),
-            }
-        }
     }
 }
 

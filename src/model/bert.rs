@@ -2,18 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 use crate::model::batch::Batch;
-use crate::model::batched_matmul::batched_matmul;
 use crate::model::config::ModelConfig;
 use crate::model::heads::HeadKind;
 use crate::model::hooks::{ActivationCache, BlockSite, HookPoint, Hooks};
-use crate::model::kernels::masked_softmax;
-use crate::model::ops::{activate, additive_key_mask, softmax_last_dim, LayerNorm, Linear};
 use crate::model::source::{Recording, TensorSource};
 use crate::model::weights::RandomInit;
+use crate::ops::batched_matmul::batched_matmul;
+use crate::ops::kernels::masked_softmax;
+use crate::ops::{additive_key_mask, softmax_last_dim, LayerNorm, Linear};
 
 struct Embeddings {
     word: Tensor,
@@ -326,10 +326,8 @@ impl HookedModel {
         else {
             return Ok(None);
         };
-        let transformed = layer_norm.forward(&activate(
-            &transform.forward(hidden)?,
-            self.config.hidden_act,
-        )?)?;
+        let transformed =
+            layer_norm.forward(&self.config.hidden_act.apply(&transform.forward(hidden)?)?)?;
         let decoder = Linear {
             weight: decoder_weight.clone(),
             bias: bias.clone(),
@@ -344,7 +342,7 @@ impl HookedModel {
     /// Word-embedding rows W_E[ids] as [b,t,d]: what `hook_embed` sees (HF `inputs_embeds`).
     pub fn word_embeddings(&self, ids: &Tensor) -> Result<Tensor> {
         let (batch_size, tokens) = ids.dims2()?;
-        let rows = crate::model::ops::embedding_rows(&self.embeddings.word, &ids.flatten_all()?)?;
+        let rows = crate::ops::embedding_rows(&self.embeddings.word, &ids.flatten_all()?)?;
         Ok(rows.reshape((batch_size, tokens, self.config.hidden_size))?)
     }
 
@@ -466,19 +464,26 @@ impl HookedModel {
             }
         }
         let attention_out = hooks.apply(point(BlockSite::AttnOut), attention_out, cache)?;
-        let resid_mid = layer
-            .attention_layer_norm
-            .forward(&(attention_out + &residual)?)?;
-        let resid_mid = hooks.apply(point(BlockSite::ResidMid), resid_mid, cache)?;
+        // TransformerLens BertBlock: the residual sums are hooked BEFORE each LayerNorm.
+        let resid_mid = hooks.apply(
+            point(BlockSite::ResidMid),
+            (attention_out + &residual)?,
+            cache,
+        )?;
+        let normalized_mid = hooks.apply(
+            point(BlockSite::Ln1Normalized),
+            layer.attention_layer_norm.forward(&resid_mid)?,
+            cache,
+        )?;
 
         let pre = hooks.apply(
             point(BlockSite::MlpPre),
-            layer.intermediate.forward(&resid_mid)?,
+            layer.intermediate.forward(&normalized_mid)?,
             cache,
         )?;
         let post = hooks.apply(
             point(BlockSite::MlpPost),
-            activate(&pre, self.config.hidden_act)?,
+            self.config.hidden_act.apply(&pre)?,
             cache,
         )?;
         let mlp_out = hooks.apply(
@@ -486,8 +491,17 @@ impl HookedModel {
             layer.output.forward(&post)?,
             cache,
         )?;
-        let resid_post = layer.output_layer_norm.forward(&(mlp_out + &resid_mid)?)?;
-        hooks.apply(point(BlockSite::ResidPost), resid_post, cache)
+        let resid_post = hooks.apply(
+            point(BlockSite::ResidPost),
+            (mlp_out + &normalized_mid)?,
+            cache,
+        )?;
+        let normalized = hooks.apply(
+            point(BlockSite::Ln2Normalized),
+            layer.output_layer_norm.forward(&resid_post)?,
+            cache,
+        )?;
+        hooks.apply(point(BlockSite::NormalizedResidPost), normalized, cache)
     }
 
     /// Per-head contributions z_h · W_O[:, h] as [b,t,h,d_model] (before the output bias).
@@ -547,19 +561,4 @@ impl HookedModel {
             cache,
         })
     }
-}
-
-/// Masked mean over real tokens of a [b,t,d] activation, excluding [CLS], [SEP] and padding.
-pub fn mean_over_kmers(activation: &Tensor, lengths: &[usize]) -> Result<Tensor> {
-    let (batch_size, tokens, _) = activation.dims3()?;
-    let mut weights = vec![0f32; batch_size * tokens];
-    for (row, &length) in lengths.iter().enumerate() {
-        let kmers = length.saturating_sub(2).max(1);
-        for position in 1..length.saturating_sub(1) {
-            weights[row * tokens + position] = 1.0 / kmers as f32;
-        }
-    }
-    let weights = Tensor::from_vec(weights, (batch_size, tokens, 1), activation.device())?
-        .to_dtype(activation.dtype())?;
-    Ok(activation.broadcast_mul(&weights)?.sum(D::Minus2)?)
 }

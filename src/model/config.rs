@@ -20,6 +20,17 @@ pub enum Activation {
     Relu,
 }
 
+impl Activation {
+    /// Applies the activation elementwise.
+    pub fn apply(self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+        match self {
+            Activation::GeluErf => crate::ops::gelu_erf(x),
+            Activation::GeluTanh => x.gelu(),
+            Activation::Relu => x.relu(),
+        }
+    }
+}
+
 /// Architecture hyper-parameters of a BERT-family encoder (DNABERT-k).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {

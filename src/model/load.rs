@@ -64,6 +64,23 @@ pub struct LoadedModel {
     pub notes: Vec<String>,
 }
 
+impl LoadedModel {
+    /// A model built in memory (tests, freshly trained weights): no folder, no weights file.
+    pub fn in_memory(model: HookedModel, tokenizer: KmerTokenizer) -> Self {
+        LoadedModel {
+            model,
+            tokenizer,
+            source: ModelSource {
+                id: "<in memory>".into(),
+                dir: PathBuf::new(),
+                weights_file: PathBuf::new(),
+                weights_sha256: String::new(),
+            },
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// Loads `model`: an existing folder, otherwise an `owner/name` hub id.
 pub fn load(model: &str, options: &LoadOptions) -> Result<LoadedModel> {
     let path = Path::new(model);

@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::model::load::sha256_file;
 
 /// An input data file and its checksum.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DataFile {
     /// Path as given.
     pub path: String,
@@ -18,7 +18,7 @@ pub struct DataFile {
 
 /// Provenance written into every Parquet file (key-value metadata) and run.json. It holds no
 /// wall-clock time, so the same run twice gives byte-identical tables.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Provenance {
     /// Crate version.
     pub genolens_version: String,
@@ -111,7 +111,7 @@ impl Provenance {
 }
 
 /// The run.json of an output folder.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     /// Provenance.
     #[serde(flatten)]
@@ -131,8 +131,23 @@ pub struct RunRecord {
 impl RunRecord {
     /// Writes `run.json` into `dir` atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
+        self.write_as(&dir.join("run.json"))
+    }
+
+    /// Writes the record to `path` atomically (shards write `run.part-<i>-of-<n>.json`).
+    pub fn write_as(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("run record serialises");
-        crate::report::write_atomic(&dir.join("run.json"), text.as_bytes())
+        crate::report::write_atomic(path, text.as_bytes())
+    }
+
+    /// Reads a record written by [`write_as`](Self::write_as).
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::GenolensError::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| crate::GenolensError::Data {
+            path: path.to_path_buf(),
+            line: e.line(),
+            message: format!("not a genolens run record: {e}"),
+        })
     }
 }
 

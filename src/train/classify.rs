@@ -10,12 +10,13 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::analysis::tokenize_batch;
 use crate::datasets::rows::{read_sequence_rows, SequenceRow};
 use crate::error::{GenolensError, Result};
 use crate::model::checkpoint::{normalise, read_tensors};
 use crate::model::source::VarSource;
 use crate::model::weights::WeightTaker;
-use crate::model::{Batch, HeadKind, HookedModel, Hooks, ModelConfig};
+use crate::model::{HeadKind, HookedModel, Hooks, ModelConfig};
 use crate::stats::{auroc_with_ci, AurocEstimate};
 use crate::tokenize::kmer::KmerTokenizer;
 use crate::tokenize::vocab::KmerVocab;
@@ -110,11 +111,11 @@ fn logits_with_hooks(
     hooks: &Hooks,
     device: &Device,
 ) -> Result<Tensor> {
-    let tokenized = rows
-        .iter()
-        .map(|r| tokenizer.tokenize(&r.id, &r.sequence))
-        .collect::<Result<Vec<_>>>()?;
-    let batch = Batch::from_tokenized(&tokenized, tokenizer.vocab.special.pad, device)?;
+    let (batch, _) = tokenize_batch(
+        tokenizer,
+        rows.iter().map(|r| (r.id.as_str(), r.sequence.as_str())),
+        device,
+    )?;
     model
         .forward(&batch, hooks)?
         .logits

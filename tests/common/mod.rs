@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 use genolens::data::{open_sequences, TableColumns};
-use genolens::model::{Batch, BlockSite, HookPoint, Hooks, LoadedModel};
+use genolens::model::{Batch, BlockSite, HookPoint, HookedModel, Hooks, LoadedModel};
 
 /// tests/fixtures/models/<name>.
 pub fn fixture_model(name: &str) -> PathBuf {
@@ -94,6 +94,10 @@ pub fn conformance_errors(
         .unwrap()
         .capture("blocks.*.hook_resid_post")
         .unwrap()
+        .capture("blocks.*.ln2.hook_normalized")
+        .unwrap()
+        .capture("blocks.*.hook_normalized_resid_post")
+        .unwrap()
         .capture("blocks.*.attn.hook_pattern")
         .unwrap();
     let output = loaded.model.forward(&batch, &hooks).unwrap();
@@ -109,16 +113,32 @@ pub fn conformance_errors(
         1e-5,
     ));
     for layer in 0..layers {
-        let hidden = output
-            .cache
-            .get_point(HookPoint::block(layer, BlockSite::ResidPost))
-            .unwrap();
+        let at = |site| {
+            output
+                .cache
+                .get_point(HookPoint::block(layer, site))
+                .unwrap()
+        };
         let name = format!("hidden_states.{}", layer + 1);
-        errors.push((
-            name.clone(),
-            max_error_on_valid(hidden, &reference[&name], &lengths, &[1]),
-            1e-5,
-        ));
+        // TransformerLens BERT names: the block output is hook_normalized_resid_post (and
+        // ln2.hook_normalized inside the LayerNorm); hook_resid_post is the sum before that LN.
+        for (label, hidden) in [
+            (
+                "hook_normalized_resid_post",
+                at(BlockSite::NormalizedResidPost).clone(),
+            ),
+            ("ln2.hook_normalized", at(BlockSite::Ln2Normalized).clone()),
+            (
+                "LN(hook_resid_post)",
+                output_layer_norm(&loaded.model, layer, at(BlockSite::ResidPost)),
+            ),
+        ] {
+            errors.push((
+                format!("{name} as {label}"),
+                max_error_on_valid(&hidden, &reference[&name], &lengths, &[1]),
+                1e-5,
+            ));
+        }
         let pattern = output
             .cache
             .get_point(HookPoint::block(layer, BlockSite::Pattern))
@@ -146,6 +166,32 @@ pub fn conformance_errors(
         ));
     }
     errors
+}
+
+/// Layer `layer`'s output LayerNorm applied in the test, from the checkpoint's γ and β (HF's
+/// definition: biased variance, eps inside the square root), computed in f64.
+pub fn output_layer_norm(model: &HookedModel, layer: usize, x: &Tensor) -> Tensor {
+    let parameter = |name: &str| {
+        model.named_parameters()[&format!("bert.encoder.layer.{layer}.output.LayerNorm.{name}")]
+            .to_dtype(DType::F64)
+            .unwrap()
+    };
+    let eps = model.config().layer_norm_eps;
+    let x = x.to_dtype(DType::F64).unwrap();
+    let centred = x
+        .broadcast_sub(&x.mean_keepdim(D::Minus1).unwrap())
+        .unwrap();
+    let variance = centred.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+    let normalised = centred
+        .broadcast_div(&(variance + eps).unwrap().sqrt().unwrap())
+        .unwrap();
+    normalised
+        .broadcast_mul(&parameter("weight"))
+        .unwrap()
+        .broadcast_add(&parameter("bias"))
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
 }
 
 /// Names of tensors outside tolerance.

@@ -63,7 +63,7 @@ def check(model_dir: Path):
         fasta.write_text("".join(f">{i}\n{s}\n" for i, s in seqs))
         layers = config["num_hidden_layers"]
         ours_logits = genolens_vectors(model_dir, fasta, "hook_logits", tmp / "logits")
-        ours_hidden = genolens_vectors(model_dir, fasta, f"blocks.{layers - 1}.hook_resid_post", tmp / "hidden")
+        ours_hidden = genolens_vectors(model_dir, fasta, f"blocks.{layers - 1}.hook_normalized_resid_post", tmp / "hidden")
     worst_logits = worst_hidden = 0.0
     with torch.no_grad():
         for row, (_, sequence) in enumerate(seqs):

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::model::kernels::{contiguous_f32, fused, rows_per_task};
+use crate::ops::kernels::{contiguous_f32, fused, rows_per_task};
 
 /// Σ over rows of a [.., d] tensor → [d], as a matrix product (parallel, cache-friendly).
 pub fn column_sums(x: &Tensor) -> Result<Tensor> {
@@ -80,7 +80,7 @@ pub fn softmax_backward(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kernels::test_support::{max_difference, normal};
+    use crate::ops::kernels::test_support::{max_difference, normal};
     use candle_core::DType;
 
     fn sample(shape: &[usize], seed: u64) -> Tensor {
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn softmax_backward_matches_the_formula() {
-        let y = crate::model::kernels::softmax_last_dim(&sample(&[4, 9], 5)).unwrap();
+        let y = crate::ops::kernels::softmax_last_dim(&sample(&[4, 9], 5)).unwrap();
         let g = sample(&[4, 9], 6);
         let reference = {
             let y = y.to_dtype(DType::F64).unwrap();

@@ -26,21 +26,30 @@ pub enum BlockSite {
     Result,
     /// `blocks.{l}.hook_attn_out` [b,t,d]: z·W_O + b_O.
     AttnOut,
-    /// `blocks.{l}.hook_resid_mid` [b,t,d]: LN1(resid_pre + attn_out), the stream the MLP reads.
+    /// `blocks.{l}.hook_resid_mid` [b,t,d]: resid_pre + attn_out, the sum BEFORE the
+    /// post-attention LayerNorm (TransformerLens `BertBlock`).
     ResidMid,
+    /// `blocks.{l}.ln1.hook_normalized` [b,t,d]: LN1(resid_mid), the stream the MLP reads.
+    Ln1Normalized,
     /// `blocks.{l}.mlp.hook_pre` [b,t,d_mlp]: input to the activation.
     MlpPre,
     /// `blocks.{l}.mlp.hook_post` [b,t,d_mlp]: after the activation.
     MlpPost,
     /// `blocks.{l}.hook_mlp_out` [b,t,d]: MLP output projection incl. bias.
     MlpOut,
-    /// `blocks.{l}.hook_resid_post` [b,t,d]: LN2(resid_mid + mlp_out), the block output (= HF hidden_states[l+1]).
+    /// `blocks.{l}.hook_resid_post` [b,t,d]: ln1.hook_normalized + mlp_out, the sum BEFORE the
+    /// output LayerNorm (TransformerLens `BertBlock`).
     ResidPost,
+    /// `blocks.{l}.ln2.hook_normalized` [b,t,d]: LN2(resid_post), inside the LayerNorm.
+    Ln2Normalized,
+    /// `blocks.{l}.hook_normalized_resid_post` [b,t,d]: the block output (= HF
+    /// hidden_states[l+1] = the next block's hook_resid_pre); applied after ln2.hook_normalized.
+    NormalizedResidPost,
 }
 
 impl BlockSite {
     /// Every block site, in forward order.
-    pub const ALL: [BlockSite; 14] = [
+    pub const ALL: [BlockSite; 17] = [
         BlockSite::ResidPre,
         BlockSite::Q,
         BlockSite::K,
@@ -51,10 +60,13 @@ impl BlockSite {
         BlockSite::Result,
         BlockSite::AttnOut,
         BlockSite::ResidMid,
+        BlockSite::Ln1Normalized,
         BlockSite::MlpPre,
         BlockSite::MlpPost,
         BlockSite::MlpOut,
         BlockSite::ResidPost,
+        BlockSite::Ln2Normalized,
+        BlockSite::NormalizedResidPost,
     ];
 
     /// The name after `blocks.{l}.`.
@@ -70,10 +82,13 @@ impl BlockSite {
             BlockSite::Result => "attn.hook_result",
             BlockSite::AttnOut => "hook_attn_out",
             BlockSite::ResidMid => "hook_resid_mid",
+            BlockSite::Ln1Normalized => "ln1.hook_normalized",
             BlockSite::MlpPre => "mlp.hook_pre",
             BlockSite::MlpPost => "mlp.hook_post",
             BlockSite::MlpOut => "hook_mlp_out",
             BlockSite::ResidPost => "hook_resid_post",
+            BlockSite::Ln2Normalized => "ln2.hook_normalized",
+            BlockSite::NormalizedResidPost => "hook_normalized_resid_post",
         }
     }
 
@@ -201,7 +216,7 @@ impl FromStr for HookPoint {
             GenolensError::hook(
                 name,
                 "unknown hook name; expected e.g. hook_embed, blocks.3.attn.hook_pattern, \
-                 blocks.0.hook_resid_post, hook_cls (see `genolens inspect` for the full list)",
+                 blocks.0.hook_normalized_resid_post, hook_cls (see `genolens inspect` for the full list)",
             )
         };
         let rest = name.strip_prefix("blocks.").ok_or_else(unknown)?;
@@ -321,7 +336,7 @@ mod tests {
                 .into_iter()
                 .filter(|p| layer_one.matches(*p))
                 .count(),
-            14
+            17
         );
         assert!(HookPattern::new("blocks.*.attn.hook_nothing").is_err());
         assert!(HookPattern::new("blocks.0.nothing").is_err());

@@ -7,10 +7,10 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 
-use crate::model::graft;
-use crate::model::kernels::{contiguous_f32, fused};
-use crate::model::row_ops::{column_sums, for_each_row_block};
-use crate::model::vector_math as vm;
+use crate::ops::graft;
+use crate::ops::kernels::{contiguous_f32, fused};
+use crate::ops::row_ops::{column_sums, for_each_row_block};
+use crate::ops::vector_math as vm;
 
 /// Mean and 1/√(biased variance + ε) of a row; `scratch` (as long as the row) is overwritten.
 #[inline(always)]
@@ -221,7 +221,7 @@ pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor, eps: f64) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kernels::test_support::{max_difference, normal};
+    use crate::ops::kernels::test_support::{max_difference, normal};
     use candle_core::{DType, Var};
 
     /// Value and the three gradients against the composed f64 reference: the fused CPU op and the

@@ -6,8 +6,8 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use crate::model::kernels::{contiguous_f32, fused};
-use crate::model::row_ops::column_sums;
+use crate::ops::kernels::{contiguous_f32, fused};
+use crate::ops::row_ops::column_sums;
 
 struct DenseLayer;
 
@@ -117,7 +117,7 @@ pub fn dense_layer(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kernels::test_support::{max_difference, normal};
+    use crate::ops::kernels::test_support::{max_difference, normal};
     use candle_core::Var;
 
     /// Value and all three gradients agree with candle's matmul and broadcast add; frozen

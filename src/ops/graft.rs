@@ -12,7 +12,7 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D,
 };
 
-use crate::model::row_ops::{column_sums, softmax_backward};
+use crate::ops::row_ops::{column_sums, softmax_backward};
 
 /// A copy of the precomputed value's storage, taken from `pick` for the op's device. The value is
 /// fresh from a kernel, so its whole buffer is the tensor.

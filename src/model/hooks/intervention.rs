@@ -1,12 +1,11 @@
-//! Captures and interventions at hook points, and the cache of captured activations.
+//! Interventions: what a hook does to an activation (replace, ablate heads, steer, any function).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use crate::error::{GenolensError, Result};
-pub use crate::model::hook_point::{ActivationLayout, BlockSite, HookPattern, HookPoint};
+use crate::model::hooks::point::{ActivationLayout, HookPoint};
 
 /// A user-supplied function applied to an activation (anything the built-in interventions don't cover).
 pub type HookFn = Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>;
@@ -73,129 +72,7 @@ impl std::fmt::Debug for Intervention {
     }
 }
 
-/// Which activations a forward pass captures and how it intervenes. `Hooks::default()` does nothing.
-#[derive(Clone, Debug, Default)]
-pub struct Hooks {
-    captures: Vec<HookPattern>,
-    interventions: Vec<(HookPoint, Intervention)>,
-}
-
-impl Hooks {
-    /// No captures, no interventions.
-    pub fn none() -> Self {
-        Self::default()
-    }
-
-    /// Also capture every hook matching `pattern` (exact name or `*` wildcards).
-    pub fn capture(mut self, pattern: &str) -> Result<Self> {
-        self.captures.push(HookPattern::new(pattern)?);
-        Ok(self)
-    }
-
-    /// Also capture one hook point.
-    pub fn capture_point(mut self, point: HookPoint) -> Self {
-        self.captures
-            .push(HookPattern::new(&point.to_string()).expect("hook names are valid patterns"));
-        self
-    }
-
-    /// Add an intervention at `point` (several at one point apply in the order added).
-    pub fn intervene(mut self, point: HookPoint, intervention: Intervention) -> Self {
-        self.interventions.push((point, intervention));
-        self
-    }
-
-    /// True when the forward pass needs to do nothing at any hook.
-    pub fn is_empty(&self) -> bool {
-        self.captures.is_empty() && self.interventions.is_empty()
-    }
-
-    /// Whether `point` is captured or intervened on (lets the model skip optional work such as hook_result).
-    pub fn wants(&self, point: HookPoint) -> bool {
-        self.is_intervened(point) || self.captures.iter().any(|c| c.matches(point))
-    }
-
-    /// Whether any intervention targets `point`.
-    pub fn is_intervened(&self, point: HookPoint) -> bool {
-        self.interventions.iter().any(|(p, _)| *p == point)
-    }
-
-    /// Checks every capture pattern matches a hook of this model and every intervention is in range.
-    pub fn validate(&self, num_layers: usize, num_heads: usize) -> Result<()> {
-        let points = HookPoint::all(num_layers);
-        for pattern in &self.captures {
-            if !points.iter().any(|p| pattern.matches(*p)) {
-                return Err(GenolensError::hook(
-                    pattern.as_str(),
-                    format!("matches no hook of this {num_layers}-layer model"),
-                ));
-            }
-        }
-        for (point, intervention) in &self.interventions {
-            if let Some(layer) = point.layer() {
-                if layer >= num_layers {
-                    return Err(GenolensError::hook(
-                        point,
-                        format!("layer {layer} out of range: the model has {num_layers} layers (0-based)"),
-                    ));
-                }
-            }
-            let heads = match intervention {
-                Intervention::Replace {
-                    heads: Some(heads), ..
-                } => heads.as_slice(),
-                Intervention::ZeroHeads { heads } | Intervention::MeanHeads { heads, .. } => {
-                    heads.as_slice()
-                }
-                _ => &[],
-            };
-            if !heads.is_empty() {
-                if !matches!(
-                    point.layout(),
-                    ActivationLayout::TokenHead | ActivationLayout::HeadQueryKey
-                ) {
-                    return Err(GenolensError::hook(
-                        point,
-                        "head selection needs a head-resolved hook (attn.hook_q/k/v/z/result/attn_scores/pattern)",
-                    ));
-                }
-                if let Some(head) = heads.iter().find(|&&h| h >= num_heads) {
-                    return Err(GenolensError::hook(
-                        point,
-                        format!(
-                            "head {head} out of range: the model has {num_heads} heads (0-based)"
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies this point's interventions, then captures the result if asked. Called by the model.
-    pub fn apply(
-        &self,
-        point: HookPoint,
-        activation: Tensor,
-        cache: &mut ActivationCache,
-    ) -> Result<Tensor> {
-        if self.is_empty() {
-            return Ok(activation);
-        }
-        let mut activation = activation;
-        for (target, intervention) in &self.interventions {
-            if *target == point {
-                activation = apply_intervention(point, &activation, intervention)?;
-            }
-        }
-        if self.captures.iter().any(|c| c.matches(point)) {
-            cache.insert(point, activation.clone());
-        }
-        Ok(activation)
-    }
-}
-
-fn apply_intervention(
+pub(crate) fn apply_intervention(
     point: HookPoint,
     activation: &Tensor,
     intervention: &Intervention,
@@ -346,77 +223,4 @@ fn selection_mask(
     }
     let mask = Tensor::from_vec(data, small_shape, device)?;
     Ok(mask.broadcast_as(dims)?)
-}
-
-/// Activations captured during one forward pass, in forward order.
-#[derive(Clone, Debug, Default)]
-pub struct ActivationCache {
-    entries: BTreeMap<HookPoint, Tensor>,
-}
-
-impl ActivationCache {
-    /// Stores an activation.
-    pub fn insert(&mut self, point: HookPoint, activation: Tensor) {
-        self.entries.insert(point, activation);
-    }
-
-    /// The activation at a typed hook point, if captured.
-    pub fn get_point(&self, point: HookPoint) -> Option<&Tensor> {
-        self.entries.get(&point)
-    }
-
-    /// The activation at a hook name; errors name what was captured.
-    pub fn get(&self, name: &str) -> Result<&Tensor> {
-        let point: HookPoint = name.parse()?;
-        self.entries.get(&point).ok_or_else(|| {
-            let captured: Vec<String> = self.entries.keys().map(|p| p.to_string()).collect();
-            GenolensError::hook(
-                name,
-                format!("not captured (captured: {})", captured.join(", ")),
-            )
-        })
-    }
-
-    /// Captured (hook, activation) pairs in forward order.
-    pub fn iter(&self) -> impl Iterator<Item = (&HookPoint, &Tensor)> {
-        self.entries.iter()
-    }
-
-    /// Number of captured activations.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True when nothing was captured.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// One site across layers 0..n stacked on a new leading axis ([layer, ...]).
-    pub fn stack_layers(&self, site: BlockSite, num_layers: usize) -> Result<Tensor> {
-        let tensors = (0..num_layers)
-            .map(|layer| {
-                let point = HookPoint::block(layer, site);
-                self.entries
-                    .get(&point)
-                    .cloned()
-                    .ok_or_else(|| GenolensError::hook(point, "not captured"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::stack(&tensors, 0)?)
-    }
-
-    /// Moves every activation to f32 on the CPU (for writing tables).
-    pub fn to_cpu_f32(&self) -> Result<Self> {
-        let mut out = ActivationCache::default();
-        for (point, tensor) in &self.entries {
-            out.insert(
-                *point,
-                tensor
-                    .to_device(&candle_core::Device::Cpu)?
-                    .to_dtype(DType::F32)?,
-            );
-        }
-        Ok(out)
-    }
 }

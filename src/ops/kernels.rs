@@ -9,9 +9,9 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use crate::model::graft;
-use crate::model::row_ops::for_each_row_block;
-use crate::model::vector_math as vm;
+use crate::ops::graft;
+use crate::ops::row_ops::for_each_row_block;
+use crate::ops::vector_math as vm;
 
 /// Rows handed to one rayon task at least (keeps scheduling overhead small for narrow rows).
 const MIN_ELEMENTS_PER_TASK: usize = 16 * 1024;
@@ -60,7 +60,7 @@ impl CustomOp1 for SoftmaxLastDim {
 
     fn bwd(&self, _input: &Tensor, output: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         // dx = y ⊙ (g − Σ_j g_j y_j), one fused parallel pass.
-        Ok(Some(crate::model::row_ops::softmax_backward(output, grad)?))
+        Ok(Some(crate::ops::row_ops::softmax_backward(output, grad)?))
     }
 }
 
@@ -121,7 +121,7 @@ impl candle_core::CustomOp2 for MaskedSoftmax {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         // The mask is a constant: only the scores get a gradient.
         Ok((
-            Some(crate::model::row_ops::softmax_backward(output, grad)?),
+            Some(crate::ops::row_ops::softmax_backward(output, grad)?),
             None,
         ))
     }
@@ -279,9 +279,13 @@ pub(crate) mod test_support {
 
     /// Seeded N(0, std²) values.
     pub fn normal(shape: &[usize], seed: u64, std: f32) -> Tensor {
-        crate::model::weights::RandomInit::new(seed, &Device::Cpu)
-            .normal(shape, std)
-            .unwrap()
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let normal = rand_distr::Normal::new(0.0f32, std).expect("finite std");
+        let count: usize = shape.iter().product();
+        let values: Vec<f32> = (0..count).map(|_| normal.sample(&mut rng)).collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
     }
 
     /// Largest |a − b|.

@@ -2,9 +2,7 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::model::{dense, kernels};
-
-use crate::model::config::Activation;
+use crate::ops::{dense, kernels};
 
 /// A dense layer `y = x Wᵀ + b` with HF's [out, in] weight layout.
 #[derive(Clone, Debug)]
@@ -44,7 +42,7 @@ impl LayerNorm {
     /// Normalises the last axis (fused kernel with a hand-written gradient; candle's fused
     /// layer_norm has none).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        crate::model::layer_norm::layer_norm(x, &self.weight, &self.bias, self.eps)
+        crate::ops::layer_norm::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -53,13 +51,9 @@ pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
     kernels::softmax_last_dim(x)
 }
 
-/// The feed-forward activation.
-pub fn activate(x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
-    match activation {
-        Activation::GeluErf => kernels::gelu_erf(x),
-        Activation::GeluTanh => x.gelu(),
-        Activation::Relu => x.relu(),
-    }
+/// GELU with the exact erf (BERT's `gelu`), fused on the CPU.
+pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
+    kernels::gelu_erf(x)
 }
 
 /// Additive key mask [b,1,1,t]: 0 for real tokens, f32::MIN for padding (HF's eager convention).
@@ -103,14 +97,10 @@ mod tests {
     #[test]
     fn one_hot_rows_equal_gathered_rows_in_value_and_gradient() {
         let device = Device::Cpu;
-        let table = Var::from_tensor(&crate::model::kernels::test_support::normal(
-            &[11, 6],
-            4,
-            1.0,
-        ))
-        .unwrap();
+        let table =
+            Var::from_tensor(&crate::ops::kernels::test_support::normal(&[11, 6], 4, 1.0)).unwrap();
         let ids = Tensor::new(&[3u32, 0, 3, 10, 7, 3], &device).unwrap();
-        let weights = crate::model::kernels::test_support::normal(&[6, 6], 5, 1.0);
+        let weights = crate::ops::kernels::test_support::normal(&[6, 6], 5, 1.0);
         let gathered = table.as_tensor().index_select(&ids, 0).unwrap();
         let product = one_hot_rows(table.as_tensor(), &ids).unwrap();
         let difference: f32 = (&gathered - &product)
@@ -133,7 +123,7 @@ mod tests {
         };
         let expected = gradient(&gathered);
         let got = gradient(&product);
-        assert!(crate::model::kernels::test_support::max_difference(&expected, &got) < 1e-6);
+        assert!(crate::ops::kernels::test_support::max_difference(&expected, &got) < 1e-6);
         // Row 3 collects three ids' gradients; rows no id names get none.
         assert_ne!(
             got.get(3)

@@ -151,7 +151,7 @@ pub fn batched_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kernels::test_support::{max_difference, normal};
+    use crate::ops::kernels::test_support::{max_difference, normal};
     use candle_core::Var;
 
     #[test]
