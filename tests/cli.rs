@@ -414,3 +414,126 @@ fn the_main_study_runs_on_the_committed_default_model_and_data() {
         "{message}"
     );
 }
+
+/// A Parquet file's columns, each as text (floats as their exact bits), for row-by-row equality.
+fn columns_as_text(path: &std::path::Path) -> Vec<(String, Vec<String>)> {
+    let table = genolens::report::ParquetTable::read(path).unwrap();
+    table
+        .column_names()
+        .into_iter()
+        .map(|name| {
+            let values = table.strings(&name).unwrap_or_else(|_| {
+                let floats = table.f64s(&name).unwrap();
+                floats
+                    .iter()
+                    .map(|v| format!("{:016x}", v.to_bits()))
+                    .collect()
+            });
+            (name, values)
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_split_into_three_shards_and_merged_equals_the_unsharded_run() {
+    let out = tempfile::tempdir().unwrap();
+    let reports = out.path().join("reports");
+    // The committed default model (the fixtures' windows are too short for promoter windows).
+    // 70 test sequences at batch size 2: read-aheads of 32, so 3 blocks (32, 32, 6), one per shard.
+    let run = |run_id: &str, shard: Option<&str>| {
+        let mut args = vec![
+            "experiment",
+            "attention-entropy",
+            "--limit",
+            "70",
+            "--batch-size",
+            "2",
+            "--reports",
+            reports.to_str().unwrap(),
+            "--run-id",
+            run_id,
+        ];
+        if let Some(shard) = shard {
+            args.extend(["--shard", shard]);
+        }
+        let output = genolens(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run("whole", None);
+    let sharded = reports.join("attention-entropy/sharded");
+    for shard in ["2/3", "0/3"] {
+        run("sharded", Some(shard));
+    }
+    // A missing shard is named, and nothing is merged.
+    let early = genolens(&["merge", sharded.to_str().unwrap()]);
+    assert!(!early.status.success());
+    let message = String::from_utf8_lossy(&early.stderr);
+    assert!(message.contains("shards 1 of 3"), "{message}");
+    assert!(!sharded.join("report.html").exists());
+    run("sharded", Some("1/3"));
+    let merge = genolens(&["merge", sharded.to_str().unwrap()]);
+    assert!(
+        merge.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merge.stderr)
+    );
+
+    let whole = reports.join("attention-entropy/whole");
+    for table in [
+        "cls_attention_entropy.parquet",
+        "cls_entropy_by_head.parquet",
+    ] {
+        let (a, b) = (
+            columns_as_text(&whole.join(table)),
+            columns_as_text(&sharded.join(table)),
+        );
+        assert_eq!(a.len(), b.len(), "{table}");
+        for ((name, a), (other, b)) in a.iter().zip(&b) {
+            assert_eq!(name, other, "{table}");
+            assert_eq!(a.len(), b.len(), "{table} {name}");
+            assert!(a == b, "{table}: column {name} differs");
+        }
+    }
+    let rows =
+        |path: std::path::PathBuf| genolens::report::ParquetTable::read(&path).unwrap().rows();
+    assert_eq!(
+        rows(whole.join("cls_attention_entropy.parquet")),
+        70 * 6 * 4
+    );
+    for part in 0..3 {
+        let part = sharded.join(format!("cls_attention_entropy/part-{part}-of-3.parquet"));
+        assert!(rows(part) > 0, "every shard did work");
+    }
+    for file in [
+        "report.html",
+        "figures/cls_entropy_heatmap.svg",
+        "figures/cls_special_mass_heatmap.svg",
+    ] {
+        assert_eq!(
+            std::fs::read(whole.join(file)).is_ok(),
+            std::fs::read(sharded.join(file)).is_ok(),
+            "{file}"
+        );
+        assert!(sharded.join(file).is_file(), "{file}");
+    }
+    assert_eq!(
+        std::fs::read(whole.join("figures/cls_entropy_heatmap.svg")).unwrap(),
+        std::fs::read(sharded.join("figures/cls_entropy_heatmap.svg")).unwrap(),
+        "the same rows give the same figure"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sharded.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["config"]["sequences"], 70);
+    assert_eq!(record["config"]["merged_shards"], 3);
+    let html = std::fs::read_to_string(sharded.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("cls_entropy_by_head.parquet"));
+
+    // Shards of one run need one folder.
+    let no_id = genolens(&["experiment", "attention-entropy", "--shard", "0/2"]);
+    assert!(!no_id.status.success());
+    assert!(String::from_utf8_lossy(&no_id.stderr).contains("--run-id"));
+}

@@ -173,7 +173,7 @@ border-bottom:1px solid #ddd;padding-bottom:.2em}.summary{font-size:1.05em;color
 figcaption{color:#444;font-size:.92em}table{border-collapse:collapse;margin:.6em 0;\
 font-size:.9em}caption{text-align:left;font-weight:600;padding:.3em 0}th,td{border:1px solid \
 #ddd;padding:3px 8px;text-align:right}th{background:#f0f0f0}td:first-child,th:first-child\
-{text-align:left}code{font-size:.9em;background:#f3f3f3;padding:0 3px}";
+{text-align:left}td.text{text-align:left}code{font-size:.9em;background:#f3f3f3;padding:0 3px}";
 
 fn render_table(html: &mut String, table: &HtmlTable) {
     let _ = write!(
@@ -188,7 +188,15 @@ fn render_table(html: &mut String, table: &HtmlTable) {
     for row in &table.rows {
         html.push_str("<tr>");
         for value in row {
-            let _ = write!(html, "<td>{}</td>", escape(value));
+            // Numbers right-aligned (digits line up), text left-aligned.
+            let numeric = value
+                .trim_start_matches(['-', '−', '+'])
+                .starts_with(|c: char| c.is_ascii_digit());
+            if numeric || value == "–" {
+                let _ = write!(html, "<td>{}</td>", escape(value));
+            } else {
+                let _ = write!(html, "<td class=\"text\">{}</td>", escape(value));
+            }
         }
         html.push_str("</tr>\n");
     }

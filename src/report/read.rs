@@ -69,6 +69,15 @@ impl ParquetTable {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
 
+    /// Column names, in order.
+    pub fn column_names(&self) -> Vec<String> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
     /// The file's key-value metadata (provenance).
     pub fn metadata(&self) -> &[(String, String)] {
         &self.metadata
