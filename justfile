@@ -63,10 +63,16 @@ experiment NAME *ARGS:
 experiments:
     cargo run --release -- experiment --list
 
-# Lint as CI and reviewers expect.
+# Lint as CI and reviewers expect (experiments/*.rs are modules by #[path], which cargo fmt does
+# not visit: rustfmt checks them directly).
 lint:
     cargo fmt --all -- --check
+    rustfmt --edition 2021 --check experiments/*.rs
     cargo clippy --all-targets -- -D warnings
+
+# Concatenate the shards of a sharded run and write its statistics, figures and report.html.
+merge RUN_DIR:
+    cargo run --release -- merge {{RUN_DIR}}
 
 # genolens vs PyTorch side by side (same weights, inputs and threads; alternated rounds):
 # reports/bench/bench.parquet and bench.md. `just bench 5 forward:mini:16x200` runs one case.
@@ -76,8 +82,9 @@ bench ROUNDS="5" CASES="":
     cargo build --release --bin genolens-bench
     .venv-ref/bin/python tests/reference/bench.py drive --rounds {{ROUNDS}} --cases "{{CASES}}"
 
-# Build the GPU binary (--features cuda). Needs nvcc: on a machine without CUDA,
-# `../shared/tools/setup-cuda-prefix.sh PREFIX minimal` (after `cargo fetch`) builds a CUDA 13.0
-# prefix from PyPI wheels. CAP is the GPU's compute capability (90 = H100/H200).
+# Build the GPU binary (--features cuda) into target/cuda/release/. PREFIX is a CUDA toolkit
+# folder (e.g. /usr/local/cuda); without one, `scripts/setup-cuda-prefix.sh PREFIX` makes a CUDA
+# 13.0 prefix from NVIDIA's PyPI wheels. CAP is the GPU's compute capability (90 = H100/H200,
+# 80 = A100, 89 = L4/L40).
 build-cuda PREFIX CAP="90":
-    CARGO_TARGET_DIR=target/cuda CUDA_ROOT={{PREFIX}} CUDA_HOME={{PREFIX}} CUDA_PATH={{PREFIX}} PATH={{PREFIX}}/bin:$PATH CUDA_COMPUTE_CAP={{CAP}} CUDAFORGE_THREADS=2 cargo build --release --features cuda --bins
+    CARGO_TARGET_DIR=target/cuda CUDA_ROOT={{PREFIX}} CUDA_HOME={{PREFIX}} CUDA_PATH={{PREFIX}} PATH={{PREFIX}}/bin:$PATH LIBRARY_PATH={{PREFIX}}/lib:{{PREFIX}}/lib/stubs CUDA_COMPUTE_CAP={{CAP}} CUDAFORGE_THREADS=2 cargo build --release --features cuda --bins
