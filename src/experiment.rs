@@ -151,6 +151,9 @@ pub struct ExperimentContext {
     config: serde_json::Map<String, serde_json::Value>,
     outputs: Vec<String>,
     started_at: String,
+    /// The loaded model's config, id and recorded training data (for the data default and the
+    /// class-name check).
+    model: Option<(crate::model::ModelConfig, String, Option<PathBuf>)>,
 }
 
 impl ExperimentContext {
@@ -192,6 +195,7 @@ impl ExperimentContext {
             config,
             outputs: Vec::new(),
             started_at: now_rfc3339(),
+            model: None,
         })
     }
 
@@ -209,16 +213,31 @@ impl ExperimentContext {
         let loaded = crate::model::load(&id, &options)?;
         self.provenance = self.provenance.clone().with_model(&loaded.source);
         self.set_config("model", id);
+        let training_data = crate::datasets::model_data::recorded_training_data(&loaded)?;
+        self.model = Some((
+            loaded.model.config().clone(),
+            loaded.source.id.clone(),
+            training_data,
+        ));
         Ok(loaded)
     }
 
-    /// The user's `--data`, or `default`, recorded (with its sha256) in the provenance.
+    /// The user's `--data`; else, for a fine-tuned model loaded with
+    /// [`load_model`](Self::load_model), the dataset it was fine-tuned on (its config.json's
+    /// `genolens.training_data`); else `default`. Recorded (with its sha256) in the provenance.
+    /// A table whose class names (`label`, `label_name`) differ from the loaded model's
+    /// `id2label` is an error naming both.
     pub fn data_file(&mut self, default: &Path) -> Result<PathBuf> {
+        let recorded = self.model.as_ref().and_then(|(_, _, data)| data.clone());
         let path = self
             .settings
             .data
             .clone()
+            .or(recorded)
             .unwrap_or_else(|| default.to_path_buf());
+        if let Some((config, id, _)) = &self.model {
+            crate::datasets::model_data::check_model_classes(config, id, &path)?;
+        }
         self.provenance = self.provenance.clone().with_data_file(&path)?;
         self.set_config("data", path.display().to_string());
         Ok(path)

@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod baselines;
 pub mod bench;
 pub mod bench_pieces;
+pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod datasets;

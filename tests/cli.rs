@@ -537,3 +537,64 @@ fn a_run_split_into_three_shards_and_merged_equals_the_unsharded_run() {
     assert!(!no_id.status.success());
     assert!(String::from_utf8_lossy(&no_id.stderr).contains("--run-id"));
 }
+
+#[test]
+fn a_fine_tuned_model_is_scored_on_its_own_task_by_default_and_never_on_another() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tf_model = root.join("data/models/mini-dnabert6-tf");
+    let promoters = root.join("data/human-promoters.parquet");
+    // evaluate on another task's table: an error naming both sets of classes.
+    let wrong = genolens(&[
+        "evaluate",
+        "--model",
+        tf_model.to_str().unwrap(),
+        "--data",
+        promoters.to_str().unwrap(),
+    ]);
+    assert!(!wrong.status.success());
+    let message = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        message.contains("0: background, 1: promoter")
+            && message.contains("0: MafK, 1: Oct4")
+            && message.contains("tf-oct4-mafk.parquet"),
+        "{message}"
+    );
+    // A study with the TF model and no --data reads the TF model's own dataset ...
+    let out = tempfile::tempdir().unwrap();
+    let reports = out.path().join("reports");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "experiment",
+            "attention-entropy",
+            "--model",
+            tf_model.to_str().unwrap(),
+            "--limit",
+            "2",
+            "--reports",
+            reports.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        genolens(&args)
+    };
+    let own = run(&["--run-id", "own"]);
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(reports.join("attention-entropy/own/run.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        record["config"]["data"]
+            .as_str()
+            .unwrap()
+            .ends_with("data/tf-oct4-mafk.parquet"),
+        "{record}"
+    );
+    // ... and refuses the promoters table.
+    let other = run(&["--run-id", "other", "--data", promoters.to_str().unwrap()]);
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("0: MafK, 1: Oct4"));
+}

@@ -195,6 +195,23 @@ fn fine_tuning_a_pretrained_model_writes_a_loadable_classifier_and_card() {
         loaded.model.head_kind().hf_class(),
         "BertForSequenceClassification"
     );
+    // The model knows what it was trained on: class names both ways, and the dataset's sha256.
+    let config = loaded.model.config();
+    assert_eq!(
+        config.class_names().unwrap(),
+        vec!["MafK".to_string(), "Oct4".to_string()]
+    );
+    assert_eq!(config.label2id.as_ref().unwrap()["Oct4"], 1);
+    let recorded = config.training_data().unwrap();
+    assert_eq!(recorded.path, settings.data.display().to_string());
+    assert_eq!(
+        recorded.sha256,
+        genolens::model::load::sha256_file(&settings.data).unwrap()
+    );
+    assert_eq!(
+        genolens::commands::evaluate::resolve_data(&loaded, None).unwrap(),
+        settings.data
+    );
     let card = std::fs::read_to_string(out.join("MODEL.md")).unwrap();
     assert!(
         card.contains("Test split: AUROC")

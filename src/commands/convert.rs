@@ -42,10 +42,7 @@ pub fn parse_dtype(name: &str) -> Result<DType> {
 }
 
 fn class_names(loaded: &LoadedModel) -> Option<Vec<String>> {
-    let labels = loaded.model.config().id2label.as_ref()?;
-    (0..labels.len())
-        .map(|i| labels.get(&i.to_string()).cloned())
-        .collect()
+    loaded.model.config().class_names()
 }
 
 fn max_abs_difference(a: &Tensor, b: &Tensor) -> Result<f64> {

@@ -18,6 +18,20 @@ pub struct Evaluation {
     pub baseline: BaselineComparison,
 }
 
+/// The table `evaluate` scores `loaded` on: `given`, else the dataset the model was fine-tuned on
+/// (its config.json's `genolens.training_data`); a model that records none needs `--data`.
+pub fn resolve_data(loaded: &LoadedModel, given: Option<&Path>) -> Result<std::path::PathBuf> {
+    crate::datasets::model_data::data_for_model(loaded, given, None)?.ok_or_else(|| {
+        GenolensError::argument(
+            "--data",
+            format!(
+                "{} does not record the dataset it was fine-tuned on; give the table to score it on",
+                loaded.source.id
+            ),
+        )
+    })
+}
+
 /// Evaluates `loaded` (a sequence classifier) on the test split of the dataset table `data`.
 pub fn run_evaluate(loaded: &LoadedModel, data: &Path, batch_size: usize) -> Result<Evaluation> {
     if !matches!(
@@ -33,6 +47,7 @@ pub fn run_evaluate(loaded: &LoadedModel, data: &Path, batch_size: usize) -> Res
             ),
         });
     }
+    crate::datasets::model_data::check_class_names(loaded, data)?;
     let rows = read_sequence_rows(data)?;
     let test: Vec<&SequenceRow> = rows.iter().filter(|r| r.split == "test").collect();
     if test.is_empty() {

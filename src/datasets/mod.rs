@@ -10,6 +10,7 @@ pub mod fly_promoters;
 pub mod genome;
 pub mod human_promoters;
 pub mod intervals;
+pub mod model_data;
 pub mod motif_panel;
 pub mod rows;
 pub mod tf_peaks;

@@ -64,6 +64,12 @@ pub struct ModelConfig {
     /// Class names by id, when the config names them.
     #[serde(default)]
     pub id2label: Option<std::collections::BTreeMap<String, String>>,
+    /// Ids by class name (HF writes both; genolens writes it with `id2label`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label2id: Option<std::collections::BTreeMap<String, usize>>,
+    /// What genolens recorded about the model (the dataset a classifier was fine-tuned on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genolens: Option<GenolensRecord>,
     /// HF architecture names (e.g. `BertForMaskedLM`), informational.
     #[serde(default)]
     pub architectures: Option<Vec<String>>,
@@ -74,6 +80,58 @@ pub struct ModelConfig {
     /// matrix, so every transformers version loads the file as it is rather than tying it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tie_word_embeddings: Option<bool>,
+}
+
+/// The `genolens` key of a config.json genolens wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GenolensRecord {
+    /// The dataset table a classifier was fine-tuned on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_data: Option<TrainingData>,
+}
+
+/// A dataset file as recorded in a model's config.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingData {
+    /// The path given at training time (relative paths are relative to the directory training
+    /// ran in, usually the repository root).
+    pub path: String,
+    /// sha256 of the file's bytes.
+    pub sha256: String,
+}
+
+impl ModelConfig {
+    /// Class names in id order, when `id2label` names every id `0..num_labels`.
+    pub fn class_names(&self) -> Option<Vec<String>> {
+        let labels = self.id2label.as_ref()?;
+        (0..labels.len())
+            .map(|i| labels.get(&i.to_string()).cloned())
+            .collect()
+    }
+
+    /// Sets `id2label`, `label2id` and `num_labels` from class names in id order.
+    pub fn set_class_names(&mut self, names: &[String]) {
+        self.num_labels = Some(names.len());
+        self.id2label = Some(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (i.to_string(), name.clone()))
+                .collect(),
+        );
+        self.label2id = Some(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), i))
+                .collect(),
+        );
+    }
+
+    /// The dataset a classifier was fine-tuned on, as recorded by genolens.
+    pub fn training_data(&self) -> Option<&TrainingData> {
+        self.genolens.as_ref()?.training_data.as_ref()
+    }
 }
 
 fn default_activation() -> Activation {
@@ -189,6 +247,8 @@ impl ModelConfig {
             pad_token_id: 0,
             num_labels: Some(2),
             id2label: None,
+            label2id: None,
+            genolens: None,
             architectures: None,
             legacy_double_bias: false,
             tie_word_embeddings: None,

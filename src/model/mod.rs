@@ -12,7 +12,7 @@ pub mod weights;
 
 pub use batch::Batch;
 pub use bert::{HookedModel, Output};
-pub use config::{Activation, ModelConfig};
+pub use config::{Activation, GenolensRecord, ModelConfig, TrainingData};
 pub use heads::HeadKind;
 pub use hooks::{ActivationCache, BlockSite, HookPattern, HookPoint, Hooks, Intervention};
 pub use load::{load, load_dir, LoadOptions, LoadedModel, ModelSource};

@@ -49,14 +49,7 @@ pub fn save_model_as(
     let mut config = model.config().clone();
     config.architectures = Some(vec![model.head_kind().hf_class().to_string()]);
     if let Some(labels) = labels {
-        config.num_labels = Some(labels.len());
-        config.id2label = Some(
-            labels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (i.to_string(), l.clone()))
-                .collect(),
-        );
+        config.set_class_names(labels);
     }
     let parameters = model.named_parameters();
     let word = parameters

@@ -14,9 +14,10 @@ use crate::analysis::tokenize_batch;
 use crate::datasets::rows::{read_sequence_rows, SequenceRow};
 use crate::error::{GenolensError, Result};
 use crate::model::checkpoint::{normalise, read_tensors};
+use crate::model::load::sha256_file;
 use crate::model::source::VarSource;
 use crate::model::weights::WeightTaker;
-use crate::model::{HeadKind, HookedModel, Hooks, ModelConfig};
+use crate::model::{GenolensRecord, HeadKind, HookedModel, Hooks, ModelConfig, TrainingData};
 use crate::stats::{auroc_with_ci, AurocEstimate};
 use crate::tokenize::kmer::KmerTokenizer;
 use crate::tokenize::vocab::KmerVocab;
@@ -191,13 +192,20 @@ struct Trainable {
 
 fn pretrained_with_head(
     init: &Path,
-    labels: usize,
+    names: &[String],
+    training_data: &Path,
     seed: u64,
     device: &Device,
 ) -> Result<Trainable> {
+    let labels = names.len();
     let mut config = ModelConfig::from_file(&init.join("config.json"))?;
-    config.num_labels = Some(labels);
-    config.id2label = None;
+    config.set_class_names(names);
+    config.genolens = Some(GenolensRecord {
+        training_data: Some(TrainingData {
+            path: training_data.display().to_string(),
+            sha256: sha256_file(training_data)?,
+        }),
+    });
     config.architectures = None;
     let vocab = KmerVocab::from_file(&init.join("vocab.txt"))?;
     let weights = init.join("model.safetensors");
@@ -250,7 +258,13 @@ pub fn train_classifier(settings: &ClassifySettings, device: &Device) -> Result<
         vars,
         initialised,
         vocab,
-    } = pretrained_with_head(&settings.init, names.len(), settings.seed, device)?;
+    } = pretrained_with_head(
+        &settings.init,
+        &names,
+        &settings.data,
+        settings.seed,
+        device,
+    )?;
     tracing::info!(
         "initialised from seed {}: {}",
         settings.seed,

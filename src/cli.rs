@@ -1,0 +1,859 @@
+//! The command line: clap argument structs, their conversion into each command's settings, and
+//! what each command prints (a result type with `Display`). `main.rs` parses and dispatches.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use candle_core::Device;
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::embed::{default_out, run_embed, EmbedSettings, Pooling};
+use crate::data::TableColumns;
+use crate::experiment::{Experiment, ExperimentContext, RunSettings};
+use crate::model::{load, LoadOptions, LoadedModel};
+use crate::train::adamw::AdamWSettings;
+
+/// Mechanistic interpretability for genomic language models (DNABERT).
+#[derive(Parser)]
+#[command(name = "genolens", version, about)]
+pub struct Cli {
+    /// More logging (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Where to compute: cpu, cuda or cuda:N (cuda needs a build with --features cuda).
+    #[arg(long, default_value = "cpu", global = true)]
+    pub device: String,
+    /// Seed for every random choice (same seed, same inputs -> identical tables).
+    #[arg(long, default_value_t = 0, global = true)]
+    pub seed: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Describe a model: config, parameter count, hook names, tokenizer facts.
+    Inspect(InspectArgs),
+    /// Write one pooled vector per sequence from any hook to Parquet (long format).
+    Embed(EmbedArgs),
+    /// Datasets: describe a sequence file, scan motifs, rebuild data/ from the raw sources.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// A classifier's test AUROC and per-class accuracy, compared with the k-mer baseline (paired bootstrap).
+    Evaluate(EvaluateArgs),
+    /// Store a model folder's weights as another type (f16 for committing), measuring the change.
+    Convert(ConvertArgs),
+    /// Train k-mer BERTs: MLM pretraining, then classification fine-tuning (writes MODEL.md).
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Run a study from experiments/ end to end (or list them).
+    Experiment(ExperimentArgs),
+    /// Concatenate the shards of a sharded experiment run and write its statistics, figures and report.
+    Merge(MergeArgs),
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Counts, length distribution, GC, N content and class balance of a sequence file.
+    Info(DataInfoArgs),
+    /// Motif hits (FIMO-style: log-odds, exact p-values, both strands) of a MEME file, to Parquet.
+    Scan(DataScanArgs),
+    /// REF/ALT windows centred on each SNV of a VCF or GTEx-style QTL table, to Parquet.
+    Variants(DataVariantsArgs),
+    /// Rebuild every derived dataset under --out from the raw inputs (run by `just data`).
+    Build(DataBuildArgs),
+}
+
+#[derive(Subcommand)]
+pub enum TrainCommand {
+    /// MLM pretraining (DNABERT span masking); rerunning the same command resumes from out/checkpoint.
+    /// The defaults are the committed mini-dnabert6's settings.
+    Mlm(TrainMlmArgs),
+    /// Fine-tune a pretrained model on a dataset table (sequence, label, split).
+    Classify(TrainClassifyArgs),
+}
+
+/// Arguments of `genolens inspect`.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Model folder (config.json, vocab.txt, weights) or Hugging Face hub id (default: the
+    /// committed mini-dnabert6-promoters).
+    #[arg(long, default_value = crate::defaults::MODEL)]
+    pub model: String,
+    /// Reproduce DNABERT's pretraining-time MLM logits (output bias added twice).
+    #[arg(long)]
+    pub legacy_double_bias: bool,
+}
+
+/// Arguments of `genolens embed`.
+#[derive(Args)]
+pub struct EmbedArgs {
+    /// Model folder or hub id (default: the committed mini-dnabert6-promoters).
+    #[arg(long, default_value = crate::defaults::MODEL)]
+    pub model: String,
+    /// Sequences: FASTA (.fa/.fasta[.gz]), CSV, TSV or Parquet table.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Hook to read, e.g. blocks.5.hook_normalized_resid_post (a block output) or hook_cls.
+    #[arg(long, default_value = "hook_cls")]
+    pub hook: String,
+    /// Pooling over positions for per-token hooks.
+    #[arg(long, value_enum, default_value = "cls")]
+    pub pooling: Pooling,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Output folder (default reports/embed/<data stem>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Sequence column of a table.
+    #[arg(long, default_value = "sequence")]
+    pub sequence_column: String,
+    /// Id column of a table (row numbers when absent).
+    #[arg(long, default_value = "id")]
+    pub id_column: String,
+    /// Label column of a table, copied into the output.
+    #[arg(long)]
+    pub label_column: Option<String>,
+}
+
+/// Arguments of `genolens evaluate`.
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// Classifier folder or hub id (default: the committed mini-dnabert6-promoters).
+    #[arg(long, default_value = crate::defaults::MODEL)]
+    pub model: String,
+    /// Dataset table with sequence, label and split columns (default: the dataset the model was
+    /// fine-tuned on, recorded in its config.json).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Append the result to the model folder's MODEL.md.
+    #[arg(long)]
+    pub append_to_card: bool,
+}
+
+/// Arguments of `genolens convert`.
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// Model folder to read (f32).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// New folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Stored type: f16, bf16 or f32.
+    #[arg(long, default_value = "f16")]
+    pub dtype: String,
+    /// Sequences to compare the two models on.
+    #[arg(long, default_value = "data/human-promoters.parquet")]
+    pub check_data: PathBuf,
+    /// How many of them.
+    #[arg(long, default_value_t = 64)]
+    pub check_sequences: usize,
+}
+
+/// Arguments of `genolens experiment`.
+#[derive(Args)]
+pub struct ExperimentArgs {
+    /// Experiment name (see --list).
+    pub name: Option<String>,
+    /// List the experiments.
+    #[arg(long)]
+    pub list: bool,
+    /// Model override, folder or hub id (default: the experiment's; most use the committed
+    /// mini-dnabert6-promoters).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Data override (default: the experiment's; most use data/human-promoters.parquet).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Rows of a table with a `split` column to use: train, valid, test (default) or all.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Use only the first N sequences.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output root.
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    /// Run id (default: UTC start time and seed; required with --shard).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Run only part i of n (0-based), e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT;
+    /// then `genolens merge RUN_DIR`.
+    #[arg(long)]
+    pub shard: Option<crate::experiment::Shard>,
+}
+
+/// Arguments of `genolens merge`.
+#[derive(Args)]
+pub struct MergeArgs {
+    /// The run folder (reports/<experiment>/<run-id>).
+    pub run_dir: PathBuf,
+}
+
+/// Arguments of `genolens data info`.
+#[derive(Args)]
+pub struct DataInfoArgs {
+    /// FASTA (.fa/.fasta[.gz]), CSV, TSV or Parquet table.
+    pub file: PathBuf,
+    /// Label column of a table (default: `label` when the table has one).
+    #[arg(long)]
+    pub label_column: Option<String>,
+}
+
+/// Arguments of `genolens data scan`.
+#[derive(Args)]
+pub struct DataScanArgs {
+    /// Motifs in MEME format (e.g. data/jaspar/JASPAR2024_CORE_vertebrates.meme).
+    #[arg(long)]
+    pub motifs: PathBuf,
+    /// Sequences: FASTA, CSV, TSV or Parquet.
+    #[arg(long)]
+    pub sequences: PathBuf,
+    /// Report windows with p below this.
+    #[arg(long, default_value_t = 1e-4)]
+    pub p_threshold: f64,
+    /// Scan the given strand only.
+    #[arg(long)]
+    pub forward_only: bool,
+    /// Output Parquet (default reports/motif-scan/<stem>.parquet).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `genolens data variants`.
+#[derive(Args)]
+pub struct DataVariantsArgs {
+    /// Reference FASTA (plain or gzip) of the same genome build.
+    #[arg(long)]
+    pub reference: PathBuf,
+    /// VCF (plain or bgzip).
+    #[arg(
+        long,
+        conflicts_with = "qtl_table",
+        required_unless_present = "qtl_table"
+    )]
+    pub vcf: Option<PathBuf>,
+    /// GTEx/GV-Rep-style table: chr, variant_pos (1-based), ref, alt, slope, pval_nominal, pval_nominal_threshold.
+    #[arg(long)]
+    pub qtl_table: Option<PathBuf>,
+    /// How a QTL table's rows become labels (required with --qtl-table).
+    #[arg(long, value_enum)]
+    pub label_rule: Option<crate::data::variants::QtlLabelRule>,
+    /// Window length; the variant sits at length / 2.
+    #[arg(long, default_value_t = 1024)]
+    pub length: usize,
+    /// Output Parquet.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `genolens data build`.
+#[derive(Args)]
+pub struct DataBuildArgs {
+    /// Raw inputs extracted by scripts/data.sh.
+    #[arg(long, default_value = "data/cache/raw")]
+    pub raw: PathBuf,
+    /// Where the committed datasets go.
+    #[arg(long, default_value = "data")]
+    pub out: PathBuf,
+    /// Where the (uncommitted) pretraining corpus goes.
+    #[arg(long, default_value = "data/cache")]
+    pub cache: PathBuf,
+}
+
+/// Arguments of `genolens train mlm`.
+#[derive(Args)]
+pub struct TrainMlmArgs {
+    /// Training FASTA.
+    #[arg(long, default_value = "data/cache/pretrain-corpus.fa.gz")]
+    pub corpus: PathBuf,
+    /// Held-out FASTA for validation.
+    #[arg(long, default_value = "data/cache/pretrain-heldout.fa.gz")]
+    pub heldout: PathBuf,
+    /// Output model folder.
+    #[arg(long, default_value = "data/models/mini-dnabert6")]
+    pub out: PathBuf,
+    /// k of the k-mer vocabulary.
+    #[arg(long, default_value_t = 6)]
+    pub k: usize,
+    /// Encoder layers.
+    #[arg(long, default_value_t = 6)]
+    pub layers: usize,
+    /// Hidden size.
+    #[arg(long, default_value_t = 128)]
+    pub hidden: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// MLP width.
+    #[arg(long, default_value_t = 512)]
+    pub intermediate: usize,
+    /// Position embeddings (longest input in tokens).
+    #[arg(long, default_value_t = 512)]
+    pub max_positions: usize,
+    /// Window length in bases.
+    #[arg(long, default_value_t = 256)]
+    pub window: usize,
+    /// Windows per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 2400)]
+    pub steps: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Warm-up fraction of the steps.
+    #[arg(long, default_value_t = 0.05)]
+    pub warmup: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Fraction of k-mer tokens masked.
+    #[arg(long, default_value_t = 0.15)]
+    pub mask_rate: f64,
+    /// Validate every N steps.
+    #[arg(long, default_value_t = 300)]
+    pub eval_every: usize,
+    /// Held-out windows to validate on.
+    #[arg(long, default_value_t = 256)]
+    pub eval_windows: usize,
+    /// Save a resumable checkpoint every N steps.
+    #[arg(long, default_value_t = 300)]
+    pub checkpoint_every: usize,
+    /// Stop after N steps of this invocation (resume later with the same command).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// Embedding init of a fresh run: kmer (k-mer rows composed per offset and base,
+    /// sinusoidal positions; breaks the k-mer MLM plateau) or bert (HF BERT's i.i.d. N(0, 0.02)).
+    #[arg(long, default_value = "kmer")]
+    pub init: crate::train::kmer_init::InitScheme,
+    /// Continue pretraining a finished MLM (a model folder): its weights and architecture
+    /// (config.json; the shape options above must match it), a fresh optimiser and schedule.
+    /// Use a new --seed so the windows and masks differ from the first run's.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+}
+
+/// Arguments of `genolens train classify`.
+#[derive(Args)]
+pub struct TrainClassifyArgs {
+    /// Dataset table.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Pretrained MLM folder.
+    #[arg(long, default_value = "data/models/mini-dnabert6")]
+    pub init: PathBuf,
+    /// Output model folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Epochs.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 48)]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    /// Warm-up fraction.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Dropout while training, at HF BERT's sites (BERT's and DNABERT's 0.1; 0 = none).
+    #[arg(long, default_value_t = 0.1)]
+    pub dropout: f64,
+}
+
+/// Settings every command shares.
+pub struct Globals {
+    /// Seed for every random choice.
+    pub seed: u64,
+    /// Where to compute.
+    pub device: Device,
+}
+
+impl Cli {
+    /// Sets up logging to stderr at the `-v` level (or `RUST_LOG`).
+    pub fn init_logging(&self) {
+        let level = match self.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        };
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| level.into()),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
+
+    /// The global options, the device parsed.
+    pub fn globals(&self) -> anyhow::Result<Globals> {
+        Ok(Globals {
+            seed: self.seed,
+            device: crate::device::parse_device(&self.device)?,
+        })
+    }
+}
+
+fn load_model(model: &str, options: LoadOptions) -> anyhow::Result<LoadedModel> {
+    load(model, &options).with_context(|| format!("loading model {model}"))
+}
+
+impl InspectArgs {
+    /// The model's description (config, head, hooks, tokenizer).
+    pub fn run(self, globals: &Globals) -> anyhow::Result<String> {
+        let options = LoadOptions {
+            legacy_double_bias: self.legacy_double_bias,
+            device: globals.device.clone(),
+            ..Default::default()
+        };
+        let loaded = load_model(&self.model, options)?;
+        Ok(crate::commands::inspect::describe(&loaded))
+    }
+}
+
+impl EmbedArgs {
+    /// The settings of `run_embed`.
+    pub fn settings(self, globals: &Globals) -> EmbedSettings {
+        EmbedSettings {
+            out: self.out.unwrap_or_else(|| default_out(&self.data)),
+            data: self.data,
+            hook: self.hook,
+            pooling: self.pooling,
+            batch_size: self.batch_size,
+            columns: TableColumns {
+                sequence: self.sequence_column,
+                id: self.id_column,
+                label: self.label_column,
+            },
+            seed: globals.seed,
+        }
+    }
+
+    /// Embeds the sequences.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<Embedded> {
+        let options = LoadOptions {
+            device: globals.device.clone(),
+            ..Default::default()
+        };
+        let loaded = load_model(&self.model, options)?;
+        let settings = self.settings(globals);
+        let counts = run_embed(&loaded, &settings)?;
+        Ok(Embedded {
+            counts,
+            table: settings.out.join("embeddings.parquet"),
+        })
+    }
+}
+
+/// What `embed` wrote.
+pub struct Embedded {
+    /// What the tokenizer counted.
+    pub counts: crate::analysis::TokenizationCounts,
+    /// The table.
+    pub table: PathBuf,
+}
+
+impl fmt::Display for Embedded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counts;
+        write!(
+            f,
+            "embedded {} sequences ({} with N/IUPAC bases, {} of {} k-mers -> [UNK]) -> {}",
+            c.sequences,
+            c.sequences_with_ambiguous_bases,
+            c.unknown_tokens,
+            c.kmer_tokens,
+            self.table.display()
+        )
+    }
+}
+
+impl EvaluateArgs {
+    /// Evaluates the classifier (and appends the result to its card when asked).
+    pub fn run(self, globals: &Globals) -> anyhow::Result<Evaluated> {
+        let options = LoadOptions {
+            device: globals.device.clone(),
+            ..Default::default()
+        };
+        let loaded = load_model(&self.model, options)?;
+        let data = crate::commands::evaluate::resolve_data(&loaded, self.data.as_deref())?;
+        let evaluation = crate::commands::evaluate::run_evaluate(&loaded, &data, self.batch_size)?;
+        let markdown = evaluation.markdown(&data);
+        if self.append_to_card {
+            crate::train::card::append_to_card(
+                &loaded.source.dir,
+                &format!("\n## Evaluated with `genolens evaluate`\n\n{markdown}"),
+            )?;
+        }
+        Ok(Evaluated { markdown })
+    }
+}
+
+/// `evaluate`'s result as markdown.
+pub struct Evaluated {
+    /// The tables.
+    pub markdown: String,
+}
+
+impl fmt::Display for Evaluated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.markdown)
+    }
+}
+
+impl ConvertArgs {
+    /// Converts and checks the model.
+    pub fn run(self) -> anyhow::Result<Converted> {
+        let dtype = crate::commands::convert::parse_dtype(&self.dtype)?;
+        let check = crate::commands::convert::run_convert(
+            &self.model,
+            &self.out,
+            dtype,
+            &self.check_data,
+            self.check_sequences,
+        )?;
+        Ok(Converted {
+            model: self.model,
+            out: self.out,
+            check,
+        })
+    }
+}
+
+/// What `convert` wrote and measured.
+pub struct Converted {
+    /// The input folder.
+    pub model: PathBuf,
+    /// The new folder.
+    pub out: PathBuf,
+    /// The measured change.
+    pub check: crate::commands::convert::ConversionCheck,
+}
+
+impl fmt::Display for Converted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let check = &self.check;
+        write!(
+            f,
+            "{} -> {} ({}): on {} sequences, max |Δ logits| {:.2e}, max |Δ last hidden| {:.2e}",
+            self.model.display(),
+            self.out.display(),
+            check.dtype,
+            check.sequences,
+            check.max_logit_difference,
+            check.max_hidden_difference,
+        )?;
+        if let Some(p) = check.max_probability_difference {
+            write!(f, ", max |Δ P(label 1)| {p:.2e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExperimentArgs {
+    /// The runner's settings.
+    pub fn settings(self, globals: &Globals) -> RunSettings {
+        RunSettings {
+            reports_root: self.reports,
+            run_id: self.run_id,
+            seed: globals.seed,
+            device: globals.device.clone(),
+            model: self.model,
+            data: self.data,
+            split: self.split,
+            limit: self.limit,
+            batch_size: self.batch_size,
+            shard: self.shard,
+        }
+    }
+
+    /// Lists the experiments, or runs one (map step, then reduce unless sharded).
+    pub fn run(
+        self,
+        globals: &Globals,
+        experiments: &'static [Experiment],
+    ) -> anyhow::Result<ExperimentOutcome> {
+        let Some(name) = self.name.clone().filter(|_| !self.list) else {
+            return Ok(ExperimentOutcome::Listed(experiments));
+        };
+        let Some(experiment) = experiments.iter().find(|e| e.name == name) else {
+            let names: Vec<_> = experiments.iter().map(|e| e.name).collect();
+            bail!("no experiment {name:?}; available: {}", names.join(", "));
+        };
+        let shard = self.shard;
+        let mut context = ExperimentContext::new(experiment.name, self.settings(globals))?;
+        (experiment.run)(&mut context).with_context(|| format!("experiment {name}"))?;
+        let out_dir = context.finish(experiment.reduce)?;
+        Ok(ExperimentOutcome::Finished {
+            name,
+            out_dir,
+            shard,
+        })
+    }
+}
+
+/// What `experiment` did.
+pub enum ExperimentOutcome {
+    /// `--list` (or no name): every experiment.
+    Listed(&'static [Experiment]),
+    /// A run (or one shard of one) finished.
+    Finished {
+        /// Experiment name.
+        name: String,
+        /// Its run folder.
+        out_dir: PathBuf,
+        /// The shard, if one.
+        shard: Option<crate::experiment::Shard>,
+    },
+}
+
+impl fmt::Display for ExperimentOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExperimentOutcome::Listed(experiments) => {
+                for (index, experiment) in experiments.iter().enumerate() {
+                    if index > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "{:<28} {}", experiment.name, experiment.description)?;
+                }
+                Ok(())
+            }
+            ExperimentOutcome::Finished {
+                name,
+                out_dir,
+                shard: None,
+            } => write!(
+                f,
+                "experiment {name} finished -> {} (report: {})",
+                out_dir.display(),
+                out_dir.join("report.html").display()
+            ),
+            ExperimentOutcome::Finished {
+                name,
+                out_dir,
+                shard: Some(shard),
+            } => write!(
+                f,
+                "experiment {name} shard {shard} finished -> {} (merge the shards with `genolens merge {}`)",
+                out_dir.display(),
+                out_dir.display()
+            ),
+        }
+    }
+}
+
+impl MergeArgs {
+    /// Merges the shards and runs the reduce step.
+    pub fn run(self, experiments: &[Experiment]) -> anyhow::Result<Merged> {
+        let name = crate::experiment::merge(&self.run_dir, experiments)?;
+        Ok(Merged {
+            name,
+            run_dir: self.run_dir,
+        })
+    }
+}
+
+/// What `merge` did.
+pub struct Merged {
+    /// Experiment name.
+    pub name: String,
+    /// The run folder.
+    pub run_dir: PathBuf,
+}
+
+impl fmt::Display for Merged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "merged experiment {} -> {}",
+            self.name,
+            self.run_dir.join("report.html").display()
+        )
+    }
+}
+
+impl DataInfoArgs {
+    /// The file's summary.
+    pub fn run(self) -> anyhow::Result<String> {
+        let summary =
+            crate::commands::data_info::summarise(&self.file, self.label_column.as_deref())?;
+        Ok(summary.render(&self.file))
+    }
+}
+
+impl DataScanArgs {
+    /// The scan's settings.
+    pub fn settings(self, globals: &Globals) -> crate::commands::motif_scan::ScanSettings {
+        crate::commands::motif_scan::ScanSettings {
+            out: self
+                .out
+                .unwrap_or_else(|| crate::commands::motif_scan::default_scan_out(&self.sequences)),
+            motifs: self.motifs,
+            sequences: self.sequences,
+            options: crate::motif::ScanOptions {
+                p_threshold: self.p_threshold,
+                both_strands: !self.forward_only,
+                ..Default::default()
+            },
+            seed: globals.seed,
+        }
+    }
+
+    /// Scans.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<Counted> {
+        let settings = self.settings(globals);
+        let (sequences, hits) = crate::commands::motif_scan::run_scan(&settings)?;
+        Ok(Counted(format!(
+            "{hits} hits in {sequences} sequences -> {}",
+            settings.out.display()
+        )))
+    }
+}
+
+/// A one-line summary of what a command wrote.
+pub struct Counted(pub String);
+
+impl fmt::Display for Counted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl DataVariantsArgs {
+    /// Writes the variant windows.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<Counted> {
+        use crate::commands::variant_windows::{run_variant_windows, VariantSource};
+        let source = match (self.vcf, self.qtl_table) {
+            (Some(vcf), _) => VariantSource::Vcf(vcf),
+            (None, Some(table)) => {
+                let Some(rule) = self.label_rule else {
+                    bail!("--qtl-table needs --label-rule significance|slope-sign (GV-Rep's slope sign is not a functional label; choose explicitly)");
+                };
+                VariantSource::Qtl(table, rule)
+            }
+            (None, None) => bail!("give --vcf or --qtl-table"),
+        };
+        let (written, skipped) = run_variant_windows(
+            &source,
+            &self.reference,
+            self.length,
+            &self.out,
+            globals.seed,
+        )?;
+        Ok(Counted(format!(
+            "{written} SNV windows ({skipped} non-SNV records skipped) -> {}",
+            self.out.display()
+        )))
+    }
+}
+
+impl DataBuildArgs {
+    /// Rebuilds every dataset.
+    pub fn run(self) -> anyhow::Result<Counted> {
+        let built = crate::datasets::build_all(&self.raw, &self.out, &self.cache)?;
+        let lines: Vec<String> = built
+            .iter()
+            .map(|b| format!("{:<22} {:>9} rows  {}", b.name, b.rows, b.files.join(" ")))
+            .collect();
+        Ok(Counted(lines.join("\n")))
+    }
+}
+
+impl TrainMlmArgs {
+    /// The trainer's settings.
+    pub fn settings(self, globals: &Globals) -> crate::train::mlm::MlmSettings {
+        let vocab = 4usize.pow(self.k as u32) + 5;
+        let config = crate::model::ModelConfig::bert(
+            vocab,
+            self.layers,
+            self.hidden,
+            self.heads,
+            self.intermediate,
+            self.max_positions,
+        );
+        crate::train::mlm::MlmSettings {
+            corpus: self.corpus,
+            heldout: self.heldout,
+            out: self.out,
+            config,
+            window: self.window,
+            batch_size: self.batch_size,
+            steps: self.steps,
+            learning_rate: self.lr,
+            warmup_fraction: self.warmup,
+            adamw: AdamWSettings::with_weight_decay(self.weight_decay),
+            mask_rate: self.mask_rate,
+            seed: globals.seed,
+            eval_every: self.eval_every,
+            eval_windows: self.eval_windows,
+            checkpoint_every: self.checkpoint_every,
+            stop_after: self.stop_after,
+            init: self.init,
+            from: self.from,
+        }
+    }
+
+    /// Trains (or resumes).
+    pub fn run(self, globals: &Globals) -> anyhow::Result<Counted> {
+        let settings = self.settings(globals);
+        let report = crate::commands::train::run_train_mlm(&settings, &globals.device)?;
+        Ok(Counted(format!(
+            "step {}/{}: held-out MLM loss {:.4}, accuracy {:.4} -> {}",
+            report.step,
+            settings.steps,
+            report.heldout.loss,
+            report.heldout.accuracy,
+            settings.out.display()
+        )))
+    }
+}
+
+impl TrainClassifyArgs {
+    /// The trainer's settings.
+    pub fn settings(self, globals: &Globals) -> crate::train::classify::ClassifySettings {
+        crate::train::classify::ClassifySettings {
+            data: self.data,
+            init: self.init,
+            out: self.out,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.lr,
+            warmup_fraction: self.warmup,
+            adamw: AdamWSettings::with_weight_decay(self.weight_decay),
+            seed: globals.seed,
+            dropout: self.dropout,
+        }
+    }
+
+    /// Fine-tunes and evaluates.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<Counted> {
+        let settings = self.settings(globals);
+        let report = crate::commands::train::run_train_classify(&settings, &globals.device)?;
+        Ok(Counted(format!(
+            "test AUROC {:.4} ({:.4}-{:.4}), accuracy {:.4} -> {}",
+            report.test.auroc.value,
+            report.test.auroc.low,
+            report.test.auroc.high,
+            report.test.accuracy,
+            settings.out.display()
+        )))
+    }
+}
