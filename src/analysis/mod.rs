@@ -4,6 +4,7 @@
 //! per-sequence results, in input order, with a progress bar and bounded memory.
 
 pub mod gradient;
+pub mod patching;
 pub mod pooling;
 
 use candle_core::Device;

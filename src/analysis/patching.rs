@@ -1,0 +1,665 @@
+//! Activation patching (methods.md §4): run the corrupt input, replace one activation with the
+//! clean run's, and recompute every later layer. Clean and corrupt caches are computed once per
+//! pair; the patched runs of one (site, layer) start at that layer (`forward_from`) and run many
+//! patch variants (positions, heads) as the rows of one batch. Rows are selected with
+//! `where_cond`, so a patch from a run into itself changes nothing, bit for bit.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{GenolensError, Result};
+use crate::model::{Batch, BlockSite, HookPoint, HookedModel, Hooks, Intervention, Output};
+
+/// Where a clean activation is written into the corrupt run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PatchSite {
+    /// `blocks.{l}.hook_resid_pre`: the block input.
+    ResidPre,
+    /// `blocks.{l}.hook_normalized_resid_post`: the block output.
+    NormalizedResidPost,
+    /// `blocks.{l}.hook_attn_out`.
+    AttnOut,
+    /// `blocks.{l}.hook_mlp_out`.
+    MlpOut,
+    /// `blocks.{l}.attn.hook_z`, one head (before W_O).
+    Z,
+}
+
+impl PatchSite {
+    /// Every site, in the order reports list them.
+    pub const ALL: [PatchSite; 5] = [
+        PatchSite::ResidPre,
+        PatchSite::AttnOut,
+        PatchSite::MlpOut,
+        PatchSite::NormalizedResidPost,
+        PatchSite::Z,
+    ];
+
+    /// The name used in tables and on the command line (`resid_pre`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            PatchSite::ResidPre => "resid_pre",
+            PatchSite::NormalizedResidPost => "normalized_resid_post",
+            PatchSite::AttnOut => "attn_out",
+            PatchSite::MlpOut => "mlp_out",
+            PatchSite::Z => "z",
+        }
+    }
+
+    /// The hook site.
+    pub fn block_site(self) -> BlockSite {
+        match self {
+            PatchSite::ResidPre => BlockSite::ResidPre,
+            PatchSite::NormalizedResidPost => BlockSite::NormalizedResidPost,
+            PatchSite::AttnOut => BlockSite::AttnOut,
+            PatchSite::MlpOut => BlockSite::MlpOut,
+            PatchSite::Z => BlockSite::Z,
+        }
+    }
+}
+
+impl std::str::FromStr for PatchSite {
+    type Err = GenolensError;
+
+    fn from_str(text: &str) -> Result<Self> {
+        PatchSite::ALL
+            .into_iter()
+            .find(|site| site.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = PatchSite::ALL.iter().map(|s| s.name()).collect();
+                GenolensError::argument(
+                    format!("--site {text}"),
+                    format!(
+                        "unknown patching site; expected one of {}",
+                        names.join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for PatchSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One patch: a site of a layer, at every position or one token position, and for `z` one head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patch {
+    /// The site.
+    pub site: PatchSite,
+    /// 0-based layer.
+    pub layer: usize,
+    /// Token position ([CLS] = 0); `None` = every position.
+    pub position: Option<usize>,
+    /// Head (site `z` only; `None` = every head).
+    pub head: Option<usize>,
+}
+
+/// Which run's activations are written into the corrupt run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchSource {
+    /// The clean run (denoising: how much of the clean output does this activation restore?).
+    Clean,
+    /// The corrupt run itself (a control: changes nothing, exactly).
+    Corrupt,
+}
+
+/// The clean and corrupt runs of one pair, with every activation patching reads.
+pub struct PairRuns {
+    clean: Output,
+    corrupt: Output,
+    corrupt_batch: Batch,
+    layers: usize,
+    heads: usize,
+}
+
+/// One patched run's outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patched {
+    /// The patch.
+    pub patch: Patch,
+    /// The final [CLS] vector (the last block's output at token 0).
+    pub cls: Vec<f32>,
+    /// The head's logits, when the model has a sequence-classification head.
+    pub logits: Option<Vec<f32>>,
+}
+
+fn row(tensor: &Tensor) -> Result<Vec<f32>> {
+    Ok(tensor.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
+}
+
+fn sequence_logits(output: &Output) -> Result<Option<Vec<f32>>> {
+    match &output.logits {
+        Some(logits) if logits.rank() == 2 => Ok(Some(row(&logits.get(0)?)?)),
+        _ => Ok(None),
+    }
+}
+
+impl PairRuns {
+    /// Runs `clean` and `corrupt` (one sequence each, the same number of tokens) once, capturing
+    /// the patched sites at every layer.
+    pub fn new(model: &HookedModel, clean: &Batch, corrupt: &Batch) -> Result<Self> {
+        if clean.size() != 1 || corrupt.size() != 1 {
+            return Err(GenolensError::argument(
+                "patching pair",
+                format!(
+                    "one clean and one corrupt sequence expected, got batches of {} and {}",
+                    clean.size(),
+                    corrupt.size()
+                ),
+            ));
+        }
+        if clean.lengths != corrupt.lengths || clean.padded_len() != corrupt.padded_len() {
+            return Err(GenolensError::argument(
+                "patching pair",
+                format!(
+                    "clean and corrupt must have the same number of tokens ({} vs {})",
+                    clean.lengths[0], corrupt.lengths[0]
+                ),
+            ));
+        }
+        let mut hooks = Hooks::none();
+        for site in PatchSite::ALL {
+            hooks = hooks.capture(&format!("blocks.*.{}", site.block_site().suffix()))?;
+        }
+        let clean_output = model.forward(clean, &hooks)?;
+        let corrupt_output = model.forward(corrupt, &hooks)?;
+        let config = model.config();
+        Ok(PairRuns {
+            clean: clean_output,
+            corrupt: corrupt_output,
+            corrupt_batch: corrupt.clone(),
+            layers: config.num_hidden_layers,
+            heads: config.num_attention_heads,
+        })
+    }
+
+    /// The clean run's final [CLS] vector.
+    pub fn clean_cls(&self) -> Result<Vec<f32>> {
+        row(&self.clean.cls)
+    }
+
+    /// The corrupt run's final [CLS] vector.
+    pub fn corrupt_cls(&self) -> Result<Vec<f32>> {
+        row(&self.corrupt.cls)
+    }
+
+    /// The clean run's classifier logits, if any.
+    pub fn clean_logits(&self) -> Result<Option<Vec<f32>>> {
+        sequence_logits(&self.clean)
+    }
+
+    /// The corrupt run's classifier logits, if any.
+    pub fn corrupt_logits(&self) -> Result<Option<Vec<f32>>> {
+        sequence_logits(&self.corrupt)
+    }
+
+    /// Token count of the pair ([CLS] and [SEP] included).
+    pub fn tokens(&self) -> usize {
+        self.corrupt_batch.lengths[0]
+    }
+
+    fn activation(&self, source: PatchSource, site: PatchSite, layer: usize) -> Result<&Tensor> {
+        let output = match source {
+            PatchSource::Clean => &self.clean,
+            PatchSource::Corrupt => &self.corrupt,
+        };
+        let point = HookPoint::block(layer, site.block_site());
+        output.cache.get_point(point).ok_or_else(|| {
+            GenolensError::hook(point.to_string(), "not captured by the pair's runs")
+        })
+    }
+
+    fn check(&self, patch: &Patch) -> Result<()> {
+        let name = format!("{} layer {}", patch.site, patch.layer);
+        if patch.layer >= self.layers {
+            return Err(GenolensError::argument(
+                name,
+                format!("the model has {} layers", self.layers),
+            ));
+        }
+        if let Some(position) = patch.position {
+            if position >= self.tokens() {
+                return Err(GenolensError::argument(
+                    name,
+                    format!(
+                        "position {position} is outside the {} tokens",
+                        self.tokens()
+                    ),
+                ));
+            }
+        }
+        match (patch.site, patch.head) {
+            (PatchSite::Z, Some(head)) if head >= self.heads => Err(GenolensError::argument(
+                name,
+                format!("head {head}, the model has {} heads", self.heads),
+            )),
+            (PatchSite::Z, _) | (_, None) => Ok(()),
+            (_, Some(_)) => Err(GenolensError::argument(
+                name,
+                "a head is only patched at site z",
+            )),
+        }
+    }
+
+    /// Runs every patch, `variants_per_batch` patched runs per forward pass, writing activations of
+    /// `source` into the corrupt run. Results are in the order of `patches`.
+    pub fn patch(
+        &self,
+        model: &HookedModel,
+        patches: &[Patch],
+        source: PatchSource,
+        variants_per_batch: usize,
+    ) -> Result<Vec<Patched>> {
+        patches.iter().try_for_each(|p| self.check(p))?;
+        let variants_per_batch = variants_per_batch.max(1);
+        // Group by (site, layer): each group starts at the same layer from the same residual.
+        let mut order: Vec<usize> = (0..patches.len()).collect();
+        order.sort_by_key(|&i| (patches[i].layer, patches[i].site));
+        let mut results: Vec<Option<Patched>> = vec![None; patches.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let first = patches[order[start]];
+            let mut end = start;
+            while end < order.len()
+                && end - start < variants_per_batch
+                && patches[order[end]].layer == first.layer
+                && patches[order[end]].site == first.site
+            {
+                end += 1;
+            }
+            let group: Vec<usize> = order[start..end].to_vec();
+            let group_patches: Vec<Patch> = group.iter().map(|&i| patches[i]).collect();
+            let outputs = self.run_group(model, &group_patches, source)?;
+            for (&index, patched) in group.iter().zip(outputs) {
+                results[index] = Some(patched);
+            }
+            start = end;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every patch ran"))
+            .collect())
+    }
+
+    /// One forward pass for patches sharing a site and layer, one row each.
+    fn run_group(
+        &self,
+        model: &HookedModel,
+        patches: &[Patch],
+        source: PatchSource,
+    ) -> Result<Vec<Patched>> {
+        let rows = patches.len();
+        let site = patches[0].site;
+        let layer = patches[0].layer;
+        let device = model.device();
+        let batch = repeat_batch(&self.corrupt_batch, rows)?;
+        let patched_value = self.activation(source, site, layer)?;
+        let corrupt_value = self.activation(PatchSource::Corrupt, site, layer)?;
+        let mask = selection_mask(patches, patched_value.dims(), device)?;
+        let output = match site {
+            PatchSite::ResidPre | PatchSite::NormalizedResidPost => {
+                let corrupt_rows = repeat_rows(corrupt_value, rows)?;
+                let patched_rows = repeat_rows(patched_value, rows)?;
+                let residual = mask
+                    .broadcast_as(corrupt_rows.shape())?
+                    .where_cond(&patched_rows, &corrupt_rows)?;
+                let start = if site == PatchSite::ResidPre {
+                    layer
+                } else {
+                    layer + 1
+                };
+                model.forward_from(start, &residual, &batch, &Hooks::none())?
+            }
+            PatchSite::AttnOut | PatchSite::MlpOut | PatchSite::Z => {
+                let residual = repeat_rows(
+                    self.activation(PatchSource::Corrupt, PatchSite::ResidPre, layer)?,
+                    rows,
+                )?;
+                let patched_rows = repeat_rows(patched_value, rows)?;
+                let intervention =
+                    Intervention::Custom(std::sync::Arc::new(move |activation: &Tensor| {
+                        mask.broadcast_as(activation.shape())?
+                            .where_cond(&patched_rows, activation)
+                    }));
+                let hooks = Hooks::none()
+                    .intervene(HookPoint::block(layer, site.block_site()), intervention);
+                model.forward_from(layer, &residual, &batch, &hooks)?
+            }
+        };
+        let cls = output.cls.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        // The classifier head multiplies [rows, d] matrices, whose GEMM path (and rounding)
+        // depends on the row count; run it one row at a time so that a patched run's logits do
+        // not depend on how many variants shared its batch.
+        let logits = match &output.logits {
+            Some(logits) if logits.rank() == 2 => Some(
+                (0..rows)
+                    .map(|i| {
+                        let hidden = output.last_hidden_state.narrow(0, i, 1)?;
+                        let alone = model.forward_from(
+                            self.layers,
+                            &hidden,
+                            &self.corrupt_batch,
+                            &Hooks::none(),
+                        )?;
+                        Ok(sequence_logits(&alone)?.expect("a classifier has logits"))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            _ => None,
+        };
+        Ok(patches
+            .iter()
+            .enumerate()
+            .map(|(i, patch)| Patched {
+                patch: *patch,
+                cls: cls[i].clone(),
+                logits: logits.as_ref().map(|l| l[i].clone()),
+            })
+            .collect())
+    }
+}
+
+/// `batch` (one sequence) repeated `rows` times.
+fn repeat_batch(batch: &Batch, rows: usize) -> Result<Batch> {
+    Ok(Batch {
+        ids: batch.ids.repeat((rows, 1))?,
+        attention_mask: batch.attention_mask.repeat((rows, 1))?,
+        lengths: vec![batch.lengths[0]; rows],
+    })
+}
+
+/// An activation of one sequence [1, ...] repeated `rows` times [rows, ...].
+fn repeat_rows(activation: &Tensor, rows: usize) -> Result<Tensor> {
+    let mut repeats = vec![1; activation.rank()];
+    repeats[0] = rows;
+    Ok(activation.repeat(repeats.as_slice())?)
+}
+
+/// A u8 mask, 1 where row i's patch writes: [rows, t, 1] for [1,t,d] activations, [rows, t, h, 1]
+/// for `z` ([1,t,h,d_head]).
+fn selection_mask(patches: &[Patch], dims: &[usize], device: &Device) -> Result<Tensor> {
+    let tokens = dims[1];
+    let heads = if dims.len() == 4 { dims[2] } else { 1 };
+    let mut mask = vec![0u8; patches.len() * tokens * heads];
+    for (row, patch) in patches.iter().enumerate() {
+        for position in 0..tokens {
+            if patch.position.is_some_and(|p| p != position) {
+                continue;
+            }
+            for head in 0..heads {
+                if patch.head.is_some_and(|h| h != head) {
+                    continue;
+                }
+                mask[(row * tokens + position) * heads + head] = 1;
+            }
+        }
+    }
+    let shape: Vec<usize> = if dims.len() == 4 {
+        vec![patches.len(), tokens, heads, 1]
+    } else {
+        vec![patches.len(), tokens, 1]
+    };
+    Ok(Tensor::from_vec(mask, shape, device)?)
+}
+
+/// Euclidean distance.
+pub fn l2_distance(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Cosine similarity (NaN when either vector is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+/// methods.md §4's encoder metrics of one patched run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PatchMetrics {
+    /// ‖cls_patched − cls_clean‖₂.
+    pub cls_l2_to_clean: f64,
+    /// cos(cls_patched, cls_clean).
+    pub cls_cos_to_clean: f64,
+    /// 1 − ‖cls_patched − cls_clean‖ / ‖cls_corrupt − cls_clean‖ (NaN when clean = corrupt).
+    pub fraction_restored: f64,
+    /// ‖cls_patched − cls_corrupt‖₂.
+    pub delta_cls_l2: f64,
+    /// cos(cls_patched, cls_corrupt).
+    pub delta_cls_cos: f64,
+}
+
+impl PatchMetrics {
+    /// The metrics of `patched` given the pair's clean and corrupt [CLS] vectors.
+    pub fn new(patched: &[f32], clean: &[f32], corrupt: &[f32]) -> Self {
+        let cls_l2_to_clean = l2_distance(patched, clean);
+        let gap = l2_distance(corrupt, clean);
+        PatchMetrics {
+            cls_l2_to_clean,
+            cls_cos_to_clean: cosine(patched, clean),
+            fraction_restored: if gap > 0.0 {
+                1.0 - cls_l2_to_clean / gap
+            } else {
+                f64::NAN
+            },
+            delta_cls_l2: l2_distance(patched, corrupt),
+            delta_cls_cos: cosine(patched, corrupt),
+        }
+    }
+}
+
+/// Logit difference `target − other` of a two-class (or more) classifier's logits.
+pub fn logit_diff(logits: &[f32], target: usize, other: usize) -> f64 {
+    f64::from(logits[target]) - f64::from(logits[other])
+}
+
+/// Fraction of a metric restored: (m_patched − m_corrupt) / (m_clean − m_corrupt) (NaN when the
+/// clean and corrupt runs agree).
+pub fn metric_fraction_restored(patched: f64, clean: f64, corrupt: f64) -> f64 {
+    if clean == corrupt {
+        f64::NAN
+    } else {
+        (patched - corrupt) / (clean - corrupt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{HeadKind, LoadedModel, ModelConfig};
+    use crate::tokenize::KmerVocab;
+
+    fn model() -> LoadedModel {
+        let config = ModelConfig::bert(69, 3, 32, 4, 64, 64);
+        let model = HookedModel::random(
+            &config,
+            HeadKind::SequenceClassification { num_labels: 2 },
+            7,
+            &Device::Cpu,
+        )
+        .unwrap();
+        LoadedModel::in_memory(
+            model,
+            crate::tokenize::KmerTokenizer::new(KmerVocab::dnabert(3), 64),
+        )
+    }
+
+    fn pair(loaded: &LoadedModel) -> PairRuns {
+        let batch = |s: &str| {
+            let (batch, _) = crate::analysis::tokenize_batch(
+                &loaded.tokenizer,
+                [("x", s)],
+                loaded.model.device(),
+            )
+            .unwrap();
+            batch
+        };
+        PairRuns::new(
+            &loaded.model,
+            &batch("ACGTTGCATGCAAATCGGCTAGCT"),
+            &batch("ACGTTGCATGCTAATCGGCTAGCT"),
+        )
+        .unwrap()
+    }
+
+    fn every_patch(runs: &PairRuns) -> Vec<Patch> {
+        let mut patches = Vec::new();
+        for layer in 0..3 {
+            for site in PatchSite::ALL {
+                let heads: Vec<Option<usize>> = if site == PatchSite::Z {
+                    (0..4).map(Some).collect()
+                } else {
+                    vec![None]
+                };
+                for head in heads {
+                    patches.push(Patch {
+                        site,
+                        layer,
+                        position: None,
+                        head,
+                    });
+                    for position in 0..runs.tokens() {
+                        patches.push(Patch {
+                            site,
+                            layer,
+                            position: Some(position),
+                            head,
+                        });
+                    }
+                }
+            }
+        }
+        patches
+    }
+
+    #[test]
+    fn patching_the_corrupt_run_with_itself_restores_nothing_exactly() {
+        let loaded = model();
+        let runs = pair(&loaded);
+        let (clean, corrupt) = (runs.clean_cls().unwrap(), runs.corrupt_cls().unwrap());
+        assert!(l2_distance(&clean, &corrupt) > 0.0);
+        let patches = every_patch(&runs);
+        for patched in runs
+            .patch(&loaded.model, &patches, PatchSource::Corrupt, 16)
+            .unwrap()
+        {
+            assert_eq!(patched.cls, corrupt, "{:?}", patched.patch);
+            let metrics = PatchMetrics::new(&patched.cls, &clean, &corrupt);
+            assert_eq!(metrics.fraction_restored, 0.0);
+            assert_eq!(metrics.delta_cls_l2, 0.0);
+        }
+    }
+
+    #[test]
+    fn patching_the_whole_input_or_output_with_the_clean_run_restores_exactly() {
+        let loaded = model();
+        let runs = pair(&loaded);
+        let (clean, corrupt) = (runs.clean_cls().unwrap(), runs.corrupt_cls().unwrap());
+        let whole = |site, layer| Patch {
+            site,
+            layer,
+            position: None,
+            head: None,
+        };
+        let patches = [
+            whole(PatchSite::ResidPre, 0),
+            whole(PatchSite::NormalizedResidPost, 2),
+            whole(PatchSite::NormalizedResidPost, 0),
+        ];
+        let results = runs
+            .patch(&loaded.model, &patches, PatchSource::Clean, 4)
+            .unwrap();
+        for patched in &results {
+            let metrics = PatchMetrics::new(&patched.cls, &clean, &corrupt);
+            assert_eq!(metrics.fraction_restored, 1.0, "{:?}", patched.patch);
+            assert_eq!(patched.cls, clean);
+            assert_eq!(patched.logits, runs.clean_logits().unwrap());
+        }
+        // One position of the input restores part of the way, not all of it.
+        let one = runs
+            .patch(
+                &loaded.model,
+                &[Patch {
+                    position: Some(11),
+                    ..whole(PatchSite::ResidPre, 1)
+                }],
+                PatchSource::Clean,
+                1,
+            )
+            .unwrap();
+        let fraction = PatchMetrics::new(&one[0].cls, &clean, &corrupt).fraction_restored;
+        assert!(fraction < 1.0, "{fraction}");
+    }
+
+    #[test]
+    fn batched_patches_equal_one_at_a_time_bit_for_bit() {
+        let loaded = model();
+        let runs = pair(&loaded);
+        let patches = every_patch(&runs);
+        let batched = runs
+            .patch(&loaded.model, &patches, PatchSource::Clean, 32)
+            .unwrap();
+        let single = runs
+            .patch(&loaded.model, &patches, PatchSource::Clean, 1)
+            .unwrap();
+        assert_eq!(batched.len(), patches.len());
+        for (a, b) in batched.iter().zip(&single) {
+            assert_eq!(a.patch, b.patch);
+            assert_eq!(a.cls, b.cls, "{:?}", a.patch);
+            assert_eq!(a.logits, b.logits, "{:?}", a.patch);
+        }
+    }
+
+    #[test]
+    fn bad_patches_are_named() {
+        let loaded = model();
+        let runs = pair(&loaded);
+        let bad = [
+            Patch {
+                site: PatchSite::AttnOut,
+                layer: 3,
+                position: None,
+                head: None,
+            },
+            Patch {
+                site: PatchSite::MlpOut,
+                layer: 0,
+                position: Some(99),
+                head: None,
+            },
+            Patch {
+                site: PatchSite::MlpOut,
+                layer: 0,
+                position: None,
+                head: Some(1),
+            },
+            Patch {
+                site: PatchSite::Z,
+                layer: 0,
+                position: None,
+                head: Some(4),
+            },
+        ];
+        for patch in bad {
+            let error = runs
+                .patch(&loaded.model, &[patch], PatchSource::Clean, 1)
+                .unwrap_err();
+            assert!(error.to_string().contains(patch.site.name()), "{error}");
+        }
+        assert!("resid_mid".parse::<PatchSite>().is_err());
+        assert_eq!(
+            "normalized_resid_post".parse::<PatchSite>().unwrap(),
+            PatchSite::NormalizedResidPost
+        );
+    }
+}
