@@ -201,6 +201,16 @@ impl ExperimentContext {
 
     /// Loads the user's `--model`, or `default`, and records it in the provenance.
     pub fn load_model(&mut self, default: &str) -> Result<LoadedModel> {
+        self.load_model_with_head(default, None)
+    }
+
+    /// [`load_model`](Self::load_model) forcing a head: `Some(HeadKind::Encoder { pooler: false })`
+    /// drops an MLM decoder a study does not read (patching the [CLS] vector of an MLM).
+    pub fn load_model_with_head(
+        &mut self,
+        default: &str,
+        head: Option<crate::model::HeadKind>,
+    ) -> Result<LoadedModel> {
         let id = self
             .settings
             .model
@@ -208,6 +218,7 @@ impl ExperimentContext {
             .unwrap_or_else(|| default.to_string());
         let options = LoadOptions {
             device: self.device.clone(),
+            head,
             ..Default::default()
         };
         let loaded = crate::model::load(&id, &options)?;
@@ -307,21 +318,43 @@ impl ExperimentContext {
                 });
             }
         }
-        if let Some(limit) = self.settings.limit {
-            examples.truncate(limit);
-        }
         self.set_config("split", split);
+        let options = self.batch_options("");
+        Ok(self.take_part(examples, options.batch_size * options.read_ahead))
+    }
+
+    /// The user's `--limit`, if any.
+    pub fn limit(&self) -> Option<usize> {
+        self.settings.limit
+    }
+
+    /// The `--split` a study should read (`all` for every row; default
+    /// [`crate::defaults::SPLIT`]).
+    pub fn split(&self) -> String {
+        self.settings
+            .split
+            .clone()
+            .unwrap_or_else(|| defaults::SPLIT.to_string())
+    }
+
+    /// The first `--limit` of `items`, then with `--shard i/n` part i of n, cut in whole blocks
+    /// of `block` items (use 1 when each item is processed alone, the batched runner's
+    /// `batch_size × read_ahead` when items are batched together), so the parts concatenate to
+    /// the unsharded order. Limit, shard and counts go into run.json (`sequences` = this part's).
+    pub fn take_part<T>(&mut self, mut items: Vec<T>, block: usize) -> Vec<T> {
+        if let Some(limit) = self.settings.limit {
+            items.truncate(limit);
+        }
         self.set_config("limit", self.settings.limit);
-        self.set_config("sequences_total", examples.len());
+        self.set_config("sequences_total", items.len());
         if let Some(shard) = self.settings.shard {
-            let options = self.batch_options("");
-            let range = shard.range(examples.len(), options.batch_size * options.read_ahead);
+            let range = shard.range(items.len(), block);
             self.set_config("shard", shard.to_string());
             self.set_config("shard_first_sequence", range.start);
-            examples = examples.drain(range).collect();
+            items = items.drain(range).collect();
         }
-        self.set_config("sequences", examples.len());
-        Ok(examples)
+        self.set_config("sequences", items.len());
+        items
     }
 
     /// Records a setting in run.json.

@@ -6,6 +6,7 @@
 pub mod gradient;
 pub mod patching;
 pub mod pooling;
+pub mod variant_pairs;
 
 use candle_core::Device;
 

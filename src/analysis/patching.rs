@@ -473,6 +473,218 @@ pub fn metric_fraction_restored(patched: f64, clean: f64, corrupt: f64) -> f64 {
     }
 }
 
+crate::table_row! {
+    /// One patched run of one pair (long format: one row per pair × sweep × site × layer ×
+    /// position × head). `position` and `head` are null when the patch covers every position /
+    /// head. Token positions index the token sequence, [CLS] = 0.
+    pub struct PatchingRow {
+        pub pair_id: String,
+        pub pairing: String,
+        pub sweep: String,
+        pub site: String,
+        pub layer: u32,
+        pub position: Option<i64>,
+        pub position_role: String,
+        pub offset_from_variant: Option<i64>,
+        pub head: Option<i64>,
+        pub cls_l2_to_clean: f64,
+        pub cls_cos_to_clean: f64,
+        pub fraction_restored: f64,
+        pub delta_cls_l2: f64,
+        pub delta_cls_cos: f64,
+        pub logit_diff: Option<f64>,
+        pub logit_diff_fraction_restored: Option<f64>,
+    }
+}
+
+/// What to patch for each pair.
+#[derive(Debug, Clone)]
+pub struct SweepSettings {
+    /// Sites of the layer sweep (every position at once).
+    pub layer_sites: Vec<PatchSite>,
+    /// Sites of the layer × position sweep.
+    pub position_sites: Vec<PatchSite>,
+    /// Positions of the layer × position sweep.
+    pub positions: crate::analysis::variant_pairs::Positions,
+    /// Run the layer × head sweep (`z`, every position at once).
+    pub heads: bool,
+    /// Patched runs per forward pass.
+    pub variants_per_batch: usize,
+}
+
+impl Default for SweepSettings {
+    /// Layer sweep at resid_pre, attn_out, mlp_out and normalized_resid_post; layer × position at
+    /// resid_pre in a window of 10 tokens each side of the variant; layer × head at z; 32 runs a
+    /// pass.
+    fn default() -> Self {
+        SweepSettings {
+            layer_sites: vec![
+                PatchSite::ResidPre,
+                PatchSite::AttnOut,
+                PatchSite::MlpOut,
+                PatchSite::NormalizedResidPost,
+            ],
+            position_sites: vec![PatchSite::ResidPre],
+            positions: crate::analysis::variant_pairs::Positions::Window(10),
+            heads: true,
+            variants_per_batch: 32,
+        }
+    }
+}
+
+/// A pair to sweep: its id, how it was paired, the two sequences, and the model positions of the
+/// tokens covering the variant (for the position sweep; `None` runs only the layer and head
+/// sweeps, as for random pairs).
+pub struct SweepPair<'a> {
+    /// Id written to `pair_id`.
+    pub id: &'a str,
+    /// `matched` (REF vs ALT of one variant) or `random` (REF of one, ALT of another: the null).
+    pub pairing: &'a str,
+    /// The clean sequence.
+    pub clean: &'a str,
+    /// The corrupt sequence.
+    pub corrupt: &'a str,
+    /// Model positions covering the variant.
+    pub covering: Option<std::ops::Range<usize>>,
+}
+
+/// Target and contrast class for the logit difference: the clean run's predicted class and the
+/// best other class.
+fn logit_classes(clean_logits: &[f32]) -> (usize, usize) {
+    let mut order: Vec<usize> = (0..clean_logits.len()).collect();
+    order.sort_by(|&a, &b| clean_logits[b].total_cmp(&clean_logits[a]));
+    (order[0], order.get(1).copied().unwrap_or(order[0]))
+}
+
+/// Every patched run of one pair, as table rows.
+pub fn sweep_pair(
+    loaded: &crate::model::LoadedModel,
+    pair: &SweepPair,
+    settings: &SweepSettings,
+) -> Result<Vec<PatchingRow>> {
+    let device = loaded.model.device();
+    let tokenize = |id: String, sequence: &str| -> Result<Batch> {
+        let tokens = loaded.tokenizer.tokenize(&id, sequence)?;
+        Batch::from_tokenized(&[tokens], loaded.tokenizer.vocab.special.pad, device)
+    };
+    let clean = tokenize(format!("{} (clean)", pair.id), pair.clean)?;
+    let corrupt = tokenize(format!("{} (corrupt)", pair.id), pair.corrupt)?;
+    let runs = PairRuns::new(&loaded.model, &clean, &corrupt)
+        .map_err(|e| GenolensError::argument(format!("pair {}", pair.id), e.to_string()))?;
+    let config = loaded.model.config();
+    let (layers, heads, tokens) = (
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        runs.tokens(),
+    );
+    let mut patches: Vec<(&'static str, Patch)> = Vec::new();
+    for layer in 0..layers {
+        for &site in &settings.layer_sites {
+            patches.push((
+                "layer",
+                Patch {
+                    site,
+                    layer,
+                    position: None,
+                    head: None,
+                },
+            ));
+        }
+        if let Some(covering) = &pair.covering {
+            for &site in &settings.position_sites {
+                for position in settings.positions.select(tokens, covering.clone()) {
+                    patches.push((
+                        "position",
+                        Patch {
+                            site,
+                            layer,
+                            position: Some(position),
+                            head: None,
+                        },
+                    ));
+                }
+            }
+        }
+        if settings.heads {
+            for head in 0..heads {
+                patches.push((
+                    "head",
+                    Patch {
+                        site: PatchSite::Z,
+                        layer,
+                        position: None,
+                        head: Some(head),
+                    },
+                ));
+            }
+        }
+    }
+    let only: Vec<Patch> = patches.iter().map(|(_, p)| *p).collect();
+    let results = runs.patch(
+        &loaded.model,
+        &only,
+        PatchSource::Clean,
+        settings.variants_per_batch,
+    )?;
+    let (clean_cls, corrupt_cls) = (runs.clean_cls()?, runs.corrupt_cls()?);
+    let clean_logits = runs.clean_logits()?;
+    let corrupt_logits = runs.corrupt_logits()?;
+    let classes = clean_logits.as_deref().map(logit_classes);
+    Ok(patches
+        .iter()
+        .zip(results)
+        .map(|((sweep, patch), patched)| {
+            let metrics = PatchMetrics::new(&patched.cls, &clean_cls, &corrupt_cls);
+            let (role, offset) = match (patch.position, &pair.covering) {
+                (None, _) => ("all", None),
+                (Some(0), _) => ("cls", None),
+                (Some(p), _) if p + 1 == tokens => ("sep", None),
+                (Some(p), Some(covering)) => (
+                    if covering.contains(&p) {
+                        "variant"
+                    } else {
+                        "flank"
+                    },
+                    Some(p as i64 - covering.start as i64),
+                ),
+                (Some(_), None) => ("token", None),
+            };
+            let logit = match (&patched.logits, &clean_logits, &corrupt_logits, classes) {
+                (Some(p), Some(c), Some(r), Some((target, other))) => {
+                    let diff = logit_diff(p, target, other);
+                    Some((
+                        diff,
+                        metric_fraction_restored(
+                            diff,
+                            logit_diff(c, target, other),
+                            logit_diff(r, target, other),
+                        ),
+                    ))
+                }
+                _ => None,
+            };
+            PatchingRow {
+                pair_id: pair.id.to_string(),
+                pairing: pair.pairing.to_string(),
+                sweep: sweep.to_string(),
+                site: patch.site.name().to_string(),
+                layer: patch.layer as u32,
+                position: patch.position.map(|p| p as i64),
+                position_role: role.to_string(),
+                offset_from_variant: offset,
+                head: patch.head.map(|h| h as i64),
+                cls_l2_to_clean: metrics.cls_l2_to_clean,
+                cls_cos_to_clean: metrics.cls_cos_to_clean,
+                fraction_restored: metrics.fraction_restored,
+                delta_cls_l2: metrics.delta_cls_l2,
+                delta_cls_cos: metrics.delta_cls_cos,
+                logit_diff: logit.map(|l| l.0),
+                logit_diff_fraction_restored: logit.map(|l| l.1),
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

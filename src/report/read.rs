@@ -154,6 +154,46 @@ impl ParquetTable {
         self.no_nulls(name, values)
     }
 
+    /// A float column that may hold nulls (an all-null optional column included).
+    pub fn optional_f64s(&self, name: &str) -> Result<Vec<Option<f64>>> {
+        let mut values = Vec::with_capacity(self.rows());
+        for array in self.column(name)? {
+            match array.data_type() {
+                DataType::Float64 => values.extend(array.as_primitive::<Float64Type>().iter()),
+                DataType::Float32 => values.extend(
+                    array
+                        .as_primitive::<Float32Type>()
+                        .iter()
+                        .map(|v| v.map(f64::from)),
+                ),
+                other => {
+                    return Err(parquet_error(
+                        &self.path,
+                        format!("column {name:?} is {other}, expected floats"),
+                    ))
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    /// An integer column that may hold nulls.
+    pub fn optional_integers(&self, name: &str) -> Result<Vec<Option<i64>>> {
+        let mut values = Vec::with_capacity(self.rows());
+        for array in self.column(name)? {
+            values.extend(integer_values(array).ok_or_else(|| {
+                parquet_error(
+                    &self.path,
+                    format!(
+                        "column {name:?} is {}, expected integers",
+                        array.data_type()
+                    ),
+                )
+            })?);
+        }
+        Ok(values)
+    }
+
     /// A text column (integers as decimal text).
     pub fn strings(&self, name: &str) -> Result<Vec<String>> {
         let mut values = Vec::with_capacity(self.rows());

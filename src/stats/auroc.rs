@@ -50,7 +50,7 @@ pub struct AurocEstimate {
 
 /// `statistic` on `resamples` bootstrap draws of `n` indices with replacement (seeded); draws where
 /// it is undefined (one class only) are skipped. Sorted.
-fn bootstrap(
+pub(crate) fn bootstrap(
     n: usize,
     resamples: usize,
     seed: u64,
@@ -72,7 +72,7 @@ fn bootstrap(
 }
 
 /// The central `level` percentile interval of sorted draws (`value` itself when there are none).
-fn percentile_interval(value: f64, draws: &[f64], level: f64) -> AurocEstimate {
+pub(crate) fn percentile_interval(value: f64, draws: &[f64], level: f64) -> AurocEstimate {
     if draws.is_empty() {
         return AurocEstimate {
             value,
