@@ -49,6 +49,9 @@ pub enum Command {
     Train(TrainCommand),
     /// Run a study from experiments/ end to end (or list them).
     Experiment(ExperimentArgs),
+    /// Activation patching REF -> ALT of a variant table (id, sequence, alt_sequence): layer,
+    /// position and head sweeps, random-pair null, figures and report.
+    Patch(PatchArgs),
     /// Concatenate the shards of a sharded experiment run and write its statistics, figures and report.
     Merge(MergeArgs),
 }
@@ -581,6 +584,8 @@ impl ExperimentArgs {
             limit: self.limit,
             batch_size: self.batch_size,
             shard: self.shard,
+            out_dir: None,
+            command: None,
         }
     }
 
@@ -855,5 +860,96 @@ impl TrainClassifyArgs {
             report.test.accuracy,
             settings.out.display()
         )))
+    }
+}
+
+/// Arguments of `genolens patch`.
+#[derive(Args)]
+pub struct PatchArgs {
+    /// Model folder or hub id (default: the committed pretrained mini-dnabert6; read as an
+    /// encoder, its final [CLS] vector compared).
+    #[arg(long, default_value = crate::defaults::PRETRAINED_MODEL)]
+    pub model: String,
+    /// Variant table (Parquet): id, sequence (REF, the clean run), alt_sequence (ALT, the
+    /// corrupt run), optionally variant_offset, label, split; `genolens data variants` writes one.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Sites of the layer × position sweep (repeat or comma-separate): resid_pre,
+    /// normalized_resid_post, attn_out, mlp_out. The layer sweep always covers all four and the
+    /// head sweep patches z.
+    #[arg(long, value_delimiter = ',', default_value = "resid_pre")]
+    pub site: Vec<crate::analysis::patching::PatchSite>,
+    /// Positions of the position sweep: window:W (W tokens each side of the variant's tokens,
+    /// plus [CLS] and [SEP]) or all.
+    #[arg(long, default_value = "window:10")]
+    pub positions: crate::analysis::variant_pairs::Positions,
+    /// Bases of context kept around each variant (default: the model's whole window).
+    #[arg(long)]
+    pub context_nt: Option<usize>,
+    /// Rows of a table with a `split` column: train, valid, test (default) or all.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Use only the first N pairs.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output folder (default reports/patch/<data stem>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl PatchArgs {
+    /// Runs the patching study into the output folder.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<Patched> {
+        use crate::analysis::patching::PatchSite;
+        use crate::analysis::patching_study::{reduce_patching, run_patching, PatchingStudy};
+        if self.site.contains(&PatchSite::Z) {
+            bail!("--site z: heads are swept by the head sweep (z at every layer and head); choose resid_pre, normalized_resid_post, attn_out or mlp_out for the position sweep");
+        }
+        let stem = self
+            .data
+            .file_stem()
+            .map(|s| s.to_string_lossy().trim_end_matches(".parquet").to_string())
+            .unwrap_or_else(|| "pairs".into());
+        let out = self
+            .out
+            .unwrap_or_else(|| PathBuf::from("reports/patch").join(stem));
+        let study = PatchingStudy {
+            default_model: self.model.clone(),
+            default_data: self.data.clone(),
+            position_sites: self.site,
+            positions: self.positions,
+            context_nt: self.context_nt.unwrap_or(usize::MAX),
+            default_pairs: None,
+        };
+        let mut settings = RunSettings::new("reports");
+        settings.seed = globals.seed;
+        settings.device = globals.device.clone();
+        settings.model = Some(self.model);
+        settings.data = Some(self.data);
+        settings.split = self.split;
+        settings.limit = self.limit;
+        settings.out_dir = Some(out);
+        settings.command = Some("patch".into());
+        let mut context = ExperimentContext::new("patch", settings)?;
+        run_patching(&mut context, &study)?;
+        let out_dir = context.finish(Some(reduce_patching))?;
+        Ok(Patched { out_dir })
+    }
+}
+
+/// What `patch` wrote.
+pub struct Patched {
+    /// The output folder.
+    pub out_dir: PathBuf,
+}
+
+impl fmt::Display for Patched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "patching finished -> {} (report: {})",
+            self.out_dir.join("patching.parquet").display(),
+            self.out_dir.join("report.html").display()
+        )
     }
 }

@@ -115,6 +115,11 @@ pub struct RunSettings {
     pub batch_size: usize,
     /// Run only this part of the sequences.
     pub shard: Option<Shard>,
+    /// Write into this folder instead of `<reports_root>/<name>/<run-id>` (commands such as
+    /// `genolens patch --out DIR`).
+    pub out_dir: Option<PathBuf>,
+    /// The command recorded in run.json (default `experiment <name>`).
+    pub command: Option<String>,
 }
 
 impl RunSettings {
@@ -131,6 +136,8 @@ impl RunSettings {
             limit: None,
             batch_size: 16,
             shard: None,
+            out_dir: None,
+            command: None,
         }
     }
 }
@@ -181,7 +188,10 @@ impl ExperimentContext {
                 format!("{stamp}-seed{}", settings.seed)
             }
         };
-        let out_dir = settings.reports_root.join(name).join(run_id);
+        let out_dir = settings
+            .out_dir
+            .clone()
+            .unwrap_or_else(|| settings.reports_root.join(name).join(run_id));
         std::fs::create_dir_all(&out_dir).map_err(|e| crate::GenolensError::io(&out_dir, e))?;
         let mut config = serde_json::Map::new();
         config.insert("batch_size".into(), settings.batch_size.into());
@@ -381,7 +391,11 @@ impl ExperimentContext {
     pub fn finish(self, reduce: Option<ReduceFn>) -> Result<PathBuf> {
         let record = RunRecord {
             provenance: self.provenance,
-            command: format!("experiment {}", self.name),
+            command: self
+                .settings
+                .command
+                .clone()
+                .unwrap_or_else(|| format!("experiment {}", self.name)),
             config: serde_json::Value::Object(self.config),
             started_at: self.started_at,
             finished_at: now_rfc3339(),

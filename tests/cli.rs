@@ -197,6 +197,15 @@ fn inspect_lists_hooks_and_tokenizer_facts() {
     assert!(HookPoint::all(2).len() > 30);
 }
 
+/// Standard output and error of a finished command, for assertions.
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 fn genolens(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_genolens"))
         .args(args)
@@ -278,14 +287,6 @@ fn the_binary_runs_inspect_embed_and_experiments() {
 fn the_binary_runs_the_data_commands_and_names_bad_input() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let text = |o: &std::process::Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
-
     let info = genolens(&[
         "data",
         "info",
@@ -698,4 +699,149 @@ fn columns_as_text_nullable(path: &std::path::Path) -> Vec<(String, Vec<String>)
             (name, values)
         })
         .collect()
+}
+
+#[test]
+fn a_qtl_table_becomes_variant_pairs_and_is_patched_with_clear_errors_on_bad_input() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.parquet");
+    let fixture = |name: &str| root.join("tests/fixtures/qtl").join(name);
+    let variants = genolens(&[
+        "data",
+        "variants",
+        "--reference",
+        fixture("chr20-excerpt.fa").to_str().unwrap(),
+        "--qtl-table",
+        fixture("egenes.tsv").to_str().unwrap(),
+        "--label-rule",
+        "significance",
+        "--length",
+        "128",
+        "--out",
+        pairs.to_str().unwrap(),
+    ]);
+    assert!(variants.status.success(), "{}", text(&variants));
+    let out = dir.path().join("patch");
+    let patch = genolens(&[
+        "patch",
+        "--data",
+        pairs.to_str().unwrap(),
+        "--site",
+        "resid_pre,mlp_out",
+        "--positions",
+        "window:2",
+        "--limit",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(patch.status.success(), "{}", text(&patch));
+    for file in [
+        "patching.parquet",
+        "patching_by_layer.parquet",
+        "patching_by_position.parquet",
+        "patching_by_head.parquet",
+        "report.html",
+        "run.json",
+        "figures/fraction_restored_by_layer.svg",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let rows = genolens::report::ParquetTable::read(&out.join("patching.parquet")).unwrap();
+    let ids = rows.strings("pair_id").unwrap();
+    let sweeps = rows.strings("sweep").unwrap();
+    let sites = rows.strings("site").unwrap();
+    let layers = rows.integers("layer").unwrap();
+    let fraction = rows.f64s("fraction_restored").unwrap();
+    let source: Vec<String> = genolens::report::ParquetTable::read(&pairs)
+        .unwrap()
+        .strings("id")
+        .unwrap();
+    let mut seen: Vec<&String> = ids.iter().collect();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        source.iter().take(3).collect::<Vec<_>>(),
+        "one block of rows per pair, in table order"
+    );
+    let position_sites: std::collections::BTreeSet<&str> = (0..rows.rows())
+        .filter(|&i| sweeps[i] == "position")
+        .map(|i| sites[i].as_str())
+        .collect();
+    assert_eq!(
+        position_sites,
+        ["mlp_out", "resid_pre"].into_iter().collect()
+    );
+    for i in 0..rows.rows() {
+        if sweeps[i] == "layer" && sites[i] == "resid_pre" && layers[i] == 0 {
+            assert_eq!(
+                fraction[i], 1.0,
+                "whole resid_pre at layer 0 restores exactly"
+            );
+        }
+    }
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["command"], "patch");
+    assert_eq!(record["config"]["split"], "all");
+
+    // Bad input is named: an unknown site, and a pair whose REF equals its ALT.
+    let unknown = genolens(&[
+        "patch",
+        "--data",
+        pairs.to_str().unwrap(),
+        "--site",
+        "resid_mid",
+    ]);
+    assert!(
+        !unknown.status.success() && text(&unknown).contains("resid_mid"),
+        "{}",
+        text(&unknown)
+    );
+    let same = dir.path().join("same.parquet");
+    let table = genolens::report::ParquetTable::read(&pairs).unwrap();
+    let sequences = table.strings("sequence").unwrap();
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("id", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("sequence", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("alt_sequence", arrow_schema::DataType::Utf8, false),
+    ]));
+    let batch = arrow_array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(StringArray::from(vec!["a", "b"])),
+            std::sync::Arc::new(StringArray::from(vec![
+                sequences[0].clone(),
+                sequences[1].clone(),
+            ])),
+            std::sync::Arc::new(StringArray::from(vec![
+                sequences[0].clone(),
+                sequences[1].clone(),
+            ])),
+        ],
+    )
+    .unwrap();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(File::create(&same).unwrap(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let identical = genolens(&[
+        "patch",
+        "--data",
+        same.to_str().unwrap(),
+        "--out",
+        dir.path().join("never").to_str().unwrap(),
+    ]);
+    let message = text(&identical);
+    assert!(
+        !identical.status.success()
+            && message.contains("identical")
+            && message.contains("same.parquet"),
+        "{message}"
+    );
+    assert!(
+        !dir.path().join("never/patching.parquet").exists(),
+        "a failed run leaves no table"
+    );
 }

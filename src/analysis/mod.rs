@@ -5,6 +5,7 @@
 
 pub mod gradient;
 pub mod patching;
+pub mod patching_study;
 pub mod pooling;
 pub mod variant_pairs;
 
