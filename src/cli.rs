@@ -52,6 +52,9 @@ pub enum Command {
     /// Activation patching REF -> ALT of a variant table (id, sequence, alt_sequence): layer,
     /// position and head sweeps, random-pair null, figures and report.
     Patch(PatchArgs),
+    /// Head ablation on a classifier: per-head importance, then the top p % of heads vs a
+    /// layer-matched control vs random sets (ablated on z, before W_O).
+    Ablate(AblateArgs),
     /// Concatenate the shards of a sharded experiment run and write its statistics, figures and report.
     Merge(MergeArgs),
 }
@@ -949,6 +952,105 @@ impl fmt::Display for Patched {
             f,
             "patching finished -> {} (report: {})",
             self.out_dir.join("patching.parquet").display(),
+            self.out_dir.join("report.html").display()
+        )
+    }
+}
+
+/// Arguments of `genolens ablate`.
+#[derive(Args)]
+pub struct AblateArgs {
+    /// Sequence classifier (default: the committed mini-dnabert6-fly-core).
+    #[arg(long, default_value = crate::defaults::FLY_CORE_MODEL)]
+    pub model: String,
+    /// Labelled table (sequence, label, split); default: the dataset the model was fine-tuned on.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// zero (z = 0) or mean (z = its per-position mean over the ranking split's sequences).
+    #[arg(long, default_value = "zero")]
+    pub ablation: crate::analysis::ablation::AblationKind,
+    /// Percentages of all heads ablated together (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "5,10,20,30,40,50")]
+    pub percents: Vec<f64>,
+    /// Random head sets per percentage.
+    #[arg(long, default_value_t = 20)]
+    pub random_sets: usize,
+    /// Split that ranks the heads (and supplies the means for mean ablation).
+    #[arg(long, default_value = "valid")]
+    pub rank_split: String,
+    /// Split the sets are scored on.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Sequences per class drawn (seeded) from each split; 0 = every row.
+    #[arg(long, default_value_t = 250)]
+    pub per_class: usize,
+    /// Rank heads by |score| from this table (columns layer, head and --score-column, e.g. the
+    /// attention study's head × feature z-scores) instead of by importance on --rank-split.
+    #[arg(long)]
+    pub head_scores: Option<PathBuf>,
+    /// Score column of --head-scores.
+    #[arg(long, default_value = "z")]
+    pub score_column: String,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Output folder (default reports/ablate/<model name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl AblateArgs {
+    /// Runs the ablation study into the output folder.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<Ablated> {
+        use crate::analysis::ablation_study::{reduce_ablation, run_ablation, AblationStudy};
+        let name = std::path::Path::new(&self.model)
+            .file_name()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "model".into());
+        let out = self
+            .out
+            .unwrap_or_else(|| PathBuf::from("reports/ablate").join(name));
+        let study = AblationStudy {
+            default_model: self.model.clone(),
+            default_data: self
+                .data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(crate::defaults::DATA)),
+            kind: self.ablation,
+            percents: self.percents,
+            random_sets: self.random_sets,
+            rank_split: self.rank_split,
+            per_class: (self.per_class > 0).then_some(self.per_class),
+            head_scores: self.head_scores.map(|p| (p, self.score_column)),
+        };
+        let mut settings = RunSettings::new("reports");
+        settings.seed = globals.seed;
+        settings.device = globals.device.clone();
+        settings.model = Some(self.model);
+        settings.data = self.data;
+        settings.split = Some(self.split);
+        settings.batch_size = self.batch_size;
+        settings.out_dir = Some(out);
+        settings.command = Some("ablate".into());
+        let mut context = ExperimentContext::new("ablate", settings)?;
+        run_ablation(&mut context, &study)?;
+        let out_dir = context.finish(Some(reduce_ablation))?;
+        Ok(Ablated { out_dir })
+    }
+}
+
+/// What `ablate` wrote.
+pub struct Ablated {
+    /// The output folder.
+    pub out_dir: PathBuf,
+}
+
+impl fmt::Display for Ablated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ablation finished -> {} (report: {})",
+            self.out_dir.join("set_ablation.parquet").display(),
             self.out_dir.join("report.html").display()
         )
     }

@@ -12,6 +12,12 @@ pub const PROMOTER_MODEL: &str = concat!(
 );
 /// [`PRETRAINED_MODEL`] fine-tuned on `tf-oct4-mafk` (Oct4 vs MafK ChIP-seq peaks).
 pub const TF_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/models/mini-dnabert6-tf");
+/// [`PRETRAINED_MODEL`] fine-tuned on `fly-core-promoters` (fly core promoter −250..−1 vs
+/// upstream background, where a TATA box sits near −30): the model of the head-ablation study.
+pub const FLY_CORE_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/data/models/mini-dnabert6-fly-core"
+);
 /// The model a command uses when `--model` is omitted.
 pub const MODEL: &str = PROMOTER_MODEL;
 /// The dataset a study uses when `--data` is omitted (its `test` split by default).

@@ -845,3 +845,138 @@ fn a_qtl_table_becomes_variant_pairs_and_is_patched_with_clear_errors_on_bad_inp
         "a failed run leaves no table"
     );
 }
+
+#[test]
+fn ablate_scores_heads_and_sets_and_names_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ablate");
+    let promoters = genolens::defaults::PROMOTER_MODEL;
+    let run = |extra: &[&str], out: &std::path::Path| {
+        let mut args = vec![
+            "ablate",
+            "--model",
+            promoters,
+            "--per-class",
+            "6",
+            "--percents",
+            "10,50",
+            "--random-sets",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        genolens(&args)
+    };
+    let zero = run(&[], &out);
+    assert!(zero.status.success(), "{}", text(&zero));
+    let sets = genolens::report::ParquetTable::read(&out.join("set_ablation.parquet")).unwrap();
+    let kinds = sets.strings("set").unwrap();
+    let counts = sets.integers("heads_ablated").unwrap();
+    assert_eq!(kinds[0], "none");
+    // 24 heads: 10 % = 2, 50 % = 12; one top, one control and three random sets each.
+    assert_eq!(sets.rows(), 1 + 2 * (1 + 1 + 3));
+    assert!(counts[1..].iter().all(|&n| n == 2 || n == 12));
+    let heads = sets.strings("heads").unwrap();
+    let top_12 = (0..sets.rows())
+        .find(|&i| kinds[i] == "top" && counts[i] == 12)
+        .unwrap();
+    assert_eq!(heads[top_12].split(' ').count(), 12);
+    let importance =
+        genolens::report::ParquetTable::read(&out.join("head_importance.parquet")).unwrap();
+    assert_eq!(importance.rows(), 2 * 24, "valid and test, every head");
+    assert_eq!(
+        importance.strings("split").unwrap()[0],
+        "valid",
+        "heads are ranked on their own split"
+    );
+    for file in [
+        "set_ablation_summary.parquet",
+        "figures/ablation_accuracy.svg",
+        "figures/importance_delta_accuracy.svg",
+        "report.html",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    // Mean ablation runs too; the same seed gives the same tables.
+    let mean = run(&["--ablation", "mean"], &dir.path().join("mean"));
+    assert!(mean.status.success(), "{}", text(&mean));
+    let again = run(&[], &dir.path().join("again"));
+    assert!(again.status.success());
+    assert!(
+        columns_as_text(&out.join("set_ablation.parquet"))
+            == columns_as_text(&dir.path().join("again/set_ablation.parquet")),
+        "same seed, same inputs: identical table"
+    );
+    // Bad input.
+    let same_split = run(&["--rank-split", "test"], &dir.path().join("bad1"));
+    assert!(
+        !same_split.status.success() && text(&same_split).contains("separate split"),
+        "{}",
+        text(&same_split)
+    );
+    let kind = run(&["--ablation", "half"], &dir.path().join("bad2"));
+    assert!(
+        !kind.status.success() && text(&kind).contains("zero or mean"),
+        "{}",
+        text(&kind)
+    );
+    let encoder = genolens(&[
+        "ablate",
+        "--model",
+        genolens::defaults::PRETRAINED_MODEL,
+        "--data",
+        genolens::defaults::DATA,
+        "--out",
+        dir.path().join("bad3").to_str().unwrap(),
+    ]);
+    assert!(
+        !encoder.status.success() && text(&encoder).contains("sequence classifier"),
+        "{}",
+        text(&encoder)
+    );
+}
+
+#[test]
+fn patching_promoters_restores_the_logit_difference_with_the_matching_recorded() {
+    let out = tempfile::tempdir().unwrap();
+    let reports = out.path().join("reports");
+    let run = genolens(&[
+        "experiment",
+        "patching-promoters",
+        "--limit",
+        "2",
+        "--reports",
+        reports.to_str().unwrap(),
+        "--run-id",
+        "t",
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let dir = reports.join("patching-promoters/t");
+    let pairs = genolens::report::ParquetTable::read(&dir.join("promoter_pairs.parquet")).unwrap();
+    assert_eq!(pairs.rows(), 2);
+    for d in pairs.f64s("gc_difference").unwrap() {
+        assert!(d.abs() < 0.02, "GC-matched within 2 %: {d}");
+    }
+    let rows = genolens::report::ParquetTable::read(&dir.join("patching.parquet")).unwrap();
+    let sweeps = rows.strings("sweep").unwrap();
+    let sites = rows.strings("site").unwrap();
+    let roles = rows.strings("position_role").unwrap();
+    let logit = rows.optional_f64s("logit_diff_fraction_restored").unwrap();
+    assert!(
+        logit.iter().all(Option::is_some),
+        "a classifier: logit metrics"
+    );
+    assert!(roles.iter().any(|r| r == "tss"));
+    for i in 0..rows.rows() {
+        if sweeps[i] == "layer" && sites[i] == "resid_pre" {
+            assert_eq!(logit[i], Some(1.0));
+        }
+    }
+    let summary =
+        genolens::report::ParquetTable::read(&dir.join("patching_by_layer.parquet")).unwrap();
+    assert_eq!(
+        summary.strings("metric").unwrap()[0],
+        "logit_diff_fraction_restored"
+    );
+}

@@ -3,10 +3,13 @@
 //! model through the one batched runner here: examples → length-bucketed batches → forward →
 //! per-sequence results, in input order, with a progress bar and bounded memory.
 
+pub mod ablation;
+pub mod ablation_study;
 pub mod gradient;
 pub mod patching;
 pub mod patching_study;
 pub mod pooling;
+pub mod promoter_patching;
 pub mod variant_pairs;
 
 use candle_core::Device;

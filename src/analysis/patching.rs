@@ -544,8 +544,13 @@ pub struct SweepPair<'a> {
     pub clean: &'a str,
     /// The corrupt sequence.
     pub corrupt: &'a str,
-    /// Model positions covering the variant.
+    /// Model positions covering the variant (or another anchor, such as the TSS).
     pub covering: Option<std::ops::Range<usize>>,
+    /// `position_role` of the covering positions (`variant`, `tss`, ...).
+    pub anchor_role: &'a str,
+    /// (target, other) classes of `logit_diff`; `None` = the clean run's predicted class and the
+    /// best other class.
+    pub logit_classes: Option<(usize, usize)>,
 }
 
 /// Target and contrast class for the logit difference: the clean run's predicted class and the
@@ -629,7 +634,9 @@ pub fn sweep_pair(
     let (clean_cls, corrupt_cls) = (runs.clean_cls()?, runs.corrupt_cls()?);
     let clean_logits = runs.clean_logits()?;
     let corrupt_logits = runs.corrupt_logits()?;
-    let classes = clean_logits.as_deref().map(logit_classes);
+    let classes = pair
+        .logit_classes
+        .or_else(|| clean_logits.as_deref().map(logit_classes));
     Ok(patches
         .iter()
         .zip(results)
@@ -641,7 +648,7 @@ pub fn sweep_pair(
                 (Some(p), _) if p + 1 == tokens => ("sep", None),
                 (Some(p), Some(covering)) => (
                     if covering.contains(&p) {
-                        "variant"
+                        pair.anchor_role
                     } else {
                         "flank"
                     },

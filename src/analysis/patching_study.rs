@@ -18,6 +18,14 @@ use crate::report::html::cell;
 use crate::report::HtmlTable;
 use crate::stats::bootstrap_mean_ci;
 
+/// The eqtl-proxy report's summary (`{pairs}` = the number of pairs).
+const EQTL_SUMMARY: &str = "For each variant, the model runs on the ALT window (corrupt) with one \
+    activation replaced by the REF window's (clean), and every later layer is recomputed. \
+    fraction_restored = 1 − ‖CLS_patched − CLS_REF‖ / ‖CLS_ALT − CLS_REF‖ of the final [CLS] \
+    vector: 1 = the patch brings back the REF output entirely, 0 = nothing. {pairs} variants. \
+    The labels of eqtl-proxy are a motif-disruption proxy, not measured eQTLs; this study asks \
+    where in the model a single-base change is carried, not which variants are causal.";
+
 /// The committed variant table the study reads by default.
 pub const DEFAULT_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/eqtl-proxy.parquet");
 const BOOTSTRAP: usize = 1000;
@@ -116,6 +124,8 @@ pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> a
             clean: &pair.clean,
             corrupt: &pair.corrupt,
             covering: Some(pair.covering_tokens(k)),
+            anchor_role: "variant",
+            logit_classes: None,
         };
         for row in sweep_pair(&loaded, &matched, &settings)? {
             table.write(&row)?;
@@ -128,6 +138,8 @@ pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> a
                 clean: &pair.clean,
                 corrupt: &partner.corrupt,
                 covering: None,
+                anchor_role: "variant",
+                logit_classes: None,
             };
             for row in sweep_pair(&loaded, &random, &null_settings)? {
                 table.write(&row)?;
@@ -146,6 +158,7 @@ crate::table_row! {
         pub pairing: String,
         pub site: String,
         pub layer: u32,
+        pub metric: String,
         pub pairs: u64,
         pub mean_fraction_restored: f64,
         pub ci_low: f64,
@@ -161,6 +174,7 @@ crate::table_row! {
         pub layer: u32,
         pub position_role: String,
         pub offset_from_variant: Option<i64>,
+        pub metric: String,
         pub pairs: u64,
         pub mean_fraction_restored: f64,
         pub ci_low: f64,
@@ -173,6 +187,7 @@ crate::table_row! {
     pub struct HeadSummaryRow {
         pub layer: u32,
         pub head: u32,
+        pub metric: String,
         pub pairs: u64,
         pub mean_fraction_restored: f64,
         pub ci_low: f64,
@@ -211,7 +226,20 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
     let role = rows.strings("position_role")?;
     let offset = rows.optional_integers("offset_from_variant")?;
     let head = rows.optional_integers("head")?;
-    let fraction = rows.f64s("fraction_restored")?;
+    // Classifier runs are summarised by the logit difference's fraction restored, encoders by
+    // the final [CLS] vector's.
+    let logit_fraction = rows.optional_f64s("logit_diff_fraction_restored")?;
+    let (metric, fraction) = if logit_fraction.iter().any(Option::is_some) {
+        (
+            "logit_diff_fraction_restored",
+            logit_fraction
+                .iter()
+                .map(|v| v.unwrap_or(f64::NAN))
+                .collect::<Vec<f64>>(),
+        )
+    } else {
+        ("fraction_restored", rows.f64s("fraction_restored")?)
+    };
     let delta = rows.f64s("delta_cls_l2")?;
     let seed = context.provenance.seed;
     let layers = layer.iter().max().context("no patching rows")? + 1;
@@ -222,6 +250,10 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
     let mut by_position: BTreeMap<(i64, Column), Vec<f64>> = BTreeMap::new();
     let mut by_head: BTreeMap<(i64, i64), Vec<f64>> = BTreeMap::new();
     for i in 0..rows.rows() {
+        if !fraction[i].is_finite() {
+            // Clean and corrupt agree on the metric: nothing to restore.
+            continue;
+        }
         match sweep[i].as_str() {
             "layer" => {
                 let entry = by_layer
@@ -230,7 +262,7 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
                 entry.0.push(fraction[i]);
                 entry.1.push(delta[i]);
             }
-            "position" if pairing[i] == "matched" => {
+            "position" if pairing[i] != "random" => {
                 let column = match role[i].as_str() {
                     "cls" => Column::Cls,
                     "sep" => Column::Sep,
@@ -241,7 +273,7 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
                     .or_default()
                     .push(fraction[i]);
             }
-            "head" if pairing[i] == "matched" => {
+            "head" if pairing[i] != "random" => {
                 let h = head[i].context("head")?;
                 by_head.entry((layer[i], h)).or_default().push(fraction[i]);
             }
@@ -259,6 +291,7 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
             pairing: pairing.clone(),
             site: site.clone(),
             layer: *l as u32,
+            metric: metric.into(),
             pairs: fractions.len() as u64,
             mean_fraction_restored: m,
             ci_low: low,
@@ -301,6 +334,7 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
                 Column::Offset(o) => Some(*o),
                 _ => None,
             },
+            metric: metric.into(),
             pairs: fractions.len() as u64,
             mean_fraction_restored: m,
             ci_low: low,
@@ -319,6 +353,7 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
         head_table.write(&HeadSummaryRow {
             layer: *l as u32,
             head: *h as u32,
+            metric: metric.into(),
             pairs: fractions.len() as u64,
             mean_fraction_restored: m,
             ci_low: low,
@@ -329,18 +364,25 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
     head_table.finish()?;
 
     let pairs = by_layer.values().next().map_or(0, |v| v.0.len());
-    context.set_title(
-        "Activation patching: REF → ALT of eqtl-proxy variants",
-        &format!(
-            "For each variant, the model runs on the ALT window (corrupt) with one activation \
-             replaced by the REF window's (clean), and every later layer is recomputed. \
-             fraction_restored = 1 − ‖CLS_patched − CLS_REF‖ / ‖CLS_ALT − CLS_REF‖ of the final \
-             [CLS] vector: 1 = the patch brings back the REF output entirely, 0 = nothing. \
-             {pairs} variants. The labels of eqtl-proxy are a motif-disruption proxy, not \
-             measured eQTLs; this study asks where in the model a single-base change is carried, \
-             not which variants are causal."
-        ),
-    );
+    let text = |key: &str| {
+        context
+            .config(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let title = text("report_title")
+        .unwrap_or_else(|| "Activation patching: REF → ALT of eqtl-proxy variants".into());
+    let summary = text("report_summary").unwrap_or_else(|| EQTL_SUMMARY.into());
+    let anchor = text("anchor").unwrap_or_else(|| "variant".into());
+    let matched = text("pairing").unwrap_or_else(|| "matched".into());
+    let clean = text("clean_name").unwrap_or_else(|| "REF".into());
+    let corrupt = text("corrupt_name").unwrap_or_else(|| "ALT".into());
+    let metric_text = if metric == "fraction_restored" {
+        "fraction restored ([CLS])"
+    } else {
+        "fraction restored (logit difference)"
+    };
+    context.set_title(&title, &summary.replace("{pairs}", &pairs.to_string()));
     let lines: Vec<Series> = series
         .into_iter()
         .filter(|((_, site), _)| site == "attn_out" || site == "mlp_out")
@@ -349,36 +391,42 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
     if !lines.is_empty() {
         let plot = LinePlot {
             name: "fraction_restored_by_layer.svg".into(),
-            title: "Whole-layer patches: fraction of the REF [CLS] restored".into(),
+            title: format!("Whole-layer patches: {metric_text}, {clean} → {corrupt}"),
             x_label: "layer".into(),
-            y_label: "fraction restored".into(),
+            y_label: metric_text.into(),
             series: lines,
         };
         context.figure(
             "fraction_restored_by_layer.svg",
             &line_plot(&plot)?,
-            "Patching one layer's attention or MLP output (all positions) from REF into ALT; \
-             bands are bootstrap 95 % CIs over variants. Random pairs (REF of one variant, ALT \
-             of another) are the null. Whole-layer resid_pre and normalized_resid_post patches \
-             restore exactly 1 at every layer (the whole stream is replaced) and are in the table.",
+            &format!(
+                "Patching one layer's attention or MLP output (all positions) from the {clean} run \
+                 into the {corrupt} run; bands are bootstrap 95 % CIs over pairs. Random pairs \
+                 ({clean} of one pair, {corrupt} of another) are the null. Whole-layer resid_pre \
+                 and normalized_resid_post patches restore exactly 1 at every layer (the whole \
+                 stream is replaced) and are in the table."
+            ),
         )?;
     }
     if !columns.is_empty() {
         let map = Heatmap {
             name: "fraction_restored_layer_position.svg".into(),
             title: "resid_pre patched at one token".into(),
-            x_label: "token position (offset from the variant's first covering token)".into(),
+            x_label: format!("token position (offset from the {anchor}'s first token)"),
             y_label: "layer".into(),
             columns: columns.iter().map(Column::label).collect(),
             rows: (0..layers).map(|l| l.to_string()).collect(),
             values: grid.clone(),
-            value_label: "fraction restored".into(),
+            value_label: metric_text.into(),
         };
         context.figure(
             "fraction_restored_layer_position.svg",
             &heatmap(&map)?,
-            "Mean fraction restored when only one token's block input is patched (grey: no \
-             such position). Offsets 0 to k − 1 are the k-mers that contain the variant.",
+            &format!(
+                "Mean {metric_text} when only one token's block input is patched (grey: no such \
+                 position). Offsets 0 to k − 1 are the k-mers that contain the {anchor}'s first \
+                 base."
+            ),
         )?;
     }
     if heads > 0 {
@@ -390,7 +438,7 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
             columns: (0..heads).map(|h| h.to_string()).collect(),
             rows: (0..layers).map(|l| l.to_string()).collect(),
             values: head_grid,
-            value_label: "fraction restored".into(),
+            value_label: metric_text.into(),
         };
         context.figure(
             "fraction_restored_layer_head.svg",
@@ -402,12 +450,12 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
 
     // Where does the variant's signal sit, layer by layer? The best single token.
     let mut table = HtmlTable::new(
-        "Per layer: the single token whose resid_pre restores most (mean over variants)",
+        "Per layer: the single token whose resid_pre restores most (mean over pairs)",
         &[
             "layer",
             "best token",
             "fraction restored",
-            "variant tokens (mean)",
+            "anchor tokens (mean)",
             "[CLS]",
             "attn_out (all positions)",
             "mlp_out (all positions)",
@@ -431,7 +479,7 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
             .map_or(f64::NAN, |c| values[c]);
         let whole = |site: &str| {
             by_layer
-                .get(&("matched".to_string(), site.to_string(), l as i64))
+                .get(&(matched.clone(), site.to_string(), l as i64))
                 .map_or(f64::NAN, |v| mean(&v.0))
         };
         table.row(vec![
@@ -444,13 +492,16 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
             cell(whole("mlp_out")),
         ]);
     }
-    context.report().heading("Where the variant is carried");
+    context
+        .report()
+        .heading(&format!("Where the {anchor} signal is carried"));
     context.report().paragraph(
         "Seed 004 reported a 'final-layer bottleneck' from patching stored hidden states without \
          re-running the model: only the last swap could change the output. Here every patch is \
          followed by the real forward pass through the later layers, so a restoration at an \
-         early layer shows up as such. Read the table top to bottom: where the variant's own \
-         tokens stop restoring and [CLS] starts to, the signal has moved to [CLS].",
+         early layer shows up as such. Read the table top to bottom: where the anchor's own \
+         tokens (the variant's k-mers, or the TSS) stop restoring and [CLS] starts to, the \
+         signal has moved to [CLS].",
     );
     context.report().table(table);
     context.report().paragraph(
