@@ -133,6 +133,20 @@ pub fn bench_ids(batch: usize, tokens: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// REF/ALT token ids of the patch-sweep case: REF = [`bench_ids`] row, ALT = the same with the
+/// middle token's id moved by one (same formula in the Python reference).
+pub fn patch_pairs(pairs: usize, tokens: usize) -> Vec<(Vec<u32>, Vec<u32>)> {
+    bench_ids(pairs, tokens)
+        .into_iter()
+        .map(|clean| {
+            let mut corrupt = clean.clone();
+            let middle = tokens / 2;
+            corrupt[middle] = 5 + (corrupt[middle] - 5 + 1) % 4096;
+            (clean, corrupt)
+        })
+        .collect()
+}
+
 /// Token positions masked in the training-step case (every 7th k-mer, ≈ 15%, same in Python).
 fn masked_positions(tokens: usize) -> Vec<usize> {
     (1..tokens - 1).filter(|t| t % 7 == 3).collect()
@@ -167,7 +181,7 @@ impl Case {
             Some((b, t)) => (b.parse().map_err(|_| bad())?, t.parse().map_err(|_| bad())?),
             None => (size.parse().map_err(|_| bad())?, 0),
         };
-        if !["forward", "backward", "train-step", "embed"].contains(kind) {
+        if !["forward", "backward", "train-step", "embed", "patch-sweep"].contains(kind) {
             return Err(bench_error(format!("case {id:?}: unknown kind {kind:?}")));
         }
         Ok(Case {
@@ -248,6 +262,39 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
             let seconds = start.elapsed().as_secs_f64();
             let _ = std::fs::remove_dir_all(out);
             Ok(seconds)
+        }
+        "patch-sweep" => {
+            // `batch` REF/ALT pairs of `tokens` tokens (ALT = REF with the middle token changed),
+            // layer × position sweep of resid_pre at every position, final [CLS] per cell.
+            let (loaded, _) = classifier_and_batch(case, root)?;
+            let pairs = patch_pairs(case.batch, case.tokens);
+            let layers = loaded.model.config().num_hidden_layers;
+            let patches: Vec<crate::analysis::patching::Patch> = (0..layers)
+                .flat_map(|layer| {
+                    (0..case.tokens).map(move |position| crate::analysis::patching::Patch {
+                        site: crate::analysis::patching::PatchSite::ResidPre,
+                        layer,
+                        position: Some(position),
+                        head: None,
+                    })
+                })
+                .collect();
+            time_twice(|| {
+                for (clean, corrupt) in &pairs {
+                    let clean = Batch::from_ids(std::slice::from_ref(clean), 0, &Device::Cpu)?;
+                    let corrupt = Batch::from_ids(std::slice::from_ref(corrupt), 0, &Device::Cpu)?;
+                    let runs =
+                        crate::analysis::patching::PairRuns::new(&loaded.model, &clean, &corrupt)?;
+                    let patched = runs.patch(
+                        &loaded.model,
+                        &patches,
+                        crate::analysis::patching::PatchSource::Clean,
+                        32,
+                    )?;
+                    assert_eq!(patched.len(), patches.len());
+                }
+                Ok(())
+            })
         }
         other => Err(bench_error(format!("unknown kind {other}"))),
     }

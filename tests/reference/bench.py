@@ -26,6 +26,7 @@ CASES = [
     "train-step:mini:16x200",
     "embed:mini:1000",
     "embed:mini:10000",
+    "patch-sweep:mini:2x200",
 ]
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,6 +73,38 @@ def worker(case, root):
                 out = model(inputs_embeds=embedding, attention_mask=mask, token_type_ids=types)
                 out.logits[:, 1].sum().backward()
                 (embedding.grad * embedding).sum(-1).tolist()
+        seconds = timed_twice(work)
+    elif kind == "patch-sweep":
+        # The TransformerLens-style loop: one full forward of the corrupt input per (layer,
+        # position) cell, a forward pre-hook writing the clean run's layer input at that position.
+        model = BertForSequenceClassification.from_pretrained(root / f"{shape}-cls", attn_implementation="eager").eval()
+        pairs, tokens = map(int, size.split("x"))
+        clean_ids = torch.tensor(bench_ids(pairs, tokens))
+        corrupt_ids = clean_ids.clone()
+        middle = tokens // 2
+        corrupt_ids[:, middle] = 5 + (corrupt_ids[:, middle] - 5 + 1) % 4096
+        layers = model.config.num_hidden_layers
+
+        def work():
+            with torch.no_grad():
+                for row in range(pairs):
+                    clean, corrupt = clean_ids[row : row + 1], corrupt_ids[row : row + 1]
+                    stored = model.bert(input_ids=clean, output_hidden_states=True).hidden_states
+                    cells = []
+                    for layer in range(layers):
+                        for position in range(tokens):
+                            def hook(module, args, kwargs, layer=layer, position=position):
+                                hidden = (args[0] if args else kwargs["hidden_states"]).clone()
+                                hidden[:, position] = stored[layer][:, position]
+                                if args:
+                                    return (hidden,) + tuple(args[1:]), kwargs
+                                kwargs = dict(kwargs)
+                                kwargs["hidden_states"] = hidden
+                                return args, kwargs
+                            handle = model.bert.encoder.layer[layer].register_forward_pre_hook(hook, with_kwargs=True)
+                            cells.append(model.bert(input_ids=corrupt).last_hidden_state[0, 0])
+                            handle.remove()
+                    torch.stack(cells).tolist()
         seconds = timed_twice(work)
     elif kind == "train-step":
         # Dropout off on both sides (genolens trains without it in this benchmark).
