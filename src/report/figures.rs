@@ -168,8 +168,17 @@ pub fn heatmap(spec: &Heatmap) -> Result<String> {
         // Category labels at the cell centres (row 0 at the top, as a table reads); with many
         // cells, every k-th so that labels do not overlap.
         let label_style = TextStyle::from((FONT, 13).into_font()).color(&BLACK);
-        let every = |count: usize, room: f64| ((count as f64 * 14.0 / room).ceil() as usize).max(1);
-        let x_every = every(columns, f64::from(width) - 100.0);
+        let every = |count: usize, room: f64, size: f64| {
+            ((count as f64 * size / room).ceil() as usize).max(1)
+        };
+        // A column label needs its text width (about 8 px a character at 13 px) plus a gap.
+        let widest = spec
+            .columns
+            .iter()
+            .map(|c| c.chars().count())
+            .max()
+            .unwrap_or(1);
+        let x_every = every(columns, f64::from(width) - 100.0, 8.0 * widest as f64 + 8.0);
         for (column, name) in spec.columns.iter().enumerate().step_by(x_every) {
             let (x, y) = chart.backend_coord(&(column as f64 + 0.5, 0.0));
             main.draw(&Text::new(
@@ -179,7 +188,7 @@ pub fn heatmap(spec: &Heatmap) -> Result<String> {
             ))
             .map_err(|e| e.to_string())?;
         }
-        let y_every = every(rows, f64::from(height) - 100.0);
+        let y_every = every(rows, f64::from(height) - 100.0, 14.0);
         for (row, name) in spec.rows.iter().enumerate().step_by(y_every) {
             let (x, y) = chart.backend_coord(&(0.0, (rows - row) as f64 - 0.5));
             main.draw(&Text::new(
@@ -299,6 +308,10 @@ pub fn line_plot(spec: &LinePlot) -> Result<String> {
             )
         }),
     )?;
+    let integer_x = spec
+        .series
+        .iter()
+        .all(|series| series.x.iter().all(|x| (x - x.round()).abs() < 1e-9));
     let (x_low, x_high) = padded(x_low, x_high);
     let (y_low, y_high) = padded(y_low, y_high);
     draw(&spec.name, (760, 460), |root| {
@@ -314,7 +327,14 @@ pub fn line_plot(spec: &LinePlot) -> Result<String> {
             .light_line_style(RGBColor(235, 235, 235))
             .x_desc(&spec.x_label)
             .y_desc(&spec.y_label)
-            .x_label_formatter(&|v| format_number(*v))
+            .x_label_formatter(&|v| {
+                // Integer x (layers, percentages): no ticks between them.
+                if integer_x && (v - v.round()).abs() > 1e-9 {
+                    String::new()
+                } else {
+                    format_number(*v)
+                }
+            })
             .y_label_formatter(&|v| format_number(*v))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
