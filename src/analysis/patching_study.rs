@@ -64,10 +64,15 @@ impl Default for PatchingStudy {
 
 /// The map step: every sweep for each pair of this run (or shard), and its null.
 pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> anyhow::Result<()> {
-    let loaded = context.load_model_with_head(
-        &study.default_model,
-        Some(HeadKind::Encoder { pooler: false }),
-    )?;
+    // A classifier keeps its head (logit metrics); an MLM's decoder is dropped (only the final
+    // [CLS] vector is compared, and decoding every patched row would cost more than the patch).
+    let mut loaded = context.load_model(&study.default_model)?;
+    if loaded.model.head_kind() == HeadKind::MaskedLm {
+        loaded = context.load_model_with_head(
+            &study.default_model,
+            Some(HeadKind::Encoder { pooler: false }),
+        )?;
+    }
     let path = context.data_file(&study.default_data)?;
     let window = study.context_nt.min(loaded.tokenizer.max_sequence_length());
     let mut pairs = read_variant_pairs(&path, window)?;
