@@ -908,6 +908,58 @@ fn ablate_scores_heads_and_sets_and_names_bad_input() {
             == columns_as_text(&dir.path().join("again/set_ablation.parquet")),
         "same seed, same inputs: identical table"
     );
+    // A head score table ranks the heads by |score| (its largest per head).
+    let scores = out.join("head_importance.parquet");
+    let ranked = run(
+        &[
+            "--head-scores",
+            scores.to_str().unwrap(),
+            "--score-column",
+            "delta_true_logit",
+        ],
+        &dir.path().join("ranked"),
+    );
+    assert!(ranked.status.success(), "{}", text(&ranked));
+    let layers = importance.integers("layer").unwrap();
+    let head_ids = importance.integers("head").unwrap();
+    let deltas = importance.f64s("delta_true_logit").unwrap();
+    let mut best: std::collections::BTreeMap<(i64, i64), f64> = Default::default();
+    for i in 0..importance.rows() {
+        let e = best.entry((layers[i], head_ids[i])).or_insert(0.0);
+        *e = e.max(deltas[i].abs());
+    }
+    let mut order: Vec<((i64, i64), f64)> = best.into_iter().collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let expected: Vec<String> = order[..2]
+        .iter()
+        .map(|((l, h), _)| format!("L{l}H{h}"))
+        .collect();
+    let ranked_sets =
+        genolens::report::ParquetTable::read(&dir.path().join("ranked/set_ablation.parquet"))
+            .unwrap();
+    let (kinds, counts, heads) = (
+        ranked_sets.strings("set").unwrap(),
+        ranked_sets.integers("heads_ablated").unwrap(),
+        ranked_sets.strings("heads").unwrap(),
+    );
+    let top_2 = (0..ranked_sets.rows())
+        .find(|&i| kinds[i] == "top" && counts[i] == 2)
+        .unwrap();
+    assert_eq!(heads[top_2], expected.join(" "));
+    let wrong_column = run(
+        &[
+            "--head-scores",
+            scores.to_str().unwrap(),
+            "--score-column",
+            "zz",
+        ],
+        &dir.path().join("bad0"),
+    );
+    assert!(
+        !wrong_column.status.success() && text(&wrong_column).contains("no column `zz`"),
+        "{}",
+        text(&wrong_column)
+    );
     // Bad input.
     let same_split = run(&["--rank-split", "test"], &dir.path().join("bad1"));
     assert!(
