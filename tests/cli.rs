@@ -1032,3 +1032,32 @@ fn patching_promoters_restores_the_logit_difference_with_the_matching_recorded()
         "logit_diff_fraction_restored"
     );
 }
+
+#[test]
+fn ablation_heads_runs_on_the_committed_fly_core_classifier() {
+    let out = tempfile::tempdir().unwrap();
+    let reports = out.path().join("reports");
+    let run = genolens(&[
+        "experiment",
+        "ablation-heads",
+        "--limit",
+        "8",
+        "--reports",
+        reports.to_str().unwrap(),
+        "--run-id",
+        "t",
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let dir = reports.join("ablation-heads/t");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert!(record["config"]["model"]
+        .as_str()
+        .unwrap()
+        .ends_with("data/models/mini-dnabert6-fly-core"));
+    assert_eq!(record["config"]["eval_sequences"], 16, "8 per class");
+    let sets = genolens::report::ParquetTable::read(&dir.join("set_ablation.parquet")).unwrap();
+    // Intact + 6 percentages x (top + control + 20 random).
+    assert_eq!(sets.rows(), 1 + 6 * 22);
+    assert!(dir.join("figures/ablation_accuracy.svg").is_file());
+}

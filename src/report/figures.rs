@@ -233,7 +233,11 @@ fn colour_bar(
         .disable_mesh()
         .disable_x_axis()
         .y_labels(6)
-        .y_label_formatter(&|v| format_number(*v))
+        .y_label_formatter(&|v| {
+            // A tick within rounding of zero (e.g. -1.39e-17 between -0.1 and 0) reads as 0.
+            let scale = (high - low).abs().max(f64::MIN_POSITIVE);
+            format_number(if v.abs() < scale * 1e-9 { 0.0 } else { *v })
+        })
         .y_desc(label)
         .label_style((FONT, 12))
         .axis_desc_style((FONT, 13))
