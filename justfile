@@ -37,7 +37,7 @@ train-defaults DEVICE="cpu" STEPS="2400" BATCH="32" LR="1e-3":
     cargo build --release
     test -x .venv-ref/bin/python || python3 -m venv .venv-ref
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
-    .venv-ref/bin/python tests/reference/check_trained.py data/models/mini-dnabert6 data/models/mini-dnabert6-promoters data/models/mini-dnabert6-tf
+    .venv-ref/bin/python tests/reference/check_trained.py data/models/mini-dnabert6 data/models/mini-dnabert6-promoters data/models/mini-dnabert6-tf data/models/mini-dnabert6-fly-core
 
 # The same within a wall-clock budget (a lent GPU): calibrates the step time, fits the MLM steps.
 # Run the HF check (`.venv-ref/bin/python tests/reference/check_trained.py data/models/*`) after.

@@ -277,7 +277,11 @@ fn the_binary_runs_inspect_embed_and_experiments() {
 
     let unknown = genolens(&["experiment", "nope"]);
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("available: attention-entropy"));
+    let listed = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        listed.contains("available: ablation-heads, attention-entropy, patching-eqtl"),
+        "{listed}"
+    );
     let missing = genolens(&["inspect", "--model", "/nonexistent/folder"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no such folder"));
