@@ -14,7 +14,7 @@ use rand::SeedableRng;
 
 use crate::analysis::tokenize_batch;
 use crate::error::{GenolensError, Result};
-use crate::model::{BlockSite, HeadKind, HookPoint, Hooks, Intervention, LoadedModel};
+use crate::model::{BlockSite, HookPoint, Hooks, Intervention, LoadedModel};
 
 /// One attention head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -306,19 +306,7 @@ pub fn condition_logits(
     batch_size: usize,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<Vec<Vec<Vec<f32>>>> {
-    if !matches!(
-        loaded.model.head_kind(),
-        HeadKind::SequenceClassification { .. }
-    ) {
-        return Err(GenolensError::Config {
-            path: loaded.source.dir.join("config.json"),
-            message: format!(
-                "head ablation scores a sequence classifier, and {} is a {}",
-                loaded.source.id,
-                loaded.model.head_kind().hf_class()
-            ),
-        });
-    }
+    loaded.require_classifier("head ablation")?;
     let config = loaded.model.config();
     for heads in conditions {
         for head in heads {
@@ -473,7 +461,7 @@ pub fn rank_heads(scores: &[(Head, f64)]) -> Vec<Head> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{HookedModel, ModelConfig};
+    use crate::model::{HeadKind, HookedModel, ModelConfig};
     use crate::tokenize::{KmerTokenizer, KmerVocab};
     use candle_core::Device;
 

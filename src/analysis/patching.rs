@@ -532,6 +532,17 @@ impl Default for SweepSettings {
     }
 }
 
+impl SweepSettings {
+    /// The same settings for a random-pair null: the layer sweep only (no positions, no heads).
+    pub fn null(&self) -> SweepSettings {
+        SweepSettings {
+            position_sites: Vec::new(),
+            heads: false,
+            ..self.clone()
+        }
+    }
+}
+
 /// A pair to sweep: its id, how it was paired, the two sequences, and the model positions of the
 /// tokens covering the variant (for the position sweep; `None` runs only the layer and head
 /// sweeps, as for random pairs).

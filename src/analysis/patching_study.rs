@@ -113,11 +113,7 @@ pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> a
         position_sites: study.position_sites.clone(),
         ..SweepSettings::default()
     };
-    let null_settings = SweepSettings {
-        position_sites: Vec::new(),
-        heads: false,
-        ..settings.clone()
-    };
+    let null_settings = settings.null();
     let k = loaded.tokenizer.k();
     let mut table = context.table::<PatchingRow>("patching")?;
     let progress = crate::progress::bar(tasks.len() as u64, "patching pairs");

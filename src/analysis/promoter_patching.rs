@@ -114,6 +114,7 @@ pub fn run_promoter_patching(
         .or(study.default_pairs)
         .unwrap_or(usize::MAX);
     // Greedy GC matching in table order, without replacement, same length only.
+    let background_gc: Vec<f64> = background.iter().map(|b| gc(&b.sequence)).collect();
     let mut used = vec![false; background.len()];
     let mut pairs = Vec::new();
     for f in &functional {
@@ -126,9 +127,9 @@ pub fn run_promoter_patching(
             .enumerate()
             .filter(|(j, b)| !used[*j] && b.sequence.len() == f.sequence.len())
             .min_by(|a, b| {
-                (gc(&a.1.sequence) - f_gc)
+                (background_gc[a.0] - f_gc)
                     .abs()
-                    .total_cmp(&(gc(&b.1.sequence) - f_gc).abs())
+                    .total_cmp(&(background_gc[b.0] - f_gc).abs())
             });
         if let Some((j, b)) = best {
             used[j] = true;
@@ -206,11 +207,7 @@ pub fn run_promoter_patching(
         position_sites: vec![PatchSite::ResidPre],
         ..SweepSettings::default()
     };
-    let null_settings = SweepSettings {
-        position_sites: Vec::new(),
-        heads: false,
-        ..settings.clone()
-    };
+    let null_settings = settings.null();
     // The token whose k-mer starts at the TSS: [CLS] is token 0, the k-mer at base i is i + 1.
     let anchor = tss + 1..tss + 2;
     let mut table = context.table::<PatchingRow>("patching")?;

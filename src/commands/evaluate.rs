@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::datasets::baseline::{compare_with_baseline, BaselineComparison};
 use crate::datasets::rows::{read_sequence_rows, SequenceRow};
 use crate::error::{GenolensError, Result};
-use crate::model::{HeadKind, LoadedModel};
+use crate::model::LoadedModel;
 use crate::train::card::evaluation_table;
 use crate::train::classify::{evaluate_classifier, ClassifierEvaluation};
 
@@ -34,19 +34,7 @@ pub fn resolve_data(loaded: &LoadedModel, given: Option<&Path>) -> Result<std::p
 
 /// Evaluates `loaded` (a sequence classifier) on the test split of the dataset table `data`.
 pub fn run_evaluate(loaded: &LoadedModel, data: &Path, batch_size: usize) -> Result<Evaluation> {
-    if !matches!(
-        loaded.model.head_kind(),
-        HeadKind::SequenceClassification { .. }
-    ) {
-        return Err(GenolensError::Config {
-            path: loaded.source.dir.join("config.json"),
-            message: format!(
-                "evaluate needs a sequence classifier, and {} is a {}",
-                loaded.source.id,
-                loaded.model.head_kind().hf_class()
-            ),
-        });
-    }
+    loaded.require_classifier("evaluate")?;
     crate::datasets::model_data::check_class_names(loaded, data)?;
     let rows = read_sequence_rows(data)?;
     let test: Vec<&SequenceRow> = rows.iter().filter(|r| r.split == "test").collect();

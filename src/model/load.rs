@@ -65,6 +65,25 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    /// An error unless the model has a sequence-classification head: `{what} needs a sequence
+    /// classifier, and <id> is a <HF class>`, naming its config.json.
+    pub fn require_classifier(&self, what: &str) -> Result<()> {
+        if matches!(
+            self.model.head_kind(),
+            HeadKind::SequenceClassification { .. }
+        ) {
+            return Ok(());
+        }
+        Err(GenolensError::Config {
+            path: self.source.dir.join("config.json"),
+            message: format!(
+                "{what} needs a sequence classifier, and {} is a {}",
+                self.source.id,
+                self.model.head_kind().hf_class()
+            ),
+        })
+    }
+
     /// A model built in memory (tests, freshly trained weights): no folder, no weights file.
     pub fn in_memory(model: HookedModel, tokenizer: KmerTokenizer) -> Self {
         LoadedModel {
