@@ -4,9 +4,13 @@
 //! patch variants (positions, heads) as the rows of one batch. Rows are selected with
 //! `where_cond`, so a patch from a run into itself changes nothing, bit for bit.
 
+use std::sync::OnceLock;
+
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 use crate::error::{GenolensError, Result};
+use crate::model::rows::{RowBlock, RowHead, RowOverride};
 use crate::model::{Batch, BlockSite, HookPoint, HookedModel, Hooks, Intervention, Output};
 
 /// Where a clean activation is written into the corrupt run.
@@ -106,12 +110,35 @@ pub enum PatchSource {
 }
 
 /// The clean and corrupt runs of one pair, with every activation patching reads.
+///
+/// A patched run's outputs are the final [CLS] vector and the classifier's logits, so the last
+/// block runs only its [CLS] row (its keys and values over every token), row by row on the host
+/// ([`RowBlock`]); the pair's reference outputs go through the same rows, so a patch that writes
+/// the clean run's whole input gives back the clean outputs bit for bit. Two kinds of patch need
+/// no forward pass at all, exactly: a patch whose values equal the corrupt run's (a token the
+/// variant does not touch, before any attention has mixed it) leaves the corrupt run as it was,
+/// and a patch of the last block's output at [CLS] gives the source run's outputs. A patch of
+/// `attn_out`, `mlp_out` or `z` at one token changes only that token's row of its block's output:
+/// that row is recomputed alone and the rest starts from the next layer.
 pub struct PairRuns {
     clean: Output,
     corrupt: Output,
     corrupt_batch: Batch,
     layers: usize,
     heads: usize,
+    width: usize,
+    blocks: Vec<OnceLock<RowBlock>>,
+    head: RowHead,
+    host: Vec<OnceLock<Vec<f32>>>,
+    clean_final: Final,
+    corrupt_final: Final,
+}
+
+/// What a run ends with: the final [CLS] row and the classifier's logits.
+#[derive(Debug, Clone)]
+struct Final {
+    cls: Vec<f32>,
+    logits: Option<Vec<f32>>,
 }
 
 /// One patched run's outputs.
@@ -129,11 +156,20 @@ fn row(tensor: &Tensor) -> Result<Vec<f32>> {
     Ok(tensor.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
 }
 
-fn sequence_logits(output: &Output) -> Result<Option<Vec<f32>>> {
-    match &output.logits {
-        Some(logits) if logits.rank() == 2 => Ok(Some(row(&logits.get(0)?)?)),
-        _ => Ok(None),
-    }
+/// How one patch is run.
+enum Job {
+    /// The outputs are exactly those of a reference run.
+    Copy(PatchSource),
+    /// From layer `start`, whose input is the corrupt run's with `rows` replaced (every token
+    /// when `position` is `None`); the last block's [CLS] row takes `tail` (a patch of the last
+    /// block's attn_out / mlp_out / z).
+    Residual {
+        start: usize,
+        replace: Option<(Option<usize>, Vec<f32>)>,
+        tail: Option<Patch>,
+    },
+    /// A whole-layer attn_out / mlp_out / z patch before the last layer: an intervention hook.
+    Intervene,
 }
 
 impl PairRuns {
@@ -166,33 +202,60 @@ impl PairRuns {
         let clean_output = model.forward(clean, &hooks)?;
         let corrupt_output = model.forward(corrupt, &hooks)?;
         let config = model.config();
-        Ok(PairRuns {
+        let layers = config.num_hidden_layers;
+        let mut runs = PairRuns {
             clean: clean_output,
             corrupt: corrupt_output,
             corrupt_batch: corrupt.clone(),
-            layers: config.num_hidden_layers,
+            layers,
             heads: config.num_attention_heads,
-        })
+            width: config.hidden_size,
+            blocks: (0..layers).map(|_| OnceLock::new()).collect(),
+            head: model.row_head()?,
+            host: (0..2 * PatchSite::ALL.len() * layers)
+                .map(|_| OnceLock::new())
+                .collect(),
+            clean_final: Final {
+                cls: Vec::new(),
+                logits: None,
+            },
+            corrupt_final: Final {
+                cls: Vec::new(),
+                logits: None,
+            },
+        };
+        let last = layers - 1;
+        let inputs = Tensor::cat(
+            &[
+                runs.activation(PatchSource::Clean, PatchSite::ResidPre, last)?,
+                runs.activation(PatchSource::Corrupt, PatchSite::ResidPre, last)?,
+            ],
+            0,
+        )?;
+        let mut finals = runs.finals(model, &inputs, &[None, None])?;
+        runs.corrupt_final = finals.pop().expect("two rows");
+        runs.clean_final = finals.pop().expect("two rows");
+        Ok(runs)
     }
 
     /// The clean run's final [CLS] vector.
     pub fn clean_cls(&self) -> Result<Vec<f32>> {
-        row(&self.clean.cls)
+        Ok(self.clean_final.cls.clone())
     }
 
     /// The corrupt run's final [CLS] vector.
     pub fn corrupt_cls(&self) -> Result<Vec<f32>> {
-        row(&self.corrupt.cls)
+        Ok(self.corrupt_final.cls.clone())
     }
 
     /// The clean run's classifier logits, if any.
     pub fn clean_logits(&self) -> Result<Option<Vec<f32>>> {
-        sequence_logits(&self.clean)
+        Ok(self.clean_final.logits.clone())
     }
 
     /// The corrupt run's classifier logits, if any.
     pub fn corrupt_logits(&self) -> Result<Option<Vec<f32>>> {
-        sequence_logits(&self.corrupt)
+        Ok(self.corrupt_final.logits.clone())
     }
 
     /// Token count of the pair ([CLS] and [SEP] included).
@@ -209,6 +272,40 @@ impl PairRuns {
         output.cache.get_point(point).ok_or_else(|| {
             GenolensError::hook(point.to_string(), "not captured by the pair's runs")
         })
+    }
+
+    /// An activation on the host as f32, [tokens · d] (z: heads side by side).
+    fn host(&self, source: PatchSource, site: PatchSite, layer: usize) -> Result<&[f32]> {
+        let site_index = PatchSite::ALL
+            .iter()
+            .position(|s| *s == site)
+            .expect("every site is listed");
+        let run = usize::from(source == PatchSource::Corrupt);
+        let slot = &self.host[(run * PatchSite::ALL.len() + site_index) * self.layers + layer];
+        if let Some(values) = slot.get() {
+            return Ok(values);
+        }
+        let values = row(self.activation(source, site, layer)?)?;
+        Ok(slot.get_or_init(|| values))
+    }
+
+    /// Row `position` of a host activation.
+    fn host_row(
+        &self,
+        source: PatchSource,
+        site: PatchSite,
+        layer: usize,
+        position: usize,
+    ) -> Result<&[f32]> {
+        Ok(&self.host(source, site, layer)?[position * self.width..][..self.width])
+    }
+
+    fn block(&self, model: &HookedModel, layer: usize) -> Result<&RowBlock> {
+        if let Some(block) = self.blocks[layer].get() {
+            return Ok(block);
+        }
+        let block = model.row_block(layer)?;
+        Ok(self.blocks[layer].get_or_init(|| block))
     }
 
     fn check(&self, patch: &Patch) -> Result<()> {
@@ -243,6 +340,145 @@ impl PairRuns {
         }
     }
 
+    /// Whether the values `patch` writes from `source` are the corrupt run's own, bit for bit.
+    fn writes_nothing_new(&self, patch: &Patch, source: PatchSource) -> Result<bool> {
+        if source == PatchSource::Corrupt {
+            return Ok(true);
+        }
+        let from = self.host(source, patch.site, patch.layer)?;
+        let into = self.host(PatchSource::Corrupt, patch.site, patch.layer)?;
+        let positions = match patch.position {
+            Some(p) => p..p + 1,
+            None => 0..self.tokens(),
+        };
+        let head_dim = self.width / self.heads;
+        let columns = match patch.head {
+            Some(h) => h * head_dim..(h + 1) * head_dim,
+            None => 0..self.width,
+        };
+        Ok(positions.into_iter().all(|p| {
+            let range = p * self.width + columns.start..p * self.width + columns.end;
+            from[range.clone()] == into[range]
+        }))
+    }
+
+    /// How `patch` runs.
+    fn job(&self, model: &HookedModel, patch: &Patch, source: PatchSource) -> Result<Job> {
+        if self.writes_nothing_new(patch, source)? {
+            return Ok(Job::Copy(PatchSource::Corrupt));
+        }
+        let last = self.layers - 1;
+        let layer = patch.layer;
+        let whole = |site| -> Result<Vec<f32>> { Ok(self.host(source, site, layer)?.to_vec()) };
+        let replace = |site| -> Result<Option<(Option<usize>, Vec<f32>)>> {
+            Ok(Some(match patch.position {
+                Some(p) => (Some(p), self.host_row(source, site, layer, p)?.to_vec()),
+                None => (None, whole(site)?),
+            }))
+        };
+        Ok(match patch.site {
+            PatchSite::ResidPre => Job::Residual {
+                start: layer,
+                replace: replace(PatchSite::ResidPre)?,
+                tail: None,
+            },
+            PatchSite::NormalizedResidPost if layer == last => match patch.position {
+                // The last block's output at [CLS] is the run's output.
+                None | Some(0) => Job::Copy(source),
+                Some(_) => Job::Copy(PatchSource::Corrupt),
+            },
+            PatchSite::NormalizedResidPost => Job::Residual {
+                start: layer + 1,
+                replace: replace(PatchSite::NormalizedResidPost)?,
+                tail: None,
+            },
+            // In the last block, only the [CLS] row reaches the output.
+            _ if layer == last => match patch.position {
+                None | Some(0) => Job::Residual {
+                    start: last,
+                    replace: None,
+                    tail: Some(*patch),
+                },
+                Some(_) => Job::Copy(PatchSource::Corrupt),
+            },
+            _ => match patch.position {
+                Some(p) => {
+                    let change = self.row_override(patch, source, p)?;
+                    let block = self.block(model, layer)?;
+                    let output = block.finish_row(
+                        self.host_row(PatchSource::Corrupt, PatchSite::ResidPre, layer, p)?,
+                        self.host_row(PatchSource::Corrupt, PatchSite::Z, layer, p)?,
+                        change,
+                    );
+                    Job::Residual {
+                        start: layer + 1,
+                        replace: Some((Some(p), output)),
+                        tail: None,
+                    }
+                }
+                None => Job::Intervene,
+            },
+        })
+    }
+
+    /// What `patch` writes into token `position`'s row of its block.
+    fn row_override(
+        &self,
+        patch: &Patch,
+        source: PatchSource,
+        position: usize,
+    ) -> Result<RowOverride<'_>> {
+        let value = self.host_row(source, patch.site, patch.layer, position)?;
+        Ok(match patch.site {
+            PatchSite::AttnOut => RowOverride::AttnOut(value),
+            PatchSite::MlpOut => RowOverride::MlpOut(value),
+            PatchSite::Z => RowOverride::Z {
+                head: patch.head,
+                value,
+            },
+            PatchSite::ResidPre | PatchSite::NormalizedResidPost => RowOverride::None,
+        })
+    }
+
+    /// Final [CLS] rows and logits of runs whose last-block inputs are `inputs` [rows,t,d]; row i's
+    /// [CLS] row takes patch `tails[i]` from the clean run.
+    fn finals(
+        &self,
+        model: &HookedModel,
+        inputs: &Tensor,
+        tails: &[Option<Patch>],
+    ) -> Result<Vec<Final>> {
+        let last = self.layers - 1;
+        let (keys, values) = model.keys_values(last, inputs)?;
+        let (keys, values) = (row(&keys)?, row(&values)?);
+        let cls = row(&inputs.narrow(1, 0, 1)?)?;
+        let tokens = inputs.dim(1)?;
+        let real = self.tokens();
+        let block = self.block(model, last)?;
+        let stride = tokens * self.width;
+        let changes = tails
+            .iter()
+            .map(|tail| match tail {
+                Some(patch) => self.row_override(patch, PatchSource::Clean, 0),
+                None => Ok(RowOverride::None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((0..tails.len())
+            .into_par_iter()
+            .map(|i| {
+                let cls = block.row(
+                    &cls[i * self.width..][..self.width],
+                    &keys[i * stride..][..stride],
+                    &values[i * stride..][..stride],
+                    real,
+                    changes[i],
+                );
+                let logits = self.head.logits(&cls);
+                Final { cls, logits }
+            })
+            .collect())
+    }
+
     /// Runs every patch, `variants_per_batch` patched runs per forward pass, writing activations of
     /// `source` into the corrupt run. Results are in the order of `patches`.
     pub fn patch(
@@ -253,29 +489,53 @@ impl PairRuns {
         variants_per_batch: usize,
     ) -> Result<Vec<Patched>> {
         patches.iter().try_for_each(|p| self.check(p))?;
+        if source == PatchSource::Corrupt {
+            // A run patched with its own values is that run.
+            return Ok(patches
+                .iter()
+                .map(|patch| self.copied(patch, PatchSource::Corrupt))
+                .collect());
+        }
         let variants_per_batch = variants_per_batch.max(1);
-        // Group by (site, layer): each group starts at the same layer from the same residual.
-        let mut order: Vec<usize> = (0..patches.len()).collect();
-        order.sort_by_key(|&i| (patches[i].layer, patches[i].site));
+        let jobs = patches
+            .iter()
+            .map(|patch| self.job(model, patch, source))
+            .collect::<Result<Vec<_>>>()?;
         let mut results: Vec<Option<Patched>> = vec![None; patches.len()];
-        let mut start = 0;
-        while start < order.len() {
-            let first = patches[order[start]];
-            let mut end = start;
-            while end < order.len()
-                && end - start < variants_per_batch
-                && patches[order[end]].layer == first.layer
-                && patches[order[end]].site == first.site
-            {
-                end += 1;
+        // Residual jobs grouped by their first layer, interventions by (layer, site).
+        let mut residual: Vec<usize> = Vec::new();
+        let mut intervene: Vec<usize> = Vec::new();
+        for (index, job) in jobs.iter().enumerate() {
+            match job {
+                Job::Copy(from) => results[index] = Some(self.copied(&patches[index], *from)),
+                Job::Residual { .. } => residual.push(index),
+                Job::Intervene => intervene.push(index),
             }
-            let group: Vec<usize> = order[start..end].to_vec();
+        }
+        let start_of = |i: usize| match &jobs[i] {
+            Job::Residual { start, .. } => *start,
+            _ => unreachable!("only residual jobs"),
+        };
+        residual.sort_by_key(|&i| start_of(i));
+        for group in runs_of(&residual, variants_per_batch, |&i| start_of(i)) {
+            let outputs = self.run_residual(model, group, &jobs, start_of(group[0]))?;
+            for (&index, last) in group.iter().zip(outputs) {
+                results[index] = Some(Patched {
+                    patch: patches[index],
+                    cls: last.cls,
+                    logits: last.logits,
+                });
+            }
+        }
+        intervene.sort_by_key(|&i| (patches[i].layer, patches[i].site));
+        for group in runs_of(&intervene, variants_per_batch, |&i| {
+            (patches[i].layer, patches[i].site)
+        }) {
             let group_patches: Vec<Patch> = group.iter().map(|&i| patches[i]).collect();
-            let outputs = self.run_group(model, &group_patches, source)?;
+            let outputs = self.run_intervention(model, &group_patches, source)?;
             for (&index, patched) in group.iter().zip(outputs) {
                 results[index] = Some(patched);
             }
-            start = end;
         }
         Ok(results
             .into_iter()
@@ -283,8 +543,65 @@ impl PairRuns {
             .collect())
     }
 
-    /// One forward pass for patches sharing a site and layer, one row each.
-    fn run_group(
+    fn copied(&self, patch: &Patch, from: PatchSource) -> Patched {
+        let reference = match from {
+            PatchSource::Clean => &self.clean_final,
+            PatchSource::Corrupt => &self.corrupt_final,
+        };
+        Patched {
+            patch: *patch,
+            cls: reference.cls.clone(),
+            logits: reference.logits.clone(),
+        }
+    }
+
+    /// One forward pass from layer `start` for residual jobs, one row each.
+    fn run_residual(
+        &self,
+        model: &HookedModel,
+        group: &[usize],
+        jobs: &[Job],
+        start: usize,
+    ) -> Result<Vec<Final>> {
+        let rows = group.len();
+        let base = if start < self.layers {
+            self.host(PatchSource::Corrupt, PatchSite::ResidPre, start)?
+        } else {
+            unreachable!("a residual job starts inside the model")
+        };
+        let mut residual = Vec::with_capacity(rows * base.len());
+        let mut tails = Vec::with_capacity(rows);
+        for &index in group {
+            let Job::Residual { replace, tail, .. } = &jobs[index] else {
+                unreachable!("only residual jobs")
+            };
+            let offset = residual.len();
+            residual.extend_from_slice(base);
+            match replace {
+                Some((Some(p), values)) => {
+                    residual[offset + p * self.width..][..self.width].copy_from_slice(values)
+                }
+                Some((None, values)) => residual[offset..].copy_from_slice(values),
+                None => {}
+            }
+            tails.push(*tail);
+        }
+        let tokens = base.len() / self.width;
+        let device = model.device();
+        let dtype = self
+            .activation(PatchSource::Corrupt, PatchSite::ResidPre, start)?
+            .dtype();
+        let residual =
+            Tensor::from_vec(residual, (rows, tokens, self.width), device)?.to_dtype(dtype)?;
+        let batch = repeat_batch(&self.corrupt_batch, rows)?;
+        let inputs =
+            model.forward_layers(start, self.layers - 1, &residual, &batch, &Hooks::none())?;
+        self.finals(model, &inputs, &tails)
+    }
+
+    /// One forward pass for whole-layer attn_out / mlp_out / z patches sharing a site and layer
+    /// (before the last layer), one row each.
+    fn run_intervention(
         &self,
         model: &HookedModel,
         patches: &[Patch],
@@ -296,69 +613,46 @@ impl PairRuns {
         let device = model.device();
         let batch = repeat_batch(&self.corrupt_batch, rows)?;
         let patched_value = self.activation(source, site, layer)?;
-        let corrupt_value = self.activation(PatchSource::Corrupt, site, layer)?;
         let mask = selection_mask(patches, patched_value.dims(), device)?;
-        let output = match site {
-            PatchSite::ResidPre | PatchSite::NormalizedResidPost => {
-                let corrupt_rows = repeat_rows(corrupt_value, rows)?;
-                let patched_rows = repeat_rows(patched_value, rows)?;
-                let residual = mask
-                    .broadcast_as(corrupt_rows.shape())?
-                    .where_cond(&patched_rows, &corrupt_rows)?;
-                let start = if site == PatchSite::ResidPre {
-                    layer
-                } else {
-                    layer + 1
-                };
-                model.forward_from(start, &residual, &batch, &Hooks::none())?
-            }
-            PatchSite::AttnOut | PatchSite::MlpOut | PatchSite::Z => {
-                let residual = repeat_rows(
-                    self.activation(PatchSource::Corrupt, PatchSite::ResidPre, layer)?,
-                    rows,
-                )?;
-                let patched_rows = repeat_rows(patched_value, rows)?;
-                let intervention =
-                    Intervention::Custom(std::sync::Arc::new(move |activation: &Tensor| {
-                        mask.broadcast_as(activation.shape())?
-                            .where_cond(&patched_rows, activation)
-                    }));
-                let hooks = Hooks::none()
-                    .intervene(HookPoint::block(layer, site.block_site()), intervention);
-                model.forward_from(layer, &residual, &batch, &hooks)?
-            }
-        };
-        let cls = output.cls.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        // The classifier head multiplies [rows, d] matrices, whose GEMM path (and rounding)
-        // depends on the row count; run it one row at a time so that a patched run's logits do
-        // not depend on how many variants shared its batch.
-        let logits = match &output.logits {
-            Some(logits) if logits.rank() == 2 => Some(
-                (0..rows)
-                    .map(|i| {
-                        let hidden = output.last_hidden_state.narrow(0, i, 1)?;
-                        let alone = model.forward_from(
-                            self.layers,
-                            &hidden,
-                            &self.corrupt_batch,
-                            &Hooks::none(),
-                        )?;
-                        Ok(sequence_logits(&alone)?.expect("a classifier has logits"))
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            ),
-            _ => None,
-        };
+        let residual = repeat_rows(
+            self.activation(PatchSource::Corrupt, PatchSite::ResidPre, layer)?,
+            rows,
+        )?;
+        let patched_rows = repeat_rows(patched_value, rows)?;
+        let intervention = Intervention::Custom(std::sync::Arc::new(move |activation: &Tensor| {
+            mask.broadcast_as(activation.shape())?
+                .where_cond(&patched_rows, activation)
+        }));
+        let hooks =
+            Hooks::none().intervene(HookPoint::block(layer, site.block_site()), intervention);
+        let inputs = model.forward_layers(layer, self.layers - 1, &residual, &batch, &hooks)?;
+        let finals = self.finals(model, &inputs, &vec![None; rows])?;
         Ok(patches
             .iter()
-            .enumerate()
-            .map(|(i, patch)| Patched {
+            .zip(finals)
+            .map(|(patch, last)| Patched {
                 patch: *patch,
-                cls: cls[i].clone(),
-                logits: logits.as_ref().map(|l| l[i].clone()),
+                cls: last.cls,
+                logits: last.logits,
             })
             .collect())
     }
+}
+
+/// Consecutive runs of `items` with the same key, at most `limit` long.
+fn runs_of<T, K: PartialEq>(items: &[T], limit: usize, key: impl Fn(&T) -> K) -> Vec<&[T]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let first = key(&items[start]);
+        let mut end = start + 1;
+        while end < items.len() && end - start < limit && key(&items[end]) == first {
+            end += 1;
+        }
+        groups.push(&items[start..end]);
+        start = end;
+    }
+    groups
 }
 
 /// `batch` (one sequence) repeated `rows` times.
@@ -829,6 +1123,60 @@ mod tests {
             .unwrap();
         let fraction = PatchMetrics::new(&one[0].cls, &clean, &corrupt).fraction_restored;
         assert!(fraction < 1.0, "{fraction}");
+    }
+
+    /// The plain way: the whole corrupt forward with a hook writing the clean values.
+    fn naive(loaded: &LoadedModel, runs: &PairRuns, patch: &Patch) -> (Vec<f32>, Vec<f32>) {
+        let clean = runs
+            .activation(PatchSource::Clean, patch.site, patch.layer)
+            .unwrap()
+            .clone();
+        let mask = selection_mask(std::slice::from_ref(patch), clean.dims(), &Device::Cpu).unwrap();
+        let intervention = Intervention::Custom(std::sync::Arc::new(move |a: &Tensor| {
+            mask.broadcast_as(a.shape())?.where_cond(&clean, a)
+        }));
+        let hooks = Hooks::none().intervene(
+            HookPoint::block(patch.layer, patch.site.block_site()),
+            intervention,
+        );
+        let output = loaded.model.forward(&runs.corrupt_batch, &hooks).unwrap();
+        (
+            row(&output.cls).unwrap(),
+            row(output.logits.as_ref().unwrap()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn every_shortcut_agrees_with_the_whole_hooked_forward() {
+        // Copies (untouched tokens, the last block's output), single rows of attn_out / mlp_out /
+        // z, the last block's [CLS] row alone: each against the full forward with a hook.
+        let loaded = model();
+        let runs = pair(&loaded);
+        let patches = every_patch(&runs);
+        let results = runs
+            .patch(&loaded.model, &patches, PatchSource::Clean, 16)
+            .unwrap();
+        let mut copies = 0;
+        for patched in &results {
+            let (cls, logits) = naive(&loaded, &runs, &patched.patch);
+            let error = |a: &[f32], b: &[f32]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max)
+            };
+            assert!(error(&patched.cls, &cls) < 1e-5, "{:?}", patched.patch);
+            assert!(
+                error(patched.logits.as_ref().unwrap(), &logits) < 1e-5,
+                "{:?}",
+                patched.patch
+            );
+            if patched.cls == runs.corrupt_cls().unwrap() {
+                copies += 1;
+            }
+        }
+        // The SNV touches 3 of the 24 3-mers: most layer-0 input patches write nothing new.
+        assert!(copies > 20, "{copies}");
     }
 
     #[test]

@@ -300,6 +300,92 @@ impl HookedModel {
         )
     }
 
+    /// Runs layers `first..end` from `residual` (layer `first`'s `hook_resid_pre`, [b,t,d]) and
+    /// returns layer `end - 1`'s output (layer `end`'s input); no head.
+    pub fn forward_layers(
+        &self,
+        first: usize,
+        end: usize,
+        residual: &Tensor,
+        batch: &Batch,
+        hooks: &Hooks,
+    ) -> Result<Tensor> {
+        let layers = self.config.num_hidden_layers;
+        hooks.validate(layers, self.config.num_attention_heads)?;
+        if first > end || end > layers {
+            return Err(crate::error::GenolensError::hook(
+                format!("forward_layers({first}..{end})"),
+                format!("the model has {layers} layers"),
+            ));
+        }
+        let key_mask = additive_key_mask(&batch.attention_mask)?.to_device(&self.device)?;
+        let mut cache = ActivationCache::default();
+        let mut residual = residual.clone();
+        for index in first..end {
+            residual = self.run_layer(
+                index,
+                &self.layers[index],
+                residual,
+                &key_mask,
+                hooks,
+                &mut cache,
+            )?;
+        }
+        Ok(residual)
+    }
+
+    /// Keys and values [b,t,d] (heads side by side) of layer `layer` for its input `residual`.
+    pub fn keys_values(&self, layer: usize, residual: &Tensor) -> Result<(Tensor, Tensor)> {
+        let block = self.layers.get(layer).ok_or_else(|| {
+            crate::error::GenolensError::hook(
+                format!("keys_values({layer})"),
+                format!("the model has {} layers", self.config.num_hidden_layers),
+            )
+        })?;
+        Ok((block.key.forward(residual)?, block.value.forward(residual)?))
+    }
+
+    /// Layer `layer`'s weights on the host, for evaluating single token rows
+    /// ([`RowBlock`](crate::model::rows::RowBlock)).
+    pub fn row_block(&self, layer: usize) -> Result<crate::model::rows::RowBlock> {
+        use crate::model::rows::{RowBlock, RowLayerNorm, RowLinear};
+        let block = self.layers.get(layer).ok_or_else(|| {
+            crate::error::GenolensError::hook(
+                format!("row_block({layer})"),
+                format!("the model has {} layers", self.config.num_hidden_layers),
+            )
+        })?;
+        let linear = |l: &Linear| RowLinear::new(&l.weight, &l.bias);
+        let norm = |n: &LayerNorm| RowLayerNorm::new(&n.weight, &n.bias, n.eps);
+        Ok(RowBlock {
+            query: linear(&block.query)?,
+            attention_output: linear(&block.attention_output)?,
+            attention_layer_norm: norm(&block.attention_layer_norm)?,
+            intermediate: linear(&block.intermediate)?,
+            output: linear(&block.output)?,
+            output_layer_norm: norm(&block.output_layer_norm)?,
+            heads: self.config.num_attention_heads,
+            head_dim: self.config.head_dim(),
+            activation: self.config.hidden_act,
+        })
+    }
+
+    /// The pooler and classifier on the host (both `None` for models without a classifier).
+    pub fn row_head(&self) -> Result<crate::model::rows::RowHead> {
+        use crate::model::rows::{RowHead, RowLinear};
+        let linear = |l: &Linear| RowLinear::new(&l.weight, &l.bias);
+        Ok(match (&self.head, &self.pooler) {
+            (Head::Classifier(classifier), Some(pooler)) => RowHead {
+                pooler: Some(linear(pooler)?),
+                classifier: Some(linear(classifier)?),
+            },
+            _ => RowHead {
+                pooler: None,
+                classifier: None,
+            },
+        })
+    }
+
     /// Final hidden states [b,t,d] without any head or hooks: what training needs before it picks
     /// the positions a loss looks at (the MLM loss reads ~15 % of positions, so the vocabulary
     /// projection is applied to those rows only, see [`mlm_logits`](Self::mlm_logits)).

@@ -7,6 +7,7 @@ pub mod config;
 pub mod heads;
 pub mod hooks;
 pub mod load;
+pub mod rows;
 pub mod source;
 pub mod weights;
 

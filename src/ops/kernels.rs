@@ -202,7 +202,7 @@ crate::simd_dispatch! {
 /// inline the larger derivative closure into the vectorised loop (perf showed it called per
 /// element, 7.5 % of an MLM training step).
 #[inline(always)]
-fn gelu_value(x: f32) -> f32 {
+pub(crate) fn gelu_value(x: f32) -> f32 {
     0.5 * x * (1.0 + vm::erf(x * FRAC_1_SQRT_2))
 }
 
