@@ -509,32 +509,15 @@ impl HookedModel {
             split_heads(layer.value.forward(&residual)?)?,
             cache,
         )?;
-        // [b, h, t, d_head] views: the batched products read the strides in place (candle's
-        // matmul elsewhere needs them contiguous).
-        let by_head = |x: Tensor| -> Result<Tensor> {
-            let x = x.transpose(1, 2)?;
-            Ok(if x.device().is_cpu() {
-                x
-            } else {
-                x.contiguous()?
-            })
-        };
-        let (q, k, v) = (by_head(q)?, by_head(k)?, by_head(v)?);
         // 1/√d_head applied to q (t·d_head values) rather than to the scores (t² values).
         let scale = (head_dim as f64).powf(-0.5);
-        let product = batched_matmul(&(q * scale)?, &k.t()?)?;
-        let pattern = if hooks.wants(point(BlockSite::AttnScores)) {
-            let scores = product.broadcast_add(key_mask)?;
-            let scores = hooks.apply(point(BlockSite::AttnScores), scores, cache)?;
-            softmax_last_dim(&scores)?
+        let reads_pattern =
+            hooks.wants(point(BlockSite::AttnScores)) || hooks.wants(point(BlockSite::Pattern));
+        let z = if !reads_pattern && crate::ops::attention::applies(&q, &k, &v) {
+            crate::ops::attention::attention(&q, &k, &v, key_mask, scale)?
         } else {
-            // Nobody reads the masked scores: add the mask inside the softmax pass.
-            masked_softmax(&product, key_mask)?
+            self.unfused_attention(index, q, k, v, key_mask, hooks, cache)?
         };
-        let pattern = hooks.apply(point(BlockSite::Pattern), pattern, cache)?;
-        let z = batched_matmul(&pattern, &v)?
-            .transpose(1, 2)?
-            .contiguous()?;
         let z = hooks.apply(point(BlockSite::Z), z, cache)?;
 
         let mut attention_out = layer
@@ -588,6 +571,48 @@ impl HookedModel {
             cache,
         )?;
         hooks.apply(point(BlockSite::NormalizedResidPost), normalized, cache)
+    }
+
+    /// Attention with the scores and pattern as tensors (hooks can read or replace them, and
+    /// gradients flow through): [b, t, h, d_head] q, k, v → z of the same shape.
+    #[allow(clippy::too_many_arguments)]
+    fn unfused_attention(
+        &self,
+        index: usize,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        key_mask: &Tensor,
+        hooks: &Hooks,
+        cache: &mut ActivationCache,
+    ) -> Result<Tensor> {
+        let point = |site| HookPoint::block(index, site);
+        let scale = (self.config.head_dim() as f64).powf(-0.5);
+        // [b, h, t, d_head] views: the batched products read the strides in place (candle's
+        // matmul elsewhere needs them contiguous).
+        let by_head = |x: Tensor| -> Result<Tensor> {
+            let x = x.transpose(1, 2)?;
+            Ok(if x.device().is_cpu() {
+                x
+            } else {
+                x.contiguous()?
+            })
+        };
+        let (q, k, v) = (by_head(q)?, by_head(k)?, by_head(v)?);
+        let product = batched_matmul(&(q * scale)?, &k.t()?)?;
+        let pattern = if hooks.wants(point(BlockSite::AttnScores)) {
+            let scores = product.broadcast_add(key_mask)?;
+            let scores = hooks.apply(point(BlockSite::AttnScores), scores, cache)?;
+            softmax_last_dim(&scores)?
+        } else {
+            // Nobody reads the masked scores: add the mask inside the softmax pass.
+            masked_softmax(&product, key_mask)?
+        };
+        let pattern = hooks.apply(point(BlockSite::Pattern), pattern, cache)?;
+        let z = batched_matmul(&pattern, &v)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        Ok(z)
     }
 
     /// Per-head contributions z_h · W_O[:, h] as [b,t,h,d_model] (before the output bias).

@@ -7,7 +7,6 @@
 //! in place, without copies.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// How to walk one operand: where each batch item starts and its row and column strides.
 struct Walk {
@@ -74,39 +73,40 @@ impl CustomOp2 for BatchedProduct {
             );
         }
         let (m, k, n) = (a.rows, a.cols, b.cols);
-        let mut out = vec![0f32; a.starts.len() * m * n];
-        if m * n > 0 {
-            out.par_chunks_mut(m * n)
-                .zip(a.starts.par_iter().zip(&b.starts))
-                .for_each(|(dst, (&a_start, &b_start))| {
-                    // SAFETY: dst is m × n (row stride n); `walk` derived each operand's start
-                    // and strides from its layout, which candle checked against its buffer, so
-                    // every element the strides reach lies inside that buffer.
-                    unsafe {
-                        gemm::gemm(
-                            m,
-                            n,
-                            k,
-                            dst.as_mut_ptr(),
-                            1,
-                            n as isize,
-                            false,
-                            a_data.as_ptr().add(a_start),
-                            a.col_stride as isize,
-                            a.row_stride as isize,
-                            b_data.as_ptr().add(b_start),
-                            b.col_stride as isize,
-                            b.row_stride as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
-                });
-        }
+        let out = if m * n == 0 {
+            Vec::new()
+        } else {
+            crate::ops::row_ops::new_in_parallel(a.starts.len() * m * n, m * n, |offset, dst| {
+                let item = offset / (m * n);
+                let (a_start, b_start) = (a.starts[item], b.starts[item]);
+                // SAFETY: dst is m × n (row stride n); `walk` derived each operand's start
+                // and strides from its layout, which candle checked against its buffer, so
+                // every element the strides reach lies inside that buffer.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        dst.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        a_data.as_ptr().add(a_start),
+                        a.col_stride as isize,
+                        a.row_stride as isize,
+                        b_data.as_ptr().add(b_start),
+                        b.col_stride as isize,
+                        b.row_stride as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            })
+        };
         let mut shape = leading.to_vec();
         shape.extend([m, n]);
         Ok((CpuStorage::F32(out), Shape::from(shape)))

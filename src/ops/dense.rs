@@ -39,7 +39,12 @@ impl CustomOp3 for DenseLayer {
                 bias.len()
             );
         }
-        let mut out = bias.repeat(rows);
+        // The bias rows, written in parallel (a single-threaded `repeat` was a visible memmove).
+        let mut out = crate::ops::row_ops::new_row_blocks(rows * outputs, outputs, |_, block| {
+            for row in block.chunks_mut(outputs) {
+                row.copy_from_slice(bias);
+            }
+        });
         let threads = rayon::current_num_threads();
         let parallelism = if threads > 1 {
             gemm::Parallelism::Rayon(threads)

@@ -7,10 +7,9 @@
 //! composed (differentiable) ops.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
-use rayon::prelude::*;
 
 use crate::ops::graft;
-use crate::ops::row_ops::for_each_row_block;
+use crate::ops::row_ops::{new_in_parallel, new_row_blocks};
 use crate::ops::vector_math as vm;
 
 /// Rows handed to one rayon task at least (keeps scheduling overhead small for narrow rows).
@@ -50,11 +49,9 @@ impl CustomOp1 for SoftmaxLastDim {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let input = contiguous_f32(storage, layout, self.name())?;
         let width = layout.dims()[layout.dims().len() - 1];
-        let mut output = vec![0f32; input.len()];
-        output
-            .par_chunks_mut(width * rows_per_task(width))
-            .zip(input.par_chunks(width * rows_per_task(width)))
-            .for_each(|(out_rows, in_rows)| softmax_rows(out_rows, in_rows, width));
+        let output = new_row_blocks(input.len(), width, |start, out| {
+            softmax_rows(out, &input[start..start + out.len()], width)
+        });
         Ok((CpuStorage::F32(output), layout.shape().clone()))
     }
 
@@ -104,8 +101,7 @@ impl candle_core::CustomOp2 for MaskedSoftmax {
             );
         }
         let rows_per_item = scores.len() / width / items.max(1);
-        let mut output = vec![0f32; scores.len()];
-        for_each_row_block(&mut output, width, |start, out| {
+        let output = new_row_blocks(scores.len(), width, |start, out| {
             let rows = &scores[start..start + out.len()];
             masked_softmax_rows(out, rows, mask, start / width, rows_per_item, width)
         });
@@ -153,12 +149,9 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 fn map_parallel(input: &[f32], slice_function: fn(&mut [f32], &[f32])) -> Vec<f32> {
-    let mut output = vec![0f32; input.len()];
-    output
-        .par_chunks_mut(MIN_ELEMENTS_PER_TASK)
-        .zip(input.par_chunks(MIN_ELEMENTS_PER_TASK))
-        .for_each(|(out, inp)| slice_function(out, inp));
-    output
+    new_in_parallel(input.len(), MIN_ELEMENTS_PER_TASK, |start, out| {
+        slice_function(out, &input[start..start + out.len()])
+    })
 }
 
 crate::simd_dispatch! {
@@ -176,7 +169,7 @@ crate::simd_dispatch! {
 crate::simd_dispatch! {
     /// softmax(row + mask row) of each `width`-long row; row r (counted from `first_row`) takes
     /// mask row r / rows_per_item.
-    fn masked_softmax_rows(
+    pub(crate) fn masked_softmax_rows(
         output: &mut [f32],
         input: &[f32],
         mask: &[f32],

@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 
 use crate::ops::graft;
 use crate::ops::kernels::{contiguous_f32, fused};
-use crate::ops::row_ops::{column_sums, for_each_row_block};
+use crate::ops::row_ops::{column_sums, new_row_blocks};
 use crate::ops::vector_math as vm;
 
 /// Mean and 1/√(biased variance + ε) of a row; `scratch` (as long as the row) is overwritten.
@@ -101,8 +101,7 @@ impl CustomOp3 for AffineLayerNorm {
                 shift.len()
             );
         }
-        let mut output = vec![0f32; x.len()];
-        for_each_row_block(&mut output, width, |start, out| {
+        let output = new_row_blocks(x.len(), width, |start, out| {
             layer_norm_rows(out, &x[start..start + out.len()], scale, shift, self.eps)
         });
         Ok((CpuStorage::F32(output), l1.shape().clone()))
@@ -160,8 +159,7 @@ impl CustomOp3 for InputGradient {
         let x = contiguous_f32(s1, l1, self.name())?;
         let scale = contiguous_f32(s2, l2, self.name())?;
         let grad = contiguous_f32(s3, l3, self.name())?;
-        let mut output = vec![0f32; x.len()];
-        for_each_row_block(&mut output, scale.len(), |start, out| {
+        let output = new_row_blocks(x.len(), scale.len(), |start, out| {
             let rows = start..start + out.len();
             input_gradient_rows(out, &x[rows.clone()], &grad[rows], scale, self.eps)
         });
@@ -188,8 +186,7 @@ impl CustomOp2 for GradTimesNormalised {
         let x = contiguous_f32(s1, l1, self.name())?;
         let grad = contiguous_f32(s2, l2, self.name())?;
         let width = l1.dims()[l1.dims().len() - 1];
-        let mut output = vec![0f32; x.len()];
-        for_each_row_block(&mut output, width, |start, out| {
+        let output = new_row_blocks(x.len(), width, |start, out| {
             let rows = start..start + out.len();
             grad_times_normalised_rows(out, &x[rows.clone()], &grad[rows], width, self.eps)
         });

@@ -6,6 +6,7 @@
 //! ← `row_ops` ← `graft` (CUDA) ← `dense`, `layer_norm`, `batched_matmul` ← `layers` (the
 //! building blocks the model holds).
 
+pub(crate) mod attention;
 pub(crate) mod batched_matmul;
 pub(crate) mod dense;
 pub(crate) mod graft;

@@ -1,0 +1,201 @@
+//! Inference attention on the CPU as one op: for each (sequence, head) item, one task computes
+//! `softmax(q·kᵀ/√d_head + mask)·v` with the [t, t] scores and pattern in its own scratch buffers,
+//! which stay in cache, and writes `z` straight into the [b, t, heads, d_head] layout `hook_z`
+//! uses. The unfused path stores the scores and the pattern for the whole batch ([b, heads, t, t],
+//! 41 MB at 32 × 8 heads × 200 tokens, each written and read back through memory) and copies `z`
+//! out of a transposed view. Same products, same softmax kernel, same order of operations: the
+//! values equal the unfused path's. Used when no hook reads the scores or the pattern and no
+//! gradient is wanted (the op has no backward).
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::ops::kernels::{contiguous_f32, fused, masked_softmax_rows};
+
+struct FusedAttention {
+    /// Additive key mask, [b, t] (0 or f32::MIN).
+    mask: Vec<f32>,
+    scale: f32,
+}
+
+/// A pointer the tasks share; each writes its own (sequence, head) columns of `z`.
+#[derive(Clone, Copy)]
+struct Output(*mut f32);
+// SAFETY: tasks write disjoint elements (their own sequence and head columns), and the buffer
+// outlives the parallel loop.
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+impl CustomOp3 for FusedAttention {
+    fn name(&self) -> &'static str {
+        "genolens-fused-attention"
+    }
+
+    /// q, k, v: [b, t, heads, d_head], contiguous. Returns z with the same shape.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let q = contiguous_f32(s1, l1, self.name())?;
+        let k = contiguous_f32(s2, l2, self.name())?;
+        let v = contiguous_f32(s3, l3, self.name())?;
+        let (batch, tokens, heads, head_dim) = l1.shape().dims4()?;
+        if l2.dims() != l1.dims() || l3.dims() != l1.dims() || self.mask.len() != batch * tokens {
+            candle_core::bail!(
+                "{}: q {:?}, k {:?}, v {:?} and a mask of {} values do not fit",
+                self.name(),
+                l1.dims(),
+                l2.dims(),
+                l3.dims(),
+                self.mask.len()
+            );
+        }
+        let width = heads * head_dim;
+        let len = batch * tokens * width;
+        let mut z = crate::ops::row_ops::new_in_parallel(len, len.div_ceil(4).max(1), |_, _| {});
+        let out = Output(z.as_mut_ptr());
+        let t = tokens;
+        (0..batch * heads).into_par_iter().for_each_init(
+            || {
+                (
+                    vec![0f32; t * head_dim],
+                    vec![0f32; t * t],
+                    vec![0f32; t * t],
+                )
+            },
+            |(scaled, scores, pattern), item| {
+                let (b, h) = (item / heads, item % heads);
+                let base = b * tokens * width + h * head_dim;
+                for (i, row) in scaled.chunks_mut(head_dim).enumerate() {
+                    let from = &q[base + i * width..][..head_dim];
+                    for (s, &x) in row.iter_mut().zip(from) {
+                        *s = x * self.scale;
+                    }
+                }
+                let out = out;
+                // SAFETY: `scaled` is t × d_head (row stride d_head); k's item is read as
+                // kᵀ, d_head × t (row stride 1, column stride `width`) inside k's buffer;
+                // `scores` is t × t.
+                unsafe {
+                    gemm::gemm(
+                        t,
+                        t,
+                        head_dim,
+                        scores.as_mut_ptr(),
+                        1,
+                        t as isize,
+                        false,
+                        scaled.as_ptr(),
+                        1,
+                        head_dim as isize,
+                        k.as_ptr().add(base),
+                        width as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                masked_softmax_rows(pattern, scores, &self.mask[b * t..(b + 1) * t], 0, t, t);
+                // SAFETY: `pattern` is t × t; v's item is t × d_head (row stride `width`);
+                // z's item is t × d_head at the same offsets (row stride `width`), written
+                // by this task only.
+                unsafe {
+                    gemm::gemm(
+                        t,
+                        head_dim,
+                        t,
+                        out.0.add(base),
+                        1,
+                        width as isize,
+                        false,
+                        pattern.as_ptr(),
+                        1,
+                        t as isize,
+                        v.as_ptr().add(base),
+                        1,
+                        width as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            },
+        );
+        Ok((CpuStorage::F32(z), l1.shape().clone()))
+    }
+}
+
+/// Whether [`attention`] applies: f32 on the CPU, no gradient wanted.
+pub(crate) fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
+    [q, k, v].iter().all(|x| fused(x) && !x.track_op())
+}
+
+/// z = softmax(q·kᵀ·scale + mask)·v for q, k, v [b, t, heads, d_head] and an additive key mask
+/// [b, 1, 1, t]; z is [b, t, heads, d_head]. Check [`applies`] first.
+pub(crate) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_mask: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
+    let mask = key_mask.flatten_all()?.to_vec1::<f32>()?;
+    q.contiguous()?.apply_op3(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        FusedAttention {
+            mask,
+            scale: scale as f32,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::batched_matmul::batched_matmul;
+    use crate::ops::kernels::masked_softmax;
+    use candle_core::Device;
+
+    #[test]
+    fn equals_the_unfused_products_and_softmax_bit_for_bit() {
+        let (b, t, h, d) = (3, 37, 4, 8);
+        let sample =
+            |seed: u64| crate::ops::kernels::test_support::normal(&[b, t, h, d], seed, 1.0);
+        let (q, k, v) = (sample(1), sample(2), sample(3));
+        // The second sequence has 30 real tokens, the third 5.
+        let mut valid = vec![1u32; b * t];
+        valid[t + 30..2 * t].fill(0);
+        valid[2 * t + 5..].fill(0);
+        let mask =
+            crate::ops::additive_key_mask(&Tensor::from_vec(valid, (b, t), &Device::Cpu).unwrap())
+                .unwrap();
+        let scale = (d as f64).powf(-0.5);
+        assert!(applies(&q, &k, &v));
+        let fused = attention(&q, &k, &v, &mask, scale).unwrap();
+        let by_head = |x: &Tensor| x.transpose(1, 2).unwrap();
+        let product =
+            batched_matmul(&(by_head(&q) * scale).unwrap(), &by_head(&k).t().unwrap()).unwrap();
+        let pattern = masked_softmax(&product, &mask).unwrap();
+        let unfused = batched_matmul(&pattern, &by_head(&v))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(flat(&fused), flat(&unfused));
+    }
+}
