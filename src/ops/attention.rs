@@ -26,6 +26,14 @@ struct Output(*mut f32);
 unsafe impl Send for Output {}
 unsafe impl Sync for Output {}
 
+impl Output {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper, not its field).
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: callers pass offsets inside the buffer.
+        unsafe { self.0.add(offset) }
+    }
+}
+
 impl CustomOp3 for FusedAttention {
     fn name(&self) -> &'static str {
         "genolens-fused-attention"
@@ -77,7 +85,6 @@ impl CustomOp3 for FusedAttention {
                         *s = x * self.scale;
                     }
                 }
-                let out = out;
                 // SAFETY: `scaled` is t × d_head (row stride d_head); k's item is read as
                 // kᵀ, d_head × t (row stride 1, column stride `width`) inside k's buffer;
                 // `scores` is t × t.
@@ -113,7 +120,7 @@ impl CustomOp3 for FusedAttention {
                         t,
                         head_dim,
                         t,
-                        out.0.add(base),
+                        out.at(base),
                         1,
                         width as isize,
                         false,
