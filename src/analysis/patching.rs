@@ -130,6 +130,8 @@ pub struct PairRuns {
     blocks: Vec<OnceLock<RowBlock>>,
     head: RowHead,
     host: Vec<OnceLock<Vec<f32>>>,
+    /// The corrupt run's q, k, v per layer on the host (3 per layer).
+    corrupt_qkv: Vec<OnceLock<Vec<f32>>>,
     clean_final: Final,
     corrupt_final: Final,
 }
@@ -155,6 +157,9 @@ pub struct Patched {
 fn row(tensor: &Tensor) -> Result<Vec<f32>> {
     Ok(tensor.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
 }
+
+/// The attention inputs the corrupt run keeps for reuse.
+const QKV: [BlockSite; 3] = [BlockSite::Q, BlockSite::K, BlockSite::V];
 
 /// How one patch is run.
 enum Job {
@@ -200,6 +205,9 @@ impl PairRuns {
             hooks = hooks.capture(&format!("blocks.*.{}", site.block_site().suffix()))?;
         }
         let clean_output = model.forward(clean, &hooks)?;
+        for site in QKV {
+            hooks = hooks.capture(&format!("blocks.*.{}", site.suffix()))?;
+        }
         let corrupt_output = model.forward(corrupt, &hooks)?;
         let config = model.config();
         let layers = config.num_hidden_layers;
@@ -215,6 +223,7 @@ impl PairRuns {
             host: (0..2 * PatchSite::ALL.len() * layers)
                 .map(|_| OnceLock::new())
                 .collect(),
+            corrupt_qkv: (0..3 * layers).map(|_| OnceLock::new()).collect(),
             clean_final: Final {
                 cls: Vec::new(),
                 logits: None,
@@ -232,7 +241,7 @@ impl PairRuns {
             ],
             0,
         )?;
-        let mut finals = runs.finals(model, &inputs, &[None, None])?;
+        let mut finals = runs.finals(model, &inputs, None, &[None, None])?;
         runs.corrupt_final = finals.pop().expect("two rows");
         runs.clean_final = finals.pop().expect("two rows");
         Ok(runs)
@@ -286,6 +295,20 @@ impl PairRuns {
             return Ok(values);
         }
         let values = row(self.activation(source, site, layer)?)?;
+        Ok(slot.get_or_init(|| values))
+    }
+
+    /// The corrupt run's q, k or v (`which` 0, 1, 2) at `layer` on the host, [tokens · d].
+    fn corrupt_qkv(&self, layer: usize, which: usize) -> Result<&[f32]> {
+        let slot = &self.corrupt_qkv[layer * 3 + which];
+        if let Some(values) = slot.get() {
+            return Ok(values);
+        }
+        let point = HookPoint::block(layer, QKV[which]);
+        let tensor = self.corrupt.cache.get_point(point).ok_or_else(|| {
+            GenolensError::hook(point.to_string(), "not captured by the pair's runs")
+        })?;
+        let values = row(tensor)?;
         Ok(slot.get_or_init(|| values))
     }
 
@@ -440,17 +463,24 @@ impl PairRuns {
         })
     }
 
-    /// Final [CLS] rows and logits of runs whose last-block inputs are `inputs` [rows,t,d]; row i's
-    /// [CLS] row takes patch `tails[i]` from the clean run.
+    /// Final [CLS] rows and logits of runs whose last-block inputs are `inputs` [rows,t,d] (with
+    /// their keys and values on the host, when already known); row i's [CLS] row takes patch
+    /// `tails[i]` from the clean run.
     fn finals(
         &self,
         model: &HookedModel,
         inputs: &Tensor,
+        keys_values: Option<(Vec<f32>, Vec<f32>)>,
         tails: &[Option<Patch>],
     ) -> Result<Vec<Final>> {
         let last = self.layers - 1;
-        let (keys, values) = model.keys_values(last, inputs)?;
-        let (keys, values) = (row(&keys)?, row(&values)?);
+        let (keys, values) = match keys_values {
+            Some(known) => known,
+            None => {
+                let (keys, values) = model.keys_values(last, inputs)?;
+                (row(&keys)?, row(&values)?)
+            }
+        };
         let cls = row(&inputs.narrow(1, 0, 1)?)?;
         let tokens = inputs.dim(1)?;
         let real = self.tokens();
@@ -512,13 +542,15 @@ impl PairRuns {
                 Job::Intervene => intervene.push(index),
             }
         }
-        let start_of = |i: usize| match &jobs[i] {
-            Job::Residual { start, .. } => *start,
+        // (first layer, whether every token is replaced): groups of one kind, so that groups of
+        // single-token replacements take the reuse path.
+        let key_of = |i: usize| match &jobs[i] {
+            Job::Residual { start, replace, .. } => (*start, matches!(replace, Some((None, _)))),
             _ => unreachable!("only residual jobs"),
         };
-        residual.sort_by_key(|&i| start_of(i));
-        for group in runs_of(&residual, variants_per_batch, |&i| start_of(i)) {
-            let outputs = self.run_residual(model, group, &jobs, start_of(group[0]))?;
+        residual.sort_by_key(|&i| key_of(i));
+        for group in runs_of(&residual, variants_per_batch, |&i| key_of(i)) {
+            let outputs = self.run_residual(model, group, &jobs, key_of(group[0]).0)?;
             for (&index, last) in group.iter().zip(outputs) {
                 results[index] = Some(Patched {
                     patch: patches[index],
@@ -555,7 +587,9 @@ impl PairRuns {
         }
     }
 
-    /// One forward pass from layer `start` for residual jobs, one row each.
+    /// One forward pass from layer `start` for residual jobs, one row each. When every job
+    /// replaces at most one token, layer `start` reuses the corrupt run's q, k, v (keys and
+    /// values for the last layer) for the other tokens and computes the replaced token's alone.
     fn run_residual(
         &self,
         model: &HookedModel,
@@ -564,13 +598,12 @@ impl PairRuns {
         start: usize,
     ) -> Result<Vec<Final>> {
         let rows = group.len();
-        let base = if start < self.layers {
-            self.host(PatchSource::Corrupt, PatchSite::ResidPre, start)?
-        } else {
-            unreachable!("a residual job starts inside the model")
-        };
+        let last = self.layers - 1;
+        let base = self.host(PatchSource::Corrupt, PatchSite::ResidPre, start)?;
+        let tokens = base.len() / self.width;
         let mut residual = Vec::with_capacity(rows * base.len());
         let mut tails = Vec::with_capacity(rows);
+        let mut replaced_rows = Vec::with_capacity(rows);
         for &index in group {
             let Job::Residual { replace, tail, .. } = &jobs[index] else {
                 unreachable!("only residual jobs")
@@ -579,24 +612,70 @@ impl PairRuns {
             residual.extend_from_slice(base);
             match replace {
                 Some((Some(p), values)) => {
-                    residual[offset + p * self.width..][..self.width].copy_from_slice(values)
+                    residual[offset + p * self.width..][..self.width].copy_from_slice(values);
+                    replaced_rows.push(Some(*p));
                 }
-                Some((None, values)) => residual[offset..].copy_from_slice(values),
-                None => {}
+                Some((None, values)) => {
+                    residual[offset..].copy_from_slice(values);
+                    replaced_rows.push(None);
+                }
+                None => replaced_rows.push(Some(usize::MAX)),
             }
             tails.push(*tail);
         }
-        let tokens = base.len() / self.width;
+        // Some(p): only token p differs from the corrupt run (usize::MAX: none does).
+        let sparse: Option<Vec<usize>> = replaced_rows.into_iter().collect();
+        let qkv = match &sparse {
+            Some(positions) => {
+                let block = self.block(model, start)?;
+                let mut qkv = [
+                    Vec::with_capacity(rows * base.len()),
+                    Vec::with_capacity(rows * base.len()),
+                    Vec::with_capacity(rows * base.len()),
+                ];
+                for (row_index, &p) in positions.iter().enumerate() {
+                    let fresh = (p != usize::MAX).then(|| {
+                        let offset = row_index * base.len() + p * self.width;
+                        block.qkv(&residual[offset..][..self.width])
+                    });
+                    for (which, out) in qkv.iter_mut().enumerate() {
+                        let offset = out.len();
+                        out.extend_from_slice(self.corrupt_qkv(start, which)?);
+                        if let Some(fresh) = &fresh {
+                            out[offset + p * self.width..][..self.width]
+                                .copy_from_slice(&fresh[which]);
+                        }
+                    }
+                }
+                Some(qkv)
+            }
+            None => None,
+        };
         let device = model.device();
         let dtype = self
             .activation(PatchSource::Corrupt, PatchSite::ResidPre, start)?
             .dtype();
-        let residual =
-            Tensor::from_vec(residual, (rows, tokens, self.width), device)?.to_dtype(dtype)?;
+        let to_tensor = |values: Vec<f32>, shape: &[usize]| -> Result<Tensor> {
+            Ok(Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?)
+        };
+        let residual = to_tensor(residual, &[rows, tokens, self.width])?;
+        if start == last {
+            let keys_values = qkv.map(|[_, k, v]| (k, v));
+            return self.finals(model, &residual, keys_values, &tails);
+        }
         let batch = repeat_batch(&self.corrupt_batch, rows)?;
-        let inputs =
-            model.forward_layers(start, self.layers - 1, &residual, &batch, &Hooks::none())?;
-        self.finals(model, &inputs, &tails)
+        let (first_full, input) = match qkv {
+            Some(qkv) => {
+                let head_shape = [rows, tokens, self.heads, self.width / self.heads];
+                let [q, k, v] = qkv.map(|values| to_tensor(values, &head_shape));
+                let output =
+                    model.forward_layer_with_qkv(start, &residual, [q?, k?, v?], &batch)?;
+                (start + 1, output)
+            }
+            None => (start, residual),
+        };
+        let inputs = model.forward_layers(first_full, last, &input, &batch, &Hooks::none())?;
+        self.finals(model, &inputs, None, &tails)
     }
 
     /// One forward pass for whole-layer attn_out / mlp_out / z patches sharing a site and layer
@@ -626,7 +705,7 @@ impl PairRuns {
         let hooks =
             Hooks::none().intervene(HookPoint::block(layer, site.block_site()), intervention);
         let inputs = model.forward_layers(layer, self.layers - 1, &residual, &batch, &hooks)?;
-        let finals = self.finals(model, &inputs, &vec![None; rows])?;
+        let finals = self.finals(model, &inputs, None, &vec![None; rows])?;
         Ok(patches
             .iter()
             .zip(finals)

@@ -359,6 +359,8 @@ impl HookedModel {
         let norm = |n: &LayerNorm| RowLayerNorm::new(&n.weight, &n.bias, n.eps);
         Ok(RowBlock {
             query: linear(&block.query)?,
+            key: linear(&block.key)?,
+            value: linear(&block.value)?,
             attention_output: linear(&block.attention_output)?,
             attention_layer_norm: norm(&block.attention_layer_norm)?,
             intermediate: linear(&block.intermediate)?,
@@ -488,7 +490,7 @@ impl HookedModel {
         cache: &mut ActivationCache,
     ) -> Result<Tensor> {
         let point = |site| HookPoint::block(index, site);
-        let (batch_size, tokens, hidden) = residual.dims3()?;
+        let (batch_size, tokens, _) = residual.dims3()?;
         let heads = self.config.num_attention_heads;
         let head_dim = self.config.head_dim();
         let residual = hooks.apply(point(BlockSite::ResidPre), residual, cache)?;
@@ -509,6 +511,53 @@ impl HookedModel {
             split_heads(layer.value.forward(&residual)?)?,
             cache,
         )?;
+        self.finish_layer(index, layer, residual, [q, k, v], key_mask, hooks, cache)
+    }
+
+    /// Runs layer `layer` from its input `residual` [b,t,d] with its queries, keys and values
+    /// ([b,t,heads,d_head] each) already known, and returns its output; no hooks. Patching uses
+    /// this when the input differs from a cached run at one token only: that token's q, k, v
+    /// are computed alone and the other tokens' are the cached run's.
+    pub fn forward_layer_with_qkv(
+        &self,
+        layer: usize,
+        residual: &Tensor,
+        qkv: [Tensor; 3],
+        batch: &Batch,
+    ) -> Result<Tensor> {
+        let block = self.layers.get(layer).ok_or_else(|| {
+            crate::error::GenolensError::hook(
+                format!("forward_layer_with_qkv({layer})"),
+                format!("the model has {} layers", self.config.num_hidden_layers),
+            )
+        })?;
+        let key_mask = additive_key_mask(&batch.attention_mask)?.to_device(&self.device)?;
+        self.finish_layer(
+            layer,
+            block,
+            residual.clone(),
+            qkv,
+            &key_mask,
+            &Hooks::none(),
+            &mut ActivationCache::default(),
+        )
+    }
+
+    /// The rest of a block after its q, k, v: attention, output projection, LayerNorms, MLP.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_layer(
+        &self,
+        index: usize,
+        layer: &EncoderLayer,
+        residual: Tensor,
+        [q, k, v]: [Tensor; 3],
+        key_mask: &Tensor,
+        hooks: &Hooks,
+        cache: &mut ActivationCache,
+    ) -> Result<Tensor> {
+        let point = |site| HookPoint::block(index, site);
+        let (batch_size, tokens, hidden) = residual.dims3()?;
+        let head_dim = self.config.head_dim();
         // 1/√d_head applied to q (t·d_head values) rather than to the scores (t² values).
         let scale = (head_dim as f64).powf(-0.5);
         let reads_pattern =
@@ -545,16 +594,26 @@ impl HookedModel {
             cache,
         )?;
 
-        let pre = hooks.apply(
-            point(BlockSite::MlpPre),
-            layer.intermediate.forward(&normalized_mid)?,
-            cache,
-        )?;
-        let post = hooks.apply(
-            point(BlockSite::MlpPost),
-            self.config.hidden_act.apply(&pre)?,
-            cache,
-        )?;
+        let fused_gelu = if self.config.hidden_act == crate::model::Activation::GeluErf
+            && !hooks.wants(point(BlockSite::MlpPre))
+        {
+            // Nobody reads the pre-activation: the GELU is applied inside the dense op.
+            layer.intermediate.forward_gelu(&normalized_mid)?
+        } else {
+            None
+        };
+        let post = match fused_gelu {
+            Some(post) => post,
+            None => {
+                let pre = hooks.apply(
+                    point(BlockSite::MlpPre),
+                    layer.intermediate.forward(&normalized_mid)?,
+                    cache,
+                )?;
+                self.config.hidden_act.apply(&pre)?
+            }
+        };
+        let post = hooks.apply(point(BlockSite::MlpPost), post, cache)?;
         let mlp_out = hooks.apply(
             point(BlockSite::MlpOut),
             layer.output.forward(&post)?,

@@ -107,6 +107,8 @@ pub enum RowOverride<'a> {
 /// One encoder block's weights on the host, for single rows.
 pub struct RowBlock {
     pub(crate) query: RowLinear,
+    pub(crate) key: RowLinear,
+    pub(crate) value: RowLinear,
     pub(crate) attention_output: RowLinear,
     pub(crate) attention_layer_norm: RowLayerNorm,
     pub(crate) intermediate: RowLinear,
@@ -118,6 +120,15 @@ pub struct RowBlock {
 }
 
 impl RowBlock {
+    /// The block's query, key and value rows (unscaled, heads side by side) for one token's input.
+    pub fn qkv(&self, resid_pre: &[f32]) -> [Vec<f32>; 3] {
+        [
+            self.query.apply(resid_pre),
+            self.key.apply(resid_pre),
+            self.value.apply(resid_pre),
+        ]
+    }
+
     /// `z` row with the override's heads replaced.
     fn overridden_z(&self, z: &mut [f32], change: RowOverride) {
         if let RowOverride::Z { head, value } = change {

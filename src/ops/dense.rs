@@ -5,11 +5,15 @@
 //! bias is the GEMM's starting value, so it costs no pass and no autograd node of its own.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 use crate::ops::kernels::{contiguous_f32, fused};
 use crate::ops::row_ops::column_sums;
 
-struct DenseLayer;
+struct DenseLayer {
+    /// Apply the erf GELU to the output in place (inference only: no backward).
+    gelu: bool,
+}
 
 impl CustomOp3 for DenseLayer {
     fn name(&self) -> &'static str {
@@ -40,11 +44,7 @@ impl CustomOp3 for DenseLayer {
             );
         }
         // The bias rows, written in parallel (a single-threaded `repeat` was a visible memmove).
-        let mut out = crate::ops::row_ops::new_row_blocks(rows * outputs, outputs, |_, block| {
-            for row in block.chunks_mut(outputs) {
-                row.copy_from_slice(bias);
-            }
-        });
+        let mut out = crate::ops::row_ops::repeated_rows(bias, rows);
         let threads = rayon::current_num_threads();
         let parallelism = if threads > 1 {
             gemm::Parallelism::Rayon(threads)
@@ -78,6 +78,11 @@ impl CustomOp3 for DenseLayer {
                 parallelism,
             );
         }
+        if self.gelu {
+            let block = outputs * crate::ops::kernels::rows_per_task(outputs);
+            out.par_chunks_mut(block)
+                .for_each(crate::ops::kernels::gelu_in_place);
+        }
         Ok((CpuStorage::F32(out), Shape::from((rows, outputs))))
     }
 
@@ -89,6 +94,9 @@ impl CustomOp3 for DenseLayer {
         _out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if self.gelu {
+            candle_core::bail!("{}: the fused GELU has no backward", self.name());
+        }
         let dx = if x.track_op() {
             Some(grad.matmul(w)?)
         } else {
@@ -112,11 +120,31 @@ impl CustomOp3 for DenseLayer {
 /// broadcast add elsewhere.
 pub fn dense_layer(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     if fused(x) && fused(w) && fused(b) && x.rank() == 2 && w.rank() == 2 && b.rank() == 1 {
-        x.contiguous()?
-            .apply_op3(&w.contiguous()?, &b.contiguous()?, DenseLayer)
+        x.contiguous()?.apply_op3(
+            &w.contiguous()?,
+            &b.contiguous()?,
+            DenseLayer { gelu: false },
+        )
     } else {
         x.matmul(&w.t()?)?.broadcast_add(b)
     }
+}
+
+/// `gelu(x Wᵀ + b)` (erf GELU) as one pass over the output, when nothing needs the gradient or
+/// the value before the GELU; `None` where it does not apply (then compose the two).
+pub fn dense_gelu(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
+    let applies = [x, w, b].iter().all(|t| fused(t) && !t.track_op())
+        && x.rank() == 2
+        && w.rank() == 2
+        && b.rank() == 1;
+    if !applies {
+        return Ok(None);
+    }
+    Ok(Some(x.contiguous()?.apply_op3(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        DenseLayer { gelu: true },
+    )?))
 }
 
 #[cfg(test)]
@@ -158,5 +186,19 @@ mod tests {
         assert!(grads.get(&frozen).is_none());
         assert!(grads.get(&frozen_bias).is_none());
         assert!(grads.get(x.as_tensor()).is_some());
+    }
+
+    #[test]
+    fn fused_gelu_equals_the_dense_layer_then_the_gelu_bit_for_bit() {
+        let x = normal(&[37, 24], 1, 1.0);
+        let w = normal(&[50, 24], 2, 0.3);
+        let b = normal(&[50], 3, 0.1);
+        let fused = dense_gelu(&x, &w, &b).unwrap().unwrap();
+        let composed = crate::ops::gelu_erf(&dense_layer(&x, &w, &b).unwrap()).unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(flat(&fused), flat(&composed));
+        // A trainable input has no fused path (the op has no backward).
+        let trainable = Var::from_tensor(&x).unwrap();
+        assert!(dense_gelu(trainable.as_tensor(), &w, &b).unwrap().is_none());
     }
 }

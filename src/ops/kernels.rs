@@ -215,6 +215,15 @@ crate::simd_dispatch! {
 }
 
 crate::simd_dispatch! {
+    /// x·Φ(x) of every element, in place.
+    pub(crate) fn gelu_in_place(values: &mut [f32]) {
+        for v in values.iter_mut() {
+            *v = gelu_value(*v);
+        }
+    }
+}
+
+crate::simd_dispatch! {
     /// Φ(x) + x·φ(x) of every element.
     fn gelu_derivative_slice(output: &mut [f32], input: &[f32]) {
         for (o, &x) in output.iter_mut().zip(input) {

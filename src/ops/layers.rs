@@ -25,6 +25,21 @@ impl Linear {
         *out_dims.last_mut().expect("non-empty dims") = self.weight.dim(0)?;
         out.reshape(out_dims)
     }
+
+    /// `gelu_erf(self.forward(x))` as one op where it applies (CPU f32, no gradient wanted);
+    /// `None` otherwise.
+    pub fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let dims = x.dims();
+        let in_features = dims[dims.len() - 1];
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let flat = x.reshape((rows, in_features))?;
+        let Some(out) = dense::dense_gelu(&flat, &self.weight, &self.bias)? else {
+            return Ok(None);
+        };
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("non-empty dims") = self.weight.dim(0)?;
+        Ok(Some(out.reshape(out_dims)?))
+    }
 }
 
 /// LayerNorm over the last axis with the biased variance (torch's definition).

@@ -47,6 +47,28 @@ pub(crate) fn new_in_parallel(
     output
 }
 
+/// Rows of `row`, `rows` times, written in parallel (no zeroing first: every element is written
+/// once).
+pub(crate) fn repeated_rows(row: &[f32], rows: usize) -> Vec<f32> {
+    let width = row.len();
+    let len = rows * width;
+    let mut output: Vec<f32> = Vec::with_capacity(len);
+    if width > 0 {
+        output.spare_capacity_mut()[..len]
+            .par_chunks_mut(width * rows_per_task(width))
+            .for_each(|piece| {
+                for chunk in piece.chunks_mut(width) {
+                    for (slot, &value) in chunk.iter_mut().zip(row) {
+                        slot.write(value);
+                    }
+                }
+            });
+    }
+    // SAFETY: the pieces cover `..len` in whole rows and every element was written above.
+    unsafe { output.set_len(len) };
+    output
+}
+
 /// [`new_in_parallel`] in blocks of whole `width`-long rows.
 pub(crate) fn new_row_blocks(
     len: usize,
