@@ -594,31 +594,30 @@ impl HookedModel {
             cache,
         )?;
 
-        let fused_gelu = if self.config.hidden_act == crate::model::Activation::GeluErf
+        let erf_gelu = self.config.hidden_act == crate::model::Activation::GeluErf;
+        let whole_mlp = if erf_gelu
             && !hooks.wants(point(BlockSite::MlpPre))
+            && !hooks.wants(point(BlockSite::MlpPost))
         {
-            // Nobody reads the pre-activation: the GELU is applied inside the dense op.
-            layer.intermediate.forward_gelu(&normalized_mid)?
+            // Nobody reads inside the MLP: both products and the GELU in one blocked op.
+            let (rows, width) = (batch_size * tokens, hidden);
+            crate::ops::mlp::feed_forward_gelu(
+                &normalized_mid.reshape((rows, width))?,
+                &layer.intermediate.weight,
+                &layer.intermediate.bias,
+                &layer.output.weight,
+                &layer.output.bias,
+            )?
+            .map(|out| out.reshape((batch_size, tokens, width)))
+            .transpose()?
         } else {
             None
         };
-        let post = match fused_gelu {
-            Some(post) => post,
-            None => {
-                let pre = hooks.apply(
-                    point(BlockSite::MlpPre),
-                    layer.intermediate.forward(&normalized_mid)?,
-                    cache,
-                )?;
-                self.config.hidden_act.apply(&pre)?
-            }
+        let mlp_out = match whole_mlp {
+            Some(out) => out,
+            None => self.mlp_in_steps(index, layer, &normalized_mid, hooks, cache)?,
         };
-        let post = hooks.apply(point(BlockSite::MlpPost), post, cache)?;
-        let mlp_out = hooks.apply(
-            point(BlockSite::MlpOut),
-            layer.output.forward(&post)?,
-            cache,
-        )?;
+        let mlp_out = hooks.apply(point(BlockSite::MlpOut), mlp_out, cache)?;
         let resid_post = hooks.apply(
             point(BlockSite::ResidPost),
             (mlp_out + &normalized_mid)?,
@@ -630,6 +629,39 @@ impl HookedModel {
             cache,
         )?;
         hooks.apply(point(BlockSite::NormalizedResidPost), normalized, cache)
+    }
+
+    /// The MLP as separate ops, with hooks on the pre- and post-activation.
+    fn mlp_in_steps(
+        &self,
+        index: usize,
+        layer: &EncoderLayer,
+        normalized_mid: &Tensor,
+        hooks: &Hooks,
+        cache: &mut ActivationCache,
+    ) -> Result<Tensor> {
+        let point = |site| HookPoint::block(index, site);
+        let fused_gelu = if self.config.hidden_act == crate::model::Activation::GeluErf
+            && !hooks.wants(point(BlockSite::MlpPre))
+        {
+            // Nobody reads the pre-activation: the GELU is applied inside the dense op.
+            layer.intermediate.forward_gelu(normalized_mid)?
+        } else {
+            None
+        };
+        let post = match fused_gelu {
+            Some(post) => post,
+            None => {
+                let pre = hooks.apply(
+                    point(BlockSite::MlpPre),
+                    layer.intermediate.forward(normalized_mid)?,
+                    cache,
+                )?;
+                self.config.hidden_act.apply(&pre)?
+            }
+        };
+        let post = hooks.apply(point(BlockSite::MlpPost), post, cache)?;
+        Ok(layer.output.forward(&post)?)
     }
 
     /// Attention with the scores and pattern as tensors (hooks can read or replace them, and

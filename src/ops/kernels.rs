@@ -159,8 +159,8 @@ crate::simd_dispatch! {
     fn softmax_rows(output: &mut [f32], input: &[f32], width: usize) {
         for (out, row) in output.chunks_mut(width).zip(input.chunks(width)) {
             let max = vm::max(row);
-            vm::map_into(out, row, |x| vm::exp(x - max));
-            let inverse = 1.0 / vm::sum(out);
+            out.copy_from_slice(row);
+            let inverse = 1.0 / vm::exp_in_place_and_sum(out, max);
             out.iter_mut().for_each(|o| *o *= inverse);
         }
     }
@@ -184,8 +184,7 @@ crate::simd_dispatch! {
                 *o = x + m;
             }
             let max = vm::max(out);
-            out.iter_mut().for_each(|o| *o = vm::exp(*o - max));
-            let inverse = 1.0 / vm::sum(out);
+            let inverse = 1.0 / vm::exp_in_place_and_sum(out, max);
             out.iter_mut().for_each(|o| *o *= inverse);
         }
     }

@@ -13,6 +13,7 @@ pub(crate) mod graft;
 pub(crate) mod kernels;
 pub(crate) mod layer_norm;
 mod layers;
+pub(crate) mod mlp;
 pub(crate) mod row_ops;
 pub(crate) mod vector_math;
 

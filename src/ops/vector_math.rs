@@ -122,6 +122,25 @@ pub fn sum(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
+/// Replaces each value by exp(value − shift) and returns their sum, summed exactly as [`sum`]
+/// would sum the new values (one pass instead of two; same bits).
+#[inline(always)]
+pub fn exp_in_place_and_sum(values: &mut [f32], shift: f32) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let mut chunks = values.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk.iter_mut()) {
+            *v = exp(*v - shift);
+            *lane += *v;
+        }
+    }
+    let rest = chunks.into_remainder();
+    for v in rest.iter_mut() {
+        *v = exp(*v - shift);
+    }
+    lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
 /// Dot product with 16 independent accumulators (the summation order depends only on the length).
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
