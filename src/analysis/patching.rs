@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use crate::error::{GenolensError, Result};
-use crate::model::rows::{RowBlock, RowHead, RowOverride};
+use crate::model::rows::{RowBlock, RowHead, RowOverride, TokenRows};
 use crate::model::{Batch, BlockSite, HookPoint, HookedModel, Hooks, Intervention, Output};
 
 /// Where a clean activation is written into the corrupt run.
@@ -158,8 +158,29 @@ fn row(tensor: &Tensor) -> Result<Vec<f32>> {
     Ok(tensor.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
 }
 
+/// `f` of a tensor's values as f32 on the host: borrowed from a contiguous CPU f32 tensor,
+/// copied otherwise.
+fn with_host<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    {
+        let (storage, layout) = tensor.storage_and_layout();
+        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(data)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(&data[a..b]));
+        }
+    }
+    Ok(f(&row(tensor)?))
+}
+
 /// The attention inputs the corrupt run keeps for reuse.
 const QKV: [BlockSite; 3] = [BlockSite::Q, BlockSite::K, BlockSite::V];
+
+/// Values written into a layer's input: every token's (`None` position) or one token's; `None`
+/// writes nothing.
+type Replacement = Option<(Option<usize>, Vec<f32>)>;
+
+/// One token's new input row, if any.
+type TokenEdit<'a> = Option<(usize, &'a [f32])>;
 
 /// How one patch is run.
 enum Job {
@@ -170,7 +191,7 @@ enum Job {
     /// block's attn_out / mlp_out / z).
     Residual {
         start: usize,
-        replace: Option<(Option<usize>, Vec<f32>)>,
+        replace: Replacement,
         tail: Option<Patch>,
     },
     /// A whole-layer attn_out / mlp_out / z patch before the last layer: an intervention hook.
@@ -241,7 +262,7 @@ impl PairRuns {
             ],
             0,
         )?;
-        let mut finals = runs.finals(model, &inputs, None, &[None, None])?;
+        let mut finals = runs.finals(model, &inputs, &[None, None])?;
         runs.corrupt_final = finals.pop().expect("two rows");
         runs.clean_final = finals.pop().expect("two rows");
         Ok(runs)
@@ -393,7 +414,7 @@ impl PairRuns {
         let last = self.layers - 1;
         let layer = patch.layer;
         let whole = |site| -> Result<Vec<f32>> { Ok(self.host(source, site, layer)?.to_vec()) };
-        let replace = |site| -> Result<Option<(Option<usize>, Vec<f32>)>> {
+        let replace = |site| -> Result<Replacement> {
             Ok(Some(match patch.position {
                 Some(p) => (Some(p), self.host_row(source, site, layer, p)?.to_vec()),
                 None => (None, whole(site)?),
@@ -463,29 +484,18 @@ impl PairRuns {
         })
     }
 
-    /// Final [CLS] rows and logits of runs whose last-block inputs are `inputs` [rows,t,d] (with
-    /// their keys and values on the host, when already known); row i's [CLS] row takes patch
-    /// `tails[i]` from the clean run.
+    /// Final [CLS] rows and logits of runs whose last-block inputs are `inputs` [rows,t,d]; row i's
+    /// [CLS] row takes patch `tails[i]` from the clean run.
     fn finals(
         &self,
         model: &HookedModel,
         inputs: &Tensor,
-        keys_values: Option<(Vec<f32>, Vec<f32>)>,
         tails: &[Option<Patch>],
     ) -> Result<Vec<Final>> {
         let last = self.layers - 1;
-        let (keys, values) = match keys_values {
-            Some(known) => known,
-            None => {
-                let (keys, values) = model.keys_values(last, inputs)?;
-                (row(&keys)?, row(&values)?)
-            }
-        };
+        let (keys, values) = model.keys_values(last, inputs)?;
         let cls = row(&inputs.narrow(1, 0, 1)?)?;
-        let tokens = inputs.dim(1)?;
-        let real = self.tokens();
-        let block = self.block(model, last)?;
-        let stride = tokens * self.width;
+        let stride = inputs.dim(1)? * self.width;
         let changes = tails
             .iter()
             .map(|tail| match tail {
@@ -493,20 +503,40 @@ impl PairRuns {
                 None => Ok(RowOverride::None),
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((0..tails.len())
-            .into_par_iter()
-            .map(|i| {
-                let cls = block.row(
-                    &cls[i * self.width..][..self.width],
-                    &keys[i * stride..][..stride],
-                    &values[i * stride..][..stride],
-                    real,
-                    changes[i],
-                );
-                let logits = self.head.logits(&cls);
-                Final { cls, logits }
+        let block = self.block(model, last)?;
+        with_host(&keys, |keys| {
+            with_host(&values, |values| {
+                (0..tails.len())
+                    .into_par_iter()
+                    .map(|i| {
+                        let tokens = TokenRows {
+                            keys: &keys[i * stride..][..stride],
+                            values: &values[i * stride..][..stride],
+                            replaced: None,
+                        };
+                        self.final_row(
+                            block,
+                            &cls[i * self.width..][..self.width],
+                            tokens,
+                            changes[i],
+                        )
+                    })
+                    .collect()
             })
-            .collect())
+        })?
+    }
+
+    /// The last block's [CLS] row and the logits.
+    fn final_row(
+        &self,
+        block: &RowBlock,
+        resid_pre: &[f32],
+        tokens: TokenRows,
+        change: RowOverride,
+    ) -> Final {
+        let cls = block.row(resid_pre, tokens, self.tokens(), change);
+        let logits = self.head.logits(&cls);
+        Final { cls, logits }
     }
 
     /// Runs every patch, `variants_per_batch` patched runs per forward pass, writing activations of
@@ -588,8 +618,9 @@ impl PairRuns {
     }
 
     /// One forward pass from layer `start` for residual jobs, one row each. When every job
-    /// replaces at most one token, layer `start` reuses the corrupt run's q, k, v (keys and
-    /// values for the last layer) for the other tokens and computes the replaced token's alone.
+    /// replaces at most one token, layer `start` reuses the corrupt run's q, k, v for the other
+    /// tokens and computes the replaced token's alone (in the last layer, only the [CLS] row runs,
+    /// with no batch at all).
     fn run_residual(
         &self,
         model: &HookedModel,
@@ -601,53 +632,83 @@ impl PairRuns {
         let last = self.layers - 1;
         let base = self.host(PatchSource::Corrupt, PatchSite::ResidPre, start)?;
         let tokens = base.len() / self.width;
-        let mut residual = Vec::with_capacity(rows * base.len());
-        let mut tails = Vec::with_capacity(rows);
-        let mut replaced_rows = Vec::with_capacity(rows);
-        for &index in group {
-            let Job::Residual { replace, tail, .. } = &jobs[index] else {
-                unreachable!("only residual jobs")
-            };
-            let offset = residual.len();
-            residual.extend_from_slice(base);
-            match replace {
-                Some((Some(p), values)) => {
-                    residual[offset + p * self.width..][..self.width].copy_from_slice(values);
-                    replaced_rows.push(Some(*p));
-                }
-                Some((None, values)) => {
-                    residual[offset..].copy_from_slice(values);
-                    replaced_rows.push(None);
-                }
-                None => replaced_rows.push(Some(usize::MAX)),
-            }
-            tails.push(*tail);
+        let edits: Vec<(&Replacement, Option<Patch>)> = group
+            .iter()
+            .map(|&index| match &jobs[index] {
+                Job::Residual { replace, tail, .. } => (replace, *tail),
+                _ => unreachable!("only residual jobs"),
+            })
+            .collect();
+        // Some(positions): each row differs from the corrupt run at most at one token.
+        let sparse: Option<Vec<TokenEdit>> = edits
+            .iter()
+            .map(|(replace, _)| match replace {
+                Some((Some(p), values)) => Some(Some((*p, values.as_slice()))),
+                Some((None, _)) => None,
+                None => Some(None),
+            })
+            .collect();
+        let block = self.block(model, start)?;
+        if let (true, Some(sparse)) = (start == last, &sparse) {
+            let keys = self.corrupt_qkv(last, 1)?;
+            let values = self.corrupt_qkv(last, 2)?;
+            let tails = edits
+                .iter()
+                .map(|(_, tail)| match tail {
+                    Some(patch) => self.row_override(patch, PatchSource::Clean, 0),
+                    None => Ok(RowOverride::None),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(sparse
+                .par_iter()
+                .zip(tails)
+                .map(|(edit, change)| {
+                    let fresh = edit.map(|(p, row)| (p, row, block.qkv(row)));
+                    let tokens_rows = TokenRows {
+                        keys,
+                        values,
+                        replaced: fresh
+                            .as_ref()
+                            .map(|(p, _, [_, k, v])| (*p, k.as_slice(), v.as_slice())),
+                    };
+                    let cls_in = match &fresh {
+                        Some((0, row, _)) => row,
+                        _ => &base[..self.width],
+                    };
+                    self.final_row(block, cls_in, tokens_rows, change)
+                })
+                .collect());
         }
-        // Some(p): only token p differs from the corrupt run (usize::MAX: none does).
-        let sparse: Option<Vec<usize>> = replaced_rows.into_iter().collect();
+        let mut residual = crate::ops::row_ops::repeated_rows(base, rows);
+        for (i, (replace, _)) in edits.iter().enumerate() {
+            match replace {
+                Some((Some(p), values)) => residual[i * base.len() + p * self.width..]
+                    [..self.width]
+                    .copy_from_slice(values),
+                Some((None, values)) => {
+                    residual[i * base.len()..][..base.len()].copy_from_slice(values)
+                }
+                None => {}
+            }
+        }
         let qkv = match &sparse {
-            Some(positions) => {
-                let block = self.block(model, start)?;
-                let mut qkv = [
-                    Vec::with_capacity(rows * base.len()),
-                    Vec::with_capacity(rows * base.len()),
-                    Vec::with_capacity(rows * base.len()),
-                ];
-                for (row_index, &p) in positions.iter().enumerate() {
-                    let fresh = (p != usize::MAX).then(|| {
-                        let offset = row_index * base.len() + p * self.width;
-                        block.qkv(&residual[offset..][..self.width])
-                    });
-                    for (which, out) in qkv.iter_mut().enumerate() {
-                        let offset = out.len();
-                        out.extend_from_slice(self.corrupt_qkv(start, which)?);
-                        if let Some(fresh) = &fresh {
-                            out[offset + p * self.width..][..self.width]
-                                .copy_from_slice(&fresh[which]);
+            Some(sparse) => {
+                let mut qkv = [0, 1, 2].map(|which| {
+                    self.corrupt_qkv(start, which)
+                        .map(|values| crate::ops::row_ops::repeated_rows(values, rows))
+                });
+                for (i, edit) in sparse.iter().enumerate() {
+                    if let Some((p, row)) = edit {
+                        for (out, fresh) in qkv.iter_mut().zip(block.qkv(row)) {
+                            if let Ok(out) = out {
+                                out[i * base.len() + p * self.width..][..self.width]
+                                    .copy_from_slice(&fresh);
+                            }
                         }
                     }
                 }
-                Some(qkv)
+                let [q, k, v] = qkv;
+                Some([q?, k?, v?])
             }
             None => None,
         };
@@ -659,10 +720,7 @@ impl PairRuns {
             Ok(Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?)
         };
         let residual = to_tensor(residual, &[rows, tokens, self.width])?;
-        if start == last {
-            let keys_values = qkv.map(|[_, k, v]| (k, v));
-            return self.finals(model, &residual, keys_values, &tails);
-        }
+        let tails: Vec<Option<Patch>> = edits.iter().map(|(_, tail)| *tail).collect();
         let batch = repeat_batch(&self.corrupt_batch, rows)?;
         let (first_full, input) = match qkv {
             Some(qkv) => {
@@ -675,7 +733,7 @@ impl PairRuns {
             None => (start, residual),
         };
         let inputs = model.forward_layers(first_full, last, &input, &batch, &Hooks::none())?;
-        self.finals(model, &inputs, None, &tails)
+        self.finals(model, &inputs, &tails)
     }
 
     /// One forward pass for whole-layer attn_out / mlp_out / z patches sharing a site and layer
@@ -705,7 +763,7 @@ impl PairRuns {
         let hooks =
             Hooks::none().intervene(HookPoint::block(layer, site.block_site()), intervention);
         let inputs = model.forward_layers(layer, self.layers - 1, &residual, &batch, &hooks)?;
-        let finals = self.finals(model, &inputs, None, &vec![None; rows])?;
+        let finals = self.finals(model, &inputs, &vec![None; rows])?;
         Ok(patches
             .iter()
             .zip(finals)

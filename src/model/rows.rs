@@ -104,6 +104,29 @@ pub enum RowOverride<'a> {
     MlpOut(&'a [f32]),
 }
 
+/// Every token's keys and values ([tokens, d], heads side by side), with one token's replaced.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRows<'a> {
+    /// Keys of every token.
+    pub keys: &'a [f32],
+    /// Values of every token.
+    pub values: &'a [f32],
+    /// (token, its key, its value) replacing that token's rows.
+    pub replaced: Option<(usize, &'a [f32], &'a [f32])>,
+}
+
+impl TokenRows<'_> {
+    fn rows(&self, token: usize, width: usize) -> (&[f32], &[f32]) {
+        match self.replaced {
+            Some((p, key, value)) if p == token => (key, value),
+            _ => (
+                &self.keys[token * width..][..width],
+                &self.values[token * width..][..width],
+            ),
+        }
+    }
+}
+
 /// One encoder block's weights on the host, for single rows.
 pub struct RowBlock {
     pub(crate) query: RowLinear,
@@ -178,13 +201,12 @@ impl RowBlock {
     }
 
     /// The block's output at one token whose `hook_resid_pre` is `resid_pre`, given every token's
-    /// keys and values ([tokens, d], heads side by side) and how many tokens are real (the rest are
-    /// padding, masked out). Used for the last block's [CLS] row.
+    /// keys and values and how many tokens are real (the rest are padding, masked out). Used for
+    /// the last block's [CLS] row.
     pub fn row(
         &self,
         resid_pre: &[f32],
-        keys: &[f32],
-        values: &[f32],
+        tokens: TokenRows,
         real_tokens: usize,
         change: RowOverride,
     ) -> Vec<f32> {
@@ -205,7 +227,7 @@ impl RowBlock {
             let slice = head * self.head_dim..(head + 1) * self.head_dim;
             let q = &query[slice.clone()];
             for (j, score) in scores.iter_mut().enumerate() {
-                *score = vm::dot(q, &keys[j * width..][slice.clone()]);
+                *score = vm::dot(q, &tokens.rows(j, width).0[slice.clone()]);
             }
             let max = vm::max(&scores);
             scores.iter_mut().for_each(|s| *s = vm::exp(*s - max));
@@ -213,7 +235,7 @@ impl RowBlock {
             let out = &mut z[slice.clone()];
             for (j, &weight) in scores.iter().enumerate() {
                 let p = weight * inverse;
-                for (o, &v) in out.iter_mut().zip(&values[j * width..][slice.clone()]) {
+                for (o, &v) in out.iter_mut().zip(&tokens.rows(j, width).1[slice.clone()]) {
                     *o += p * v;
                 }
             }
