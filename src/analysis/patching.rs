@@ -1,8 +1,8 @@
 //! Activation patching (methods.md §4): run the corrupt input, replace one activation with the
 //! clean run's, and recompute every later layer. Clean and corrupt caches are computed once per
-//! pair; the patched runs of one (site, layer) start at that layer (`forward_from`) and run many
-//! patch variants (positions, heads) as the rows of one batch. Rows are selected with
-//! `where_cond`, so a patch from a run into itself changes nothing, bit for bit.
+//! pair; patched runs that start at the same layer run as the rows of one batch. The shortcuts
+//! that make a sweep fast are all exact (see [`PairRuns`]); a patch from a run into itself
+//! changes nothing, bit for bit.
 
 use std::sync::OnceLock;
 

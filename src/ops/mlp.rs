@@ -22,17 +22,30 @@ struct FeedForward {
     output_bias: Vec<f32>,
 }
 
-/// `out = bias rows + x · Wᵀ` for a block: x [rows, inner] (row stride `inner`), W [outputs,
-/// inner], out [rows, outputs].
-fn dense_block(out: &mut [f32], x: &[f32], w: &[f32], bias: &[f32], inner: usize) {
+/// W [outputs, inner] as Wᵀ [inner, outputs], row-major. The GEMM packs its right operand per
+/// call; read as a strided view of W it packed one value at a time (10 % of a patching sweep,
+/// once per block), from Wᵀ it copies whole rows.
+fn transposed(w: &[f32], inner: usize) -> Vec<f32> {
+    let outputs = w.len() / inner;
+    let mut t = vec![0f32; w.len()];
+    for (j, row) in w.chunks_exact(inner).enumerate() {
+        for (k, &value) in row.iter().enumerate() {
+            t[k * outputs + j] = value;
+        }
+    }
+    t
+}
+
+/// `out = bias rows + x · W` for a block: x [rows, inner] (row stride `inner`), W = `w_t`
+/// [inner, outputs] row-major, out [rows, outputs].
+fn dense_block(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32], inner: usize) {
     let outputs = bias.len();
     let rows = out.len() / outputs;
     for row in out.chunks_mut(outputs) {
         row.copy_from_slice(bias);
     }
     // SAFETY: out is rows × outputs (row stride outputs), x is rows × inner (row stride inner),
-    // and Wᵀ is read from W's outputs × inner buffer as inner × outputs (column stride inner,
-    // row stride 1); out = out + x Wᵀ.
+    // w_t is inner × outputs (row stride outputs); out = out + x · w_t.
     unsafe {
         gemm::gemm(
             rows,
@@ -45,9 +58,9 @@ fn dense_block(out: &mut [f32], x: &[f32], w: &[f32], bias: &[f32], inner: usize
             x.as_ptr(),
             1,
             inner as isize,
-            w.as_ptr(),
-            inner as isize,
+            w_t.as_ptr(),
             1,
+            outputs as isize,
             1.0,
             1.0,
             false,
@@ -96,6 +109,8 @@ impl CustomOp3 for FeedForward {
         let output =
             crate::ops::row_ops::new_in_parallel(rows * width, BLOCK_ROWS * width, |_, _| {});
         let mut output = output;
+        let (w1, w2) = (transposed(w1, width), transposed(w2, hidden));
+        let (w1, w2) = (w1.as_slice(), w2.as_slice());
         output
             .par_chunks_mut(BLOCK_ROWS * width)
             .enumerate()
