@@ -583,14 +583,16 @@ impl HookedModel {
         }
         let attention_out = hooks.apply(point(BlockSite::AttnOut), attention_out, cache)?;
         // TransformerLens BertBlock: the residual sums are hooked BEFORE each LayerNorm.
-        let resid_mid = hooks.apply(
-            point(BlockSite::ResidMid),
-            (attention_out + &residual)?,
-            cache,
-        )?;
         let normalized_mid = hooks.apply(
             point(BlockSite::Ln1Normalized),
-            layer.attention_layer_norm.forward(&resid_mid)?,
+            self.norm_of_sum(
+                point(BlockSite::ResidMid),
+                &layer.attention_layer_norm,
+                attention_out,
+                &residual,
+                hooks,
+                cache,
+            )?,
             cache,
         )?;
 
@@ -618,17 +620,45 @@ impl HookedModel {
             None => self.mlp_in_steps(index, layer, &normalized_mid, hooks, cache)?,
         };
         let mlp_out = hooks.apply(point(BlockSite::MlpOut), mlp_out, cache)?;
-        let resid_post = hooks.apply(
-            point(BlockSite::ResidPost),
-            (mlp_out + &normalized_mid)?,
-            cache,
-        )?;
         let normalized = hooks.apply(
             point(BlockSite::Ln2Normalized),
-            layer.output_layer_norm.forward(&resid_post)?,
+            self.norm_of_sum(
+                point(BlockSite::ResidPost),
+                &layer.output_layer_norm,
+                mlp_out,
+                &normalized_mid,
+                hooks,
+                cache,
+            )?,
             cache,
         )?;
         hooks.apply(point(BlockSite::NormalizedResidPost), normalized, cache)
+    }
+
+    /// `norm(branch + residual)`, the sum hooked at `sum_point`; one pass when nobody reads the
+    /// sum and no gradient is wanted (the same values either way).
+    fn norm_of_sum(
+        &self,
+        sum_point: HookPoint,
+        norm: &LayerNorm,
+        branch: Tensor,
+        residual: &Tensor,
+        hooks: &Hooks,
+        cache: &mut ActivationCache,
+    ) -> Result<Tensor> {
+        if !hooks.wants(sum_point) {
+            if let Some(normalized) = crate::ops::layer_norm::layer_norm_of_sum(
+                &branch,
+                residual,
+                &norm.weight,
+                &norm.bias,
+                norm.eps,
+            )? {
+                return Ok(normalized);
+            }
+        }
+        let sum = hooks.apply(sum_point, (branch + residual)?, cache)?;
+        Ok(norm.forward(&sum)?)
     }
 
     /// The MLP as separate ops, with hooks on the pre- and post-activation.

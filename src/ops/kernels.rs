@@ -156,7 +156,7 @@ fn map_parallel(input: &[f32], slice_function: fn(&mut [f32], &[f32])) -> Vec<f3
 
 crate::simd_dispatch! {
     /// Softmax of each `width`-long row.
-    fn softmax_rows(output: &mut [f32], input: &[f32], width: usize) {
+    pub(crate) fn softmax_rows(output: &mut [f32], input: &[f32], width: usize) {
         for (out, row) in output.chunks_mut(width).zip(input.chunks(width)) {
             let max = vm::max(row);
             out.copy_from_slice(row);

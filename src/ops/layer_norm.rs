@@ -71,6 +71,103 @@ crate::simd_dispatch! {
     }
 }
 
+crate::simd_dispatch! {
+    /// γ ⊙ norm(a + r) + β of each row, the sum formed in `output` (`scratch`: one row).
+    fn layer_norm_of_sum_rows(
+        output: &mut [f32],
+        a: &[f32],
+        r: &[f32],
+        scale: &[f32],
+        shift: &[f32],
+        eps: f32,
+        scratch: &mut [f32],
+    ) {
+        let width = scale.len();
+        for ((out, a_row), r_row) in output.chunks_mut(width).zip(a.chunks(width)).zip(r.chunks(width)) {
+            for ((o, &x), &y) in out.iter_mut().zip(a_row).zip(r_row) {
+                *o = x + y;
+            }
+            let (mean, inverse_std) = row_statistics(out, scratch, eps);
+            for ((o, &g), &b) in out.iter_mut().zip(scale).zip(shift) {
+                *o = (*o - mean) * inverse_std * g + b;
+            }
+        }
+    }
+}
+
+/// LayerNorm of a sum (the residual add and the norm in one pass; inference only).
+struct LayerNormOfSum {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    eps: f32,
+}
+
+impl CustomOp2 for LayerNormOfSum {
+    fn name(&self) -> &'static str {
+        "genolens-layer-norm-of-sum"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let a = contiguous_f32(s1, l1, self.name())?;
+        let r = contiguous_f32(s2, l2, self.name())?;
+        let width = self.scale.len();
+        if l1.dims() != l2.dims() || l1.dims()[l1.dims().len() - 1] != width {
+            candle_core::bail!(
+                "{}: {:?} + {:?} with γ of {width} values",
+                self.name(),
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let output = new_row_blocks(a.len(), width, |start, out| {
+            let rows = start..start + out.len();
+            let mut scratch = vec![0f32; width];
+            layer_norm_of_sum_rows(
+                out,
+                &a[rows.clone()],
+                &r[rows],
+                &self.scale,
+                &self.shift,
+                self.eps,
+                &mut scratch,
+            )
+        });
+        Ok((CpuStorage::F32(output), l1.shape().clone()))
+    }
+}
+
+/// `layer_norm(a + r)` in one pass where it applies (CPU f32, no gradient wanted), equal to the
+/// two ops bit for bit; `None` otherwise.
+pub fn layer_norm_of_sum(
+    a: &Tensor,
+    r: &Tensor,
+    scale: &Tensor,
+    shift: &Tensor,
+    eps: f64,
+) -> Result<Option<Tensor>> {
+    let applies = [a, r, scale, shift]
+        .iter()
+        .all(|t| fused(t) && !t.track_op())
+        && a.dims() == r.dims()
+        && scale.rank() == 1
+        && shift.rank() == 1;
+    if !applies {
+        return Ok(None);
+    }
+    let op = LayerNormOfSum {
+        scale: scale.to_vec1()?,
+        shift: shift.to_vec1()?,
+        eps: eps as f32,
+    };
+    Ok(Some(a.contiguous()?.apply_op2(&r.contiguous()?, op)?))
+}
+
 struct AffineLayerNorm {
     eps: f32,
 }
@@ -220,6 +317,18 @@ mod tests {
     use super::*;
     use crate::ops::kernels::test_support::{max_difference, normal};
     use candle_core::{DType, Var};
+
+    #[test]
+    fn layer_norm_of_a_sum_equals_the_add_then_the_norm_bit_for_bit() {
+        let (a, r) = (normal(&[3, 41, 24], 1, 1.0), normal(&[3, 41, 24], 2, 1.0));
+        let (scale, shift) = (normal(&[24], 3, 1.0), normal(&[24], 4, 1.0));
+        let fused = layer_norm_of_sum(&a, &r, &scale, &shift, 1e-12)
+            .unwrap()
+            .unwrap();
+        let composed = layer_norm(&(&a + &r).unwrap(), &scale, &shift, 1e-12).unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(flat(&fused), flat(&composed));
+    }
 
     /// Value and the three gradients against the composed f64 reference: the fused CPU op and the
     /// CUDA graft (run here on candle's CPU kernel).

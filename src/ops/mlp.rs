@@ -106,19 +106,25 @@ impl CustomOp3 for FeedForward {
                 l3.dims()
             );
         }
-        let output =
-            crate::ops::row_ops::new_in_parallel(rows * width, BLOCK_ROWS * width, |_, _| {});
-        let mut output = output;
+        // At most BLOCK_ROWS rows a block, and a block count that the threads share evenly.
+        let threads = rayon::current_num_threads().max(1);
+        let blocks = rows
+            .div_ceil(BLOCK_ROWS)
+            .max(threads)
+            .next_multiple_of(threads);
+        let block_rows = rows.div_ceil(blocks).max(MIN_ROWS);
+        let mut output =
+            crate::ops::row_ops::new_in_parallel(rows * width, block_rows * width, |_, _| {});
         let (w1, w2) = (transposed(w1, width), transposed(w2, hidden));
         let (w1, w2) = (w1.as_slice(), w2.as_slice());
         output
-            .par_chunks_mut(BLOCK_ROWS * width)
+            .par_chunks_mut(block_rows * width)
             .enumerate()
             .for_each_init(
-                || vec![0f32; BLOCK_ROWS * hidden],
+                || vec![0f32; block_rows * hidden],
                 |scratch, (block, out)| {
+                    let first = block * block_rows * width;
                     let block_rows = out.len() / width;
-                    let first = block * BLOCK_ROWS * width;
                     let inputs = &x[first..first + block_rows * width];
                     if block_rows < MIN_ROWS {
                         // The GEMM rounds differently for a handful of rows (seen up to 9): pad
