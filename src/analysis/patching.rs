@@ -697,9 +697,13 @@ impl PairRuns {
                     self.corrupt_qkv(start, which)
                         .map(|values| crate::ops::row_ops::repeated_rows(values, rows))
                 });
-                for (i, edit) in sparse.iter().enumerate() {
-                    if let Some((p, row)) = edit {
-                        for (out, fresh) in qkv.iter_mut().zip(block.qkv(row)) {
+                let fresh: Vec<Option<[Vec<f32>; 3]>> = sparse
+                    .par_iter()
+                    .map(|edit| edit.map(|(_, row)| block.qkv(row)))
+                    .collect();
+                for (i, (edit, fresh)) in sparse.iter().zip(fresh).enumerate() {
+                    if let (Some((p, _)), Some(fresh)) = (edit, fresh) {
+                        for (out, fresh) in qkv.iter_mut().zip(fresh) {
                             if let Ok(out) = out {
                                 out[i * base.len() + p * self.width..][..self.width]
                                     .copy_from_slice(&fresh);

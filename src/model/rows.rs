@@ -35,11 +35,18 @@ impl RowLinear {
 
     pub(crate) fn apply(&self, x: &[f32]) -> Vec<f32> {
         debug_assert_eq!(x.len(), self.inputs);
-        self.weight
-            .chunks_exact(self.inputs)
-            .zip(&self.bias)
-            .map(|(row, &b)| vm::dot(row, x) + b)
-            .collect()
+        let mut out = vec![0f32; self.bias.len()];
+        matrix_vector(&mut out, &self.weight, &self.bias, x);
+        out
+    }
+}
+
+crate::simd_dispatch! {
+    /// out = W x + b, one 16-lane dot product per output (the same bits at any vector width).
+    fn matrix_vector(out: &mut [f32], weight: &[f32], bias: &[f32], x: &[f32]) {
+        for ((o, row), &b) in out.iter_mut().zip(weight.chunks_exact(x.len())).zip(bias) {
+            *o = vm::dot(row, x) + b;
+        }
     }
 }
 
