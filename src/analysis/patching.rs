@@ -693,10 +693,12 @@ impl PairRuns {
         }
         let qkv = match &sparse {
             Some(sparse) => {
-                let mut qkv = [0, 1, 2].map(|which| {
-                    self.corrupt_qkv(start, which)
-                        .map(|values| crate::ops::row_ops::repeated_rows(values, rows))
-                });
+                let cached = [
+                    self.corrupt_qkv(start, 0)?,
+                    self.corrupt_qkv(start, 1)?,
+                    self.corrupt_qkv(start, 2)?,
+                ];
+                let mut qkv = cached.map(|values| crate::ops::row_ops::repeated_rows(values, rows));
                 let fresh: Vec<Option<[Vec<f32>; 3]>> = sparse
                     .par_iter()
                     .map(|edit| edit.map(|(_, row)| block.qkv(row)))
@@ -704,15 +706,12 @@ impl PairRuns {
                 for (i, (edit, fresh)) in sparse.iter().zip(fresh).enumerate() {
                     if let (Some((p, _)), Some(fresh)) = (edit, fresh) {
                         for (out, fresh) in qkv.iter_mut().zip(fresh) {
-                            if let Ok(out) = out {
-                                out[i * base.len() + p * self.width..][..self.width]
-                                    .copy_from_slice(&fresh);
-                            }
+                            out[i * base.len() + p * self.width..][..self.width]
+                                .copy_from_slice(&fresh);
                         }
                     }
                 }
-                let [q, k, v] = qkv;
-                Some([q?, k?, v?])
+                Some(qkv)
             }
             None => None,
         };

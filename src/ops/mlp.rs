@@ -6,7 +6,6 @@
 //! pre- or post-activation and no gradient is wanted (the op has no backward).
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use crate::ops::kernels::{contiguous_f32, fused, gelu_in_place};
 
@@ -113,41 +112,37 @@ impl CustomOp3 for FeedForward {
             .max(threads)
             .next_multiple_of(threads);
         let block_rows = rows.div_ceil(blocks).max(MIN_ROWS);
-        let mut output =
-            crate::ops::row_ops::new_in_parallel(rows * width, block_rows * width, |_, _| {});
         let (w1, w2) = (transposed(w1, width), transposed(w2, hidden));
-        let (w1, w2) = (w1.as_slice(), w2.as_slice());
-        output
-            .par_chunks_mut(block_rows * width)
-            .enumerate()
-            .for_each_init(
-                || vec![0f32; block_rows * hidden],
-                |scratch, (block, out)| {
-                    let first = block * block_rows * width;
-                    let block_rows = out.len() / width;
-                    let inputs = &x[first..first + block_rows * width];
-                    if block_rows < MIN_ROWS {
-                        // The GEMM rounds differently for a handful of rows (seen up to 9): pad
-                        // the block with copies of its last row so that a row's value never
-                        // depends on where the blocks fall.
-                        let mut padded = inputs.to_vec();
-                        while padded.len() < MIN_ROWS * width {
-                            padded.extend_from_slice(&inputs[inputs.len() - width..]);
-                        }
-                        let mut result = vec![0f32; MIN_ROWS * width];
-                        let activations = &mut scratch[..MIN_ROWS * hidden];
-                        dense_block(activations, &padded, w1, &self.intermediate_bias, width);
-                        gelu_in_place(activations);
-                        dense_block(&mut result, activations, w2, &self.output_bias, hidden);
-                        out.copy_from_slice(&result[..out.len()]);
-                        return;
-                    }
-                    let activations = &mut scratch[..block_rows * hidden];
-                    dense_block(activations, inputs, w1, &self.intermediate_bias, width);
-                    gelu_in_place(activations);
-                    dense_block(out, activations, w2, &self.output_bias, hidden);
-                },
+        // Both products for a block's rows, the hidden activations in a block-sized buffer.
+        let run = |inputs: &[f32], out: &mut [f32]| {
+            let mut activations = vec![0f32; inputs.len() / width * hidden];
+            dense_block(
+                &mut activations,
+                inputs,
+                &w1,
+                &self.intermediate_bias,
+                width,
             );
+            gelu_in_place(&mut activations);
+            dense_block(out, &activations, &w2, &self.output_bias, hidden);
+        };
+        let output =
+            crate::ops::row_ops::new_in_parallel(rows * width, block_rows * width, |first, out| {
+                let inputs = &x[first..first + out.len()];
+                if out.len() >= MIN_ROWS * width {
+                    return run(inputs, out);
+                }
+                // The GEMM rounds differently for a handful of rows (seen up to 9): pad the
+                // block with copies of its last row so that a row's value never depends on
+                // where the blocks fall.
+                let mut padded = inputs.to_vec();
+                while padded.len() < MIN_ROWS * width {
+                    padded.extend_from_slice(&inputs[inputs.len() - width..]);
+                }
+                let mut result = vec![0f32; padded.len()];
+                run(&padded, &mut result);
+                out.copy_from_slice(&result[..out.len()]);
+            });
         Ok((CpuStorage::F32(output), l1.shape().clone()))
     }
 }
