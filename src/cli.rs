@@ -55,6 +55,9 @@ pub enum Command {
     /// Head ablation on a classifier: per-head importance, then the top p % of heads vs a
     /// layer-matched control vs random sets (ablated on z, before W_O).
     Ablate(AblateArgs),
+    /// Attention-head statistics (entropy, [CLS]->variant attention, special-token mass), class
+    /// tests per head, and per-token attention vs annotation features with a block-permutation null.
+    Attention(AttentionArgs),
     /// Concatenate the shards of a sharded experiment run and write its statistics, figures and report.
     Merge(MergeArgs),
 }
@@ -1051,6 +1054,106 @@ impl fmt::Display for Ablated {
             f,
             "ablation finished -> {} (report: {})",
             self.out_dir.join("set_ablation.parquet").display(),
+            self.out_dir.join("report.html").display()
+        )
+    }
+}
+
+/// Arguments of `genolens attention`.
+#[derive(Args)]
+pub struct AttentionArgs {
+    /// Model folder or hub id (default: the committed promoter classifier).
+    #[arg(long, default_value = crate::defaults::MODEL)]
+    pub model: String,
+    /// Sequences: Parquet (id, sequence, optional label, label_name, split, variant_offset, and
+    /// chrom + start [+ strand] or chrom + pos for --annotations), FASTA, CSV or TSV (loci from
+    /// ids like chr20:1000-1250(+)).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Folder of BED tracks (*.bed, *.bed.gz) to correlate per-token attention with, each a
+    /// feature named by its file stem (e.g. data/annotations-chr20). The TATA k-mer, GC and
+    /// position features are always correlated.
+    #[arg(long)]
+    pub annotations: Option<PathBuf>,
+    /// Permutations of the block-shuffle null.
+    #[arg(long, default_value_t = 100)]
+    pub permutations: usize,
+    /// Skip the per-token annotation correlation (head statistics and class tests only).
+    #[arg(long)]
+    pub no_correlation: bool,
+    /// Bases each side of the variant in the [CLS] profiles.
+    #[arg(long, default_value_t = 50)]
+    pub profile_window: usize,
+    /// Rows of a table with a `split` column: train, valid, test (default) or all.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Use only the first N sequences.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Sequences per forward pass (each holds every layer's attention maps).
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Output folder (default reports/attention/<data stem>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl AttentionArgs {
+    /// Runs the attention study into the output folder.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<Attended> {
+        use crate::analysis::attention_study::{reduce_attention, run_attention, AttentionStudy};
+        let stem = self
+            .data
+            .file_name()
+            .map(|s| {
+                s.to_string_lossy()
+                    .split('.')
+                    .next()
+                    .unwrap_or("data")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "data".into());
+        let out = self
+            .out
+            .unwrap_or_else(|| PathBuf::from("reports/attention").join(stem));
+        let study = AttentionStudy {
+            default_model: self.model.clone(),
+            default_data: self.data.clone(),
+            annotations: self.annotations,
+            correlate: !self.no_correlation,
+            permutations: self.permutations,
+            profile_window_nt: self.profile_window,
+            default_sequences: None,
+        };
+        let mut settings = RunSettings::new("reports");
+        settings.seed = globals.seed;
+        settings.device = globals.device.clone();
+        settings.model = Some(self.model);
+        settings.data = Some(self.data);
+        settings.split = self.split;
+        settings.limit = self.limit;
+        settings.batch_size = self.batch_size;
+        settings.out_dir = Some(out);
+        settings.command = Some("attention".into());
+        let mut context = ExperimentContext::new("attention", settings)?;
+        run_attention(&mut context, &study)?;
+        let out_dir = context.finish(Some(reduce_attention))?;
+        Ok(Attended { out_dir })
+    }
+}
+
+/// What `attention` wrote.
+pub struct Attended {
+    /// The output folder.
+    pub out_dir: PathBuf,
+}
+
+impl fmt::Display for Attended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "attention finished -> {} (report: {})",
+            self.out_dir.join("head_stats.parquet").display(),
             self.out_dir.join("report.html").display()
         )
     }

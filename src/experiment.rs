@@ -333,6 +333,11 @@ impl ExperimentContext {
         Ok(self.take_part(examples, options.batch_size * options.read_ahead))
     }
 
+    /// True when this run is one shard of several (`--shard i/n`).
+    pub fn is_shard(&self) -> bool {
+        self.settings.shard.is_some()
+    }
+
     /// The user's `--limit`, if any.
     pub fn limit(&self) -> Option<usize> {
         self.settings.limit

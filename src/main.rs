@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
         Command::Merge(args) => eprintln!("{}", args.run(EXPERIMENTS)?),
         Command::Patch(args) => eprintln!("{}", args.run(&globals)?),
         Command::Ablate(args) => eprintln!("{}", args.run(&globals)?),
+        Command::Attention(args) => eprintln!("{}", args.run(&globals)?),
         Command::Data(action) => match action {
             DataCommand::Info(args) => print!("{}", args.run()?),
             DataCommand::Scan(args) => eprintln!("{}", args.run(&globals)?),

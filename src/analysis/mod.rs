@@ -5,6 +5,8 @@
 
 pub mod ablation;
 pub mod ablation_study;
+pub mod attention;
+pub mod attention_study;
 pub mod gradient;
 pub mod patching;
 pub mod patching_study;

@@ -194,6 +194,38 @@ impl ParquetTable {
         Ok(values)
     }
 
+    /// A text column that may hold nulls (integers as decimal text).
+    pub fn optional_strings(&self, name: &str) -> Result<Vec<Option<String>>> {
+        let mut values = Vec::with_capacity(self.rows());
+        for array in self.column(name)? {
+            values.extend(text_values(array).ok_or_else(|| {
+                parquet_error(
+                    &self.path,
+                    format!("column {name:?} is {}, expected text", array.data_type()),
+                )
+            })?);
+        }
+        Ok(values)
+    }
+
+    /// A boolean column.
+    pub fn booleans(&self, name: &str) -> Result<Vec<bool>> {
+        let mut values = Vec::with_capacity(self.rows());
+        for array in self.column(name)? {
+            let booleans = array.as_boolean_opt().ok_or_else(|| {
+                parquet_error(
+                    &self.path,
+                    format!(
+                        "column {name:?} is {}, expected booleans",
+                        array.data_type()
+                    ),
+                )
+            })?;
+            values.extend(booleans.iter());
+        }
+        self.no_nulls(name, values)
+    }
+
     /// A text column (integers as decimal text).
     pub fn strings(&self, name: &str) -> Result<Vec<String>> {
         let mut values = Vec::with_capacity(self.rows());

@@ -306,7 +306,10 @@ mod unit {
 
     #[test]
     fn ranks_average_ties_and_bh_is_monotone() {
-        assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(
+            average_ranks(&[3.0, 1.0, 3.0, 2.0]),
+            vec![3.5, 1.0, 3.5, 2.0]
+        );
         let q = benjamini_hochberg(&[0.01, 0.04, f64::NAN, 0.03]);
         assert!((q[0] - 0.03).abs() < 1e-15 && (q[1] - 0.04).abs() < 1e-15);
         assert!(q[2].is_nan() && (q[3] - 0.04).abs() < 1e-15);
