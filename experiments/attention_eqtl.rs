@@ -7,8 +7,7 @@
 //! Cohen's d, Hedges' g, Mann–Whitney U and BH q over heads; [CLS] profiles around the variant
 //! per class with bootstrap CIs.
 //!
-//! Map: `head_stats.parquet`, `cls_variant_profile.parquet`, `head_annotation.parquet` (token
-//! features: TATA k-mer, GC, position). Reduce: `head_tests.parquet`, `variant_profiles.parquet`,
+//! Map: `head_stats.parquet`, `cls_variant_profile.parquet` (shardable). Reduce: `head_tests.parquet`, `variant_profiles.parquet`,
 //! `head_summaries.parquet`, figures and report. The study is `genolens::analysis::attention_study`.
 
 use genolens::analysis::attention_study::{reduce_attention, run_attention, AttentionStudy};
@@ -25,6 +24,8 @@ pub fn run(context: &mut ExperimentContext) -> anyhow::Result<()> {
         &AttentionStudy {
             default_model: genolens::defaults::PRETRAINED_MODEL.into(),
             default_data: genolens::analysis::patching_study::DEFAULT_DATA.into(),
+            // Seed 004 §2.2 has no annotation correlation; without it the study can be sharded.
+            correlate: false,
             ..AttentionStudy::default()
         },
     )

@@ -40,19 +40,39 @@ fn two_sample_tests_match_scipy() {
         let what = |s: &str| format!("{name}: {s}");
         let welch = welch_t(&a, &b);
         close(&what("welch t"), welch.t, case["welch_t"].as_f64().unwrap());
-        close(&what("welch df"), welch.df, case["welch_df"].as_f64().unwrap());
+        close(
+            &what("welch df"),
+            welch.df,
+            case["welch_df"].as_f64().unwrap(),
+        );
         close(&what("welch p"), welch.p, case["welch_p"].as_f64().unwrap());
         let ci = floats(&case["welch_ci"]);
         close(&what("welch ci low"), welch.ci_low, ci[0]);
         close(&what("welch ci high"), welch.ci_high, ci[1]);
         let student = student_t(&a, &b);
-        close(&what("student t"), student.t, case["student_t"].as_f64().unwrap());
-        close(&what("student p"), student.p, case["student_p"].as_f64().unwrap());
+        close(
+            &what("student t"),
+            student.t,
+            case["student_t"].as_f64().unwrap(),
+        );
+        close(
+            &what("student p"),
+            student.p,
+            case["student_p"].as_f64().unwrap(),
+        );
         let ci = floats(&case["student_ci"]);
         close(&what("student ci low"), student.ci_low, ci[0]);
         close(&what("student ci high"), student.ci_high, ci[1]);
-        close(&what("cohen's d"), cohens_d(&a, &b), case["cohens_d"].as_f64().unwrap());
-        close(&what("hedges' g"), hedges_g(&a, &b), case["hedges_g"].as_f64().unwrap());
+        close(
+            &what("cohen's d"),
+            cohens_d(&a, &b),
+            case["cohens_d"].as_f64().unwrap(),
+        );
+        close(
+            &what("hedges' g"),
+            hedges_g(&a, &b),
+            case["hedges_g"].as_f64().unwrap(),
+        );
         let mw = mann_whitney_u(&a, &b);
         let expected_method = match case["mann_whitney_method"].as_str().unwrap() {
             "exact" => MannWhitneyMethod::Exact,
@@ -70,7 +90,11 @@ fn spearman_and_benjamini_hochberg_match_scipy() {
     for case in fixture["spearman"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let result = spearman(&floats(&case["x"]), &floats(&case["y"]));
-        close(&format!("{name}: rho"), result.r, case["rho"].as_f64().unwrap());
+        close(
+            &format!("{name}: rho"),
+            result.r,
+            case["rho"].as_f64().unwrap(),
+        );
         close(&format!("{name}: p"), result.p, case["p"].as_f64().unwrap());
     }
     let bh = &fixture["benjamini_hochberg"];

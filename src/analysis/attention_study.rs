@@ -86,6 +86,42 @@ pub struct AttentionInput {
     split: Option<String>,
 }
 
+impl AttentionInput {
+    /// A sequence without label or locus, with an optional variant position.
+    pub fn new(id: &str, sequence: &str, variant_offset: Option<usize>) -> Self {
+        AttentionInput {
+            example: Example {
+                id: id.into(),
+                sequence: sequence.into(),
+                label: None,
+            },
+            label: None,
+            class: None,
+            variant_offset,
+            locus: None,
+            split: None,
+        }
+    }
+}
+
+/// Per input, in input order: each head's statistics (layer-major) and its token scores, from
+/// one forward pass per batch. What the map step computes, for callers and tests.
+pub fn attention_statistics(
+    loaded: &crate::model::LoadedModel,
+    inputs: &[AttentionInput],
+    options: &crate::analysis::BatchOptions,
+) -> anyhow::Result<Vec<(Vec<HeadStats>, Vec<[Vec<f32>; 3]>)>> {
+    let by_id: BTreeMap<&str, &AttentionInput> =
+        inputs.iter().map(|i| (i.example.id.as_str(), i)).collect();
+    let layers = loaded.model.config().num_hidden_layers;
+    let hooks = Hooks::none().capture("blocks.*.attn.hook_pattern")?;
+    let examples: Vec<Example> = inputs.iter().map(|i| i.example.clone()).collect();
+    let results = crate::analysis::collect_forward(loaded, &examples, &hooks, options, |p, o| {
+        analyse_batch(p, o, layers, &by_id, loaded.tokenizer.k(), 0, true)
+    })?;
+    Ok(results.into_iter().map(|r| (r.stats, r.scores)).collect())
+}
+
 /// Reads the study's sequences from a Parquet table (columns `id`, `sequence`, optional
 /// `label`, `label_name`, `split`, `variant_offset`, and a locus as `chrom` + `start` [+ `end`,
 /// `strand`] or `chrom` + `pos` + `variant_offset`, else from an id `chrom:start-end(strand)`),
@@ -429,7 +465,7 @@ pub fn run_attention(
     }
     let options = context.batch_options("attention statistics");
     let inputs = context.take_part(inputs, options.batch_size * options.read_ahead);
-    if inputs.is_empty() {
+    if inputs.is_empty() && !context.is_shard() {
         bail!("{}: no sequences to analyse", path.display());
     }
     let tracks: Vec<Track> = match &study.annotations {
