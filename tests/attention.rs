@@ -115,6 +115,7 @@ fn head_stats_equal_hf_output_attentions_on_a_padded_batch() {
 ///   LayerNorms are 1/0 on dims 0..16, so every token's normalised position part is the same;
 /// - no query or key reads dims 0..16, except L1H0's key, which reads the marker; L1H0's query is
 ///   a constant; layer 0 writes nothing into the residual stream.
+///
 /// The random heads' patterns are then functions of position alone.
 fn planted_model(dir: &Path) -> genolens::model::LoadedModel {
     use candle_core::{Device, Tensor};

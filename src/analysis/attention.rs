@@ -727,7 +727,7 @@ mod tests {
     fn loci_parse_crop_and_read_tracks_on_both_strands() {
         let locus = Locus::parse_id("chr20:100-110(-)").unwrap();
         assert_eq!((locus.start, locus.end, locus.minus), (100, 110, true));
-        assert_eq!(Locus::parse_id("chr1:5-9").unwrap().minus, false);
+        assert!(!Locus::parse_id("chr1:5-9").unwrap().minus);
         assert!(Locus::parse_id("seq1").is_none() && Locus::parse_id("c:9-5").is_none());
         // Bases 0..4 of a minus-strand sequence are genome 106..110.
         assert_eq!(locus.crop(0..4).start, 106);

@@ -25,7 +25,7 @@ use crate::analysis::{run_forward, PreparedBatch};
 use crate::data::Example;
 use crate::experiment::{ExperimentContext, ReduceContext};
 use crate::model::{BlockSite, HeadKind, HookPoint, Hooks, Output};
-use crate::report::figures::{heatmap, line_plot, Heatmap, LinePlot, Series};
+use crate::report::figures::{heatmap, line_plot, signed_heatmap, Heatmap, LinePlot, Series};
 use crate::report::html::cell;
 use crate::report::{HtmlTable, ParquetTable};
 use crate::stats::bootstrap_mean_ci;
@@ -104,13 +104,17 @@ impl AttentionInput {
     }
 }
 
+/// One sequence's head statistics (layer-major: `layer × heads + head`) and each head's token
+/// scores ([`token_scores`](crate::analysis::attention::token_scores)).
+pub type SequenceAttention = (Vec<HeadStats>, Vec<[Vec<f32>; 3]>);
+
 /// Per input, in input order: each head's statistics (layer-major) and its token scores, from
 /// one forward pass per batch. What the map step computes, for callers and tests.
 pub fn attention_statistics(
     loaded: &crate::model::LoadedModel,
     inputs: &[AttentionInput],
     options: &crate::analysis::BatchOptions,
-) -> anyhow::Result<Vec<(Vec<HeadStats>, Vec<[Vec<f32>; 3]>)>> {
+) -> anyhow::Result<Vec<SequenceAttention>> {
     let by_id: BTreeMap<&str, &AttentionInput> =
         inputs.iter().map(|i| (i.example.id.as_str(), i)).collect();
     let layers = loaded.model.config().num_hidden_layers;
@@ -417,12 +421,12 @@ fn analyse_batch(
                 }
                 if let Some(v) = input.variant_offset {
                     // Token at model position m starts at base m − 1.
-                    for m in 1..valid - 1 {
+                    for (m, &attention) in matrix.iter().enumerate().take(valid - 1).skip(1) {
                         let offset = (m - 1) as i64 - v as i64;
                         if offset.abs() <= window_nt {
                             result
                                 .profile
-                                .push((layer, head, offset, f64::from(matrix[m])));
+                                .push((layer, head, offset, f64::from(attention)));
                         }
                     }
                 }
@@ -833,7 +837,12 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
         let z = a.f64s("z")?;
         let q = a.f64s("q")?;
         for i in 0..a.rows() {
-            if score[i] != "received_mean" || subset[i] != "all" {
+            // Position is a control (seed 003 left it out of the z-scores): kept in the table,
+            // left out of the figure and summaries, where its large |z| would drown the rest.
+            if score[i] != "received_mean"
+                || subset[i] != "all"
+                || feature[i] == "relative_position"
+            {
                 continue;
             }
             if !features.contains(&feature[i]) {
@@ -846,8 +855,14 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
                 f64::INFINITY,
                 0.0,
             ));
-            let better = q[i] < best.2 || (q[i] == best.2 && z[i].abs() > best.3.abs());
-            if better && feature[i] != "relative_position" {
+            // The strongest correlation (|ρ|) among the significant ones; else the lowest q.
+            let significant = q[i] < 0.05;
+            let better = if significant && best.2 < 0.05 {
+                rho[i].abs() > best.1.abs()
+            } else {
+                q[i] < best.2
+            };
+            if better {
                 *best = (feature[i].clone(), rho[i], q[i], z[i]);
             }
             top_pairs.push((
@@ -863,8 +878,6 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
     }
 
     // One sentence per head.
-    let entropy_norm = means.get("mean_entropy_nats").map(|_| ());
-    let _ = entropy_norm;
     let normalised = {
         let values = stats.f64s("cls_entropy_normalised")?;
         let mut sums = vec![0.0; layers * heads];
@@ -880,13 +893,14 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
         for h in 0..heads {
             let cell = l * heads + h;
             let mut parts = Vec::new();
-            let n = normalised[cell];
+            // Judged on the value as printed.
+            let n = (normalised[cell] * 100.0).round() / 100.0;
             parts.push(if n < 0.5 {
-                format!("low entropy ({:.2} of uniform)", n)
+                format!("low entropy ([CLS] row at {n:.2} of uniform)")
             } else if n > 0.9 {
-                format!("broad, near-uniform attention ({:.2} of uniform)", n)
+                format!("broad, near-uniform attention ({n:.2} of uniform)")
             } else {
-                format!("moderate entropy ({:.2} of uniform)", n)
+                format!("moderate entropy ({n:.2} of uniform)")
             });
             if degenerate[cell] * 2 > sequences {
                 parts.push("degenerate (over 80 % of its attention on [CLS]/[SEP])".into());
@@ -914,7 +928,7 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
                 };
                 parts.push(format!(
                     "{} higher in {stronger} (d = {d:.2}, q = {})",
-                    t.statistic.replace('_', " "),
+                    readable(&t.statistic),
                     format_q(t.q)
                 ));
             }
@@ -950,9 +964,13 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
              mean entropy of every query row (over valid tokens only; padding never enters), the \
              max and variance of the [CLS] row, its attention on the tokens covering the variant, \
              and the share of attention on [CLS]/[SEP]. Classes are compared per head (Welch t, \
-             Cohen's d, Mann–Whitney U, BH q over heads); per-token attention is correlated with \
-             annotation features (Spearman ρ against a null that shuffles 10-token blocks within \
-             each sequence). {class_note}{}",
+             Cohen's d, Mann–Whitney U, BH q over heads).{} {class_note}{}",
+            if annotation.is_some() {
+                " Per-token attention is correlated with annotation features (Spearman ρ against \
+                 a null that shuffles 10-token blocks within each sequence)."
+            } else {
+                ""
+            },
             if proxy {
                 " The labels of eqtl-proxy are a motif-disruption proxy, not measured eQTLs."
             } else {
@@ -972,12 +990,6 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
         values,
         value_label: label.into(),
     };
-    let mut table = HtmlTable::new("One line per head", &["head", "summary"]);
-    for s in &summaries {
-        let (name, text) = s.summary.split_once(": ").unwrap_or(("", &s.summary));
-        table.row(vec![name.to_string(), crate::report::html::escape(text)]);
-    }
-    context.report().table(table);
     for (statistic, file, title, label, caption) in [
         (
             "cls_entropy_nats",
@@ -1028,7 +1040,7 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
                  (q = 0.05 is 1.3)."
             ),
         )?;
-        let svg = heatmap(&layer_head(
+        let svg = signed_heatmap(&layer_head(
             "class_d_heatmap.svg",
             &format!("{a} vs {b}: Cohen's d of {primary}"),
             grid(&|t| t.cohens_d),
@@ -1115,7 +1127,7 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
                     .collect()
             })
             .collect();
-        let svg = heatmap(&Heatmap {
+        let svg = signed_heatmap(&Heatmap {
             name: "annotation_z_heatmap.svg".into(),
             title: "Head × feature: z of Spearman ρ (received_mean)".into(),
             x_label: "feature".into(),
@@ -1130,7 +1142,8 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
             &svg,
             "Per head and feature: z of Spearman's ρ between the attention a token receives \
              (mean over queries) and the feature, against the null of 10-token blocks shuffled \
-             within each sequence, tokens of all sequences pooled.",
+             within each sequence, tokens of all sequences pooled (relative_position, a control, \
+             is in head_annotation.parquet only).",
         )?;
         let mut table = HtmlTable::new(
             "Strongest head–feature correlations (received_mean, all tokens)",
@@ -1155,7 +1168,28 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
             }
         }
     }
+    let mut table = HtmlTable::new("One line per head", &["head", "summary"]);
+    for s in &summaries {
+        let (name, text) = s.summary.split_once(": ").unwrap_or(("", &s.summary));
+        table.row(vec![name.to_string(), crate::report::html::escape(text)]);
+    }
+    context.report().table(table);
     Ok(())
+}
+
+/// How a statistic reads in a sentence.
+fn readable(statistic: &str) -> &'static str {
+    match statistic {
+        "cls_to_variant_mean" => "[CLS]→variant attention",
+        "cls_to_variant_sum" => "[CLS]→variant attention (sum)",
+        "cls_entropy_nats" => "[CLS] entropy",
+        "mean_entropy_nats" => "mean row entropy",
+        "cls_max_attention" => "max [CLS] attention",
+        "cls_variance" => "[CLS] variance",
+        "mass_on_cls" => "mass on [CLS]",
+        "mass_on_sep" => "mass on [SEP]",
+        _ => "statistic",
+    }
 }
 
 fn format_q(q: f64) -> String {

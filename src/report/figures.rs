@@ -115,6 +115,41 @@ pub struct Heatmap {
 
 /// Draws a heatmap (viridis; rows top to bottom as given).
 pub fn heatmap(spec: &Heatmap) -> Result<String> {
+    draw_heatmap(spec, Palette::Viridis)
+}
+
+/// Draws a heatmap of signed values (effect sizes, z-scores) on a blue–white–red scale
+/// symmetric around 0: white = 0, red = positive, blue = negative.
+pub fn signed_heatmap(spec: &Heatmap) -> Result<String> {
+    draw_heatmap(spec, Palette::Diverging)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Palette {
+    Viridis,
+    Diverging,
+}
+
+impl Palette {
+    fn colour(self, value: f64, low: f64, high: f64) -> RGBColor {
+        match self {
+            Palette::Viridis => ViridisRGB::get_color_normalized(value, low, high),
+            Palette::Diverging => {
+                // low = −high: t in [−1, 1].
+                let t = (value / high.abs().max(f64::MIN_POSITIVE)).clamp(-1.0, 1.0);
+                let (end, s) = if t >= 0.0 {
+                    ((178.0, 24.0, 43.0), t)
+                } else {
+                    ((33.0, 102.0, 172.0), -t)
+                };
+                let mix = |e: f64| (247.0 + (e - 247.0) * s).round() as u8;
+                RGBColor(mix(end.0), mix(end.1), mix(end.2))
+            }
+        }
+    }
+}
+
+fn draw_heatmap(spec: &Heatmap, palette: Palette) -> Result<String> {
     let rows = spec.rows.len();
     let columns = spec.columns.len();
     if rows == 0 || columns == 0 || spec.values.len() != rows {
@@ -143,8 +178,22 @@ pub fn heatmap(spec: &Heatmap) -> Result<String> {
             .copied()
             .filter(|v| !v.is_nan()),
     )?;
-    let high = if high > low { high } else { low + 1e-12 };
-    let width = (140 + 48 * columns as u32).clamp(420, 1400);
+    let (low, high) = match palette {
+        Palette::Viridis => (low, if high > low { high } else { low + 1e-12 }),
+        Palette::Diverging => {
+            let m = low.abs().max(high.abs()).max(1e-12);
+            (-m, m)
+        }
+    };
+    // Wide enough that every column label fits (about 8 px a character at 13 px).
+    let widest = spec
+        .columns
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(1) as u32;
+    let cell_width = (8 * widest + 10).clamp(48, 110);
+    let width = (140 + cell_width * columns as u32).clamp(420, 1400);
     let height = (120 + 36 * rows as u32).clamp(300, 1200);
     draw(&spec.name, (width + 110, height), |root| {
         let (main, bar) = root.split_horizontally(width);
@@ -203,7 +252,7 @@ pub fn heatmap(spec: &Heatmap) -> Result<String> {
                 let colour = if value.is_nan() {
                     RGBColor(200, 200, 200)
                 } else {
-                    ViridisRGB::get_color_normalized(value, low, high)
+                    palette.colour(value, low, high)
                 };
                 let y = (rows - 1 - row) as f64;
                 let x = column as f64;
@@ -211,7 +260,7 @@ pub fn heatmap(spec: &Heatmap) -> Result<String> {
             })
         });
         chart.draw_series(cells).map_err(|e| e.to_string())?;
-        colour_bar(&bar, low, high, &spec.value_label)
+        colour_bar(&bar, low, high, &spec.value_label, palette)
     })
 }
 
@@ -220,6 +269,7 @@ fn colour_bar(
     low: f64,
     high: f64,
     label: &str,
+    palette: Palette,
 ) -> std::result::Result<(), String> {
     let mut chart = ChartBuilder::on(area)
         .margin_top(48)
@@ -250,7 +300,7 @@ fn colour_bar(
             let from = low + i as f64 * step;
             Rectangle::new(
                 [(0.0, from), (1.0, from + step)],
-                ViridisRGB::get_color_normalized(from + step / 2.0, low, high).filled(),
+                palette.colour(from + step / 2.0, low, high).filled(),
             )
         }))
         .map_err(|e| e.to_string())?;
