@@ -713,7 +713,8 @@ mod tests {
         assert!((stats.mean_entropy_nats - mean).abs() < 1e-7);
         assert!((stats.cls_entropy_normalised - h(&[0.5, 0.25, 0.25]) / 3f64.ln()).abs() < 1e-7);
         assert_eq!(stats.cls_max_attention, 0.5);
-        assert!((stats.cls_variance - (0.5f64 - 1.0 / 3.0).powi(2) * 1.5).abs() < 1e-7);
+        // Deviations 1/6, −1/12, −1/12 from the mean 1/3: variance (1/36 + 2/144) / 3 = 1/72.
+        assert!((stats.cls_variance - 1.0 / 72.0).abs() < 1e-7);
         assert_eq!(stats.cls_to_variant_sum, Some(0.25));
         assert!((stats.mass_on_cls - 1.5 / 3.0).abs() < 1e-7);
         assert!((stats.mass_on_sep - 1.1 / 3.0).abs() < 1e-7);
@@ -741,7 +742,8 @@ mod tests {
         let spans: Vec<Range<usize>> = (0..5).map(|i| i..i + 6).collect();
         let features = token_features("GGTATAAACC", &spans, &[track], Some(&locus));
         assert_eq!(features.len(), 4);
-        assert_eq!(features[1], vec![0.0, 1.0, 0.0, 0.0, 0.0]);
+        // Tokens GGTATA, GTATAA, TATAAA, ATAAAC, TAAACC: only the third holds TATAWA.
+        assert_eq!(features[1], vec![0.0, 0.0, 1.0, 0.0, 0.0]);
         assert_eq!(features[3][4], 1.0);
     }
 
