@@ -279,7 +279,9 @@ fn the_binary_runs_inspect_embed_and_experiments() {
     assert!(!unknown.status.success());
     let listed = String::from_utf8_lossy(&unknown.stderr);
     assert!(
-        listed.contains("available: ablation-heads, attention-entropy, patching-eqtl"),
+        listed.contains(
+            "available: ablation-heads, attention-annotations, attention-entropy, attention-eqtl, patching-eqtl"
+        ),
         "{listed}"
     );
     let missing = genolens(&["inspect", "--model", "/nonexistent/folder"]);
