@@ -994,6 +994,11 @@ pub struct AblateArgs {
     /// Score column of --head-scores.
     #[arg(long, default_value = "z")]
     pub score_column: String,
+    /// Keep only the rows of --head-scores where COLUMN equals VALUE (repeat to combine), e.g.
+    /// `--score-filter feature=tata_kmer --score-filter score=received_max --score-filter
+    /// subset=all` for the attention study's head_annotation.parquet.
+    #[arg(long, value_name = "COLUMN=VALUE", value_parser = parse_filter)]
+    pub score_filter: Vec<(String, String)>,
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -1025,6 +1030,7 @@ impl AblateArgs {
             rank_split: self.rank_split,
             per_class: (self.per_class > 0).then_some(self.per_class),
             head_scores: self.head_scores.map(|p| (p, self.score_column)),
+            head_score_filters: self.score_filter,
         };
         let mut settings = RunSettings::new("reports");
         settings.seed = globals.seed;
@@ -1084,6 +1090,10 @@ pub struct AttentionArgs {
     /// Bases each side of the variant in the [CLS] profiles.
     #[arg(long, default_value_t = 50)]
     pub profile_window: usize,
+    /// Bases of context kept around each variant (default: the model's whole window; use the
+    /// window the model was trained on, e.g. 256 for the committed mini-dnabert6).
+    #[arg(long)]
+    pub context_nt: Option<usize>,
     /// Rows of a table with a `split` column: train, valid, test (default) or all.
     #[arg(long)]
     pub split: Option<String>,
@@ -1124,6 +1134,7 @@ impl AttentionArgs {
             permutations: self.permutations,
             profile_window_nt: self.profile_window,
             default_sequences: None,
+            context_nt: self.context_nt.unwrap_or(usize::MAX),
         };
         let mut settings = RunSettings::new("reports");
         settings.seed = globals.seed;
@@ -1156,5 +1167,13 @@ impl fmt::Display for Attended {
             self.out_dir.join("head_stats.parquet").display(),
             self.out_dir.join("report.html").display()
         )
+    }
+}
+
+/// `COLUMN=VALUE` of `--score-filter`.
+fn parse_filter(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((column, value)) if !column.is_empty() => Ok((column.to_string(), value.to_string())),
+        _ => Err(format!("expected COLUMN=VALUE, got {text:?}")),
     }
 }

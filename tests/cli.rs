@@ -966,6 +966,57 @@ fn ablate_scores_heads_and_sets_and_names_bad_input() {
         "{}",
         text(&wrong_column)
     );
+    // --score-filter keeps only the matching rows (here the ranking split's).
+    let filtered = run(
+        &[
+            "--head-scores",
+            scores.to_str().unwrap(),
+            "--score-column",
+            "delta_true_logit",
+            "--score-filter",
+            "split=valid",
+        ],
+        &dir.path().join("filtered"),
+    );
+    assert!(filtered.status.success(), "{}", text(&filtered));
+    let splits = importance.strings("split").unwrap();
+    let mut valid: Vec<((i64, i64), f64)> = (0..importance.rows())
+        .filter(|&i| splits[i] == "valid")
+        .map(|i| ((layers[i], head_ids[i]), deltas[i].abs()))
+        .collect();
+    valid.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let expected: Vec<String> = valid[..2]
+        .iter()
+        .map(|((l, h), _)| format!("L{l}H{h}"))
+        .collect();
+    let filtered_sets =
+        genolens::report::ParquetTable::read(&dir.path().join("filtered/set_ablation.parquet"))
+            .unwrap();
+    let (kinds, counts, heads) = (
+        filtered_sets.strings("set").unwrap(),
+        filtered_sets.integers("heads_ablated").unwrap(),
+        filtered_sets.strings("heads").unwrap(),
+    );
+    let top_2 = (0..filtered_sets.rows())
+        .find(|&i| kinds[i] == "top" && counts[i] == 2)
+        .unwrap();
+    assert_eq!(heads[top_2], expected.join(" "));
+    let no_match = run(
+        &[
+            "--head-scores",
+            scores.to_str().unwrap(),
+            "--score-column",
+            "delta_true_logit",
+            "--score-filter",
+            "split=tset",
+        ],
+        &dir.path().join("bad00"),
+    );
+    assert!(
+        !no_match.status.success() && text(&no_match).contains("no row has split = \"tset\""),
+        "{}",
+        text(&no_match)
+    );
     // Bad input.
     let same_split = run(&["--rank-split", "test"], &dir.path().join("bad1"));
     assert!(

@@ -42,6 +42,10 @@ pub struct AblationStudy {
     /// A head score table (columns `layer`, `head` and `score_column`): heads are ranked by
     /// |score| (e.g. the attention study's head × feature z) instead of by importance.
     pub head_scores: Option<(PathBuf, String)>,
+    /// Rows of the head score table kept: `(column, value)` pairs that must all match (e.g.
+    /// `feature` = `tata_kmer`, `score` = `received_max`, `subset` = `all` in the attention
+    /// study's head_annotation.parquet).
+    pub head_score_filters: Vec<(String, String)>,
 }
 
 impl Default for AblationStudy {
@@ -58,6 +62,7 @@ impl Default for AblationStudy {
             rank_split: "valid".into(),
             per_class: Some(250),
             head_scores: None,
+            head_score_filters: Vec::new(),
         }
     }
 }
@@ -151,10 +156,39 @@ fn heads_text(heads: &[Head]) -> String {
         .join(" ")
 }
 
-/// Reads a head score table: (head, |score|) for every row.
-fn read_head_scores(path: &std::path::Path, column: &str) -> anyhow::Result<Vec<(Head, f64)>> {
+/// Reads a head score table: (head, |score|) for every row that matches every filter.
+fn read_head_scores(
+    path: &std::path::Path,
+    column: &str,
+    filters: &[(String, String)],
+) -> anyhow::Result<Vec<(Head, f64)>> {
     let table = crate::report::ParquetTable::read(path)?;
     let names = table.column_names();
+    let mut keep = vec![true; table.rows()];
+    for (name, value) in filters {
+        if !names.iter().any(|n| n == name) {
+            bail!(
+                "{}: --score-filter {name}={value}: no column `{name}` (it has {})",
+                path.display(),
+                names.join(", ")
+            );
+        }
+        let values = table.strings(name)?;
+        if !values.iter().any(|v| v == value) {
+            let mut present: Vec<&String> = values.iter().collect();
+            present.sort();
+            present.dedup();
+            let present: Vec<&str> = present.iter().take(20).map(|s| s.as_str()).collect();
+            bail!(
+                "{}: --score-filter {name}={value}: no row has {name} = {value:?} (values: {})",
+                path.display(),
+                present.join(", ")
+            );
+        }
+        for (k, v) in keep.iter_mut().zip(&values) {
+            *k &= v == value;
+        }
+    }
     for needed in ["layer", "head", column] {
         if !names.iter().any(|n| n == needed) {
             bail!(
@@ -169,7 +203,7 @@ fn read_head_scores(path: &std::path::Path, column: &str) -> anyhow::Result<Vec<
     let scores = table.f64s(column)?;
     // Several rows per head (one per feature): keep each head's largest |score|.
     let mut best: BTreeMap<Head, f64> = BTreeMap::new();
-    for i in 0..table.rows() {
+    for i in (0..table.rows()).filter(|&i| keep[i]) {
         let head = Head {
             layer: usize::try_from(layers[i]).context("negative layer")?,
             head: usize::try_from(heads[i]).context("negative head")?,
@@ -279,7 +313,7 @@ pub fn run_ablation(context: &mut ExperimentContext, study: &AblationStudy) -> a
     // The ranking.
     let ranking = match &study.head_scores {
         Some((path, column)) => {
-            let scores = read_head_scores(path, column)?;
+            let scores = read_head_scores(path, column, &study.head_score_filters)?;
             let listed: std::collections::HashSet<Head> = scores.iter().map(|(h, _)| *h).collect();
             if let Some(missing) = every.iter().find(|h| !listed.contains(h)) {
                 bail!(
@@ -289,7 +323,19 @@ pub fn run_ablation(context: &mut ExperimentContext, study: &AblationStudy) -> a
                     missing.head
                 );
             }
-            context.set_config("ranking", format!("|{column}| from {}", path.display()));
+            let filters: Vec<String> = study
+                .head_score_filters
+                .iter()
+                .map(|(c, v)| format!("{c}={v}"))
+                .collect();
+            context.set_config(
+                "ranking",
+                format!(
+                    "|{column}| from {} [{}]",
+                    path.display(),
+                    filters.join(", ")
+                ),
+            );
             rank_heads(
                 &scores
                     .into_iter()

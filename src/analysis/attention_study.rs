@@ -54,6 +54,9 @@ pub struct AttentionStudy {
     pub profile_window_nt: usize,
     /// Sequences when `--limit` is not given (`None` = all of the split).
     pub default_sequences: Option<usize>,
+    /// Bases kept around each variant (at most the model's window); sequences without a variant
+    /// must fit it.
+    pub context_nt: usize,
 }
 
 impl Default for AttentionStudy {
@@ -66,6 +69,7 @@ impl Default for AttentionStudy {
             permutations: 100,
             profile_window_nt: 50,
             default_sequences: None,
+            context_nt: usize::MAX,
         }
     }
 }
@@ -450,7 +454,9 @@ pub fn run_attention(
         )?;
     }
     let path = context.data_file(&study.default_data)?;
-    let mut inputs = read_inputs(&path, loaded.tokenizer.max_sequence_length())?;
+    let window = study.context_nt.min(loaded.tokenizer.max_sequence_length());
+    context.set_config("context_nt", window);
+    let mut inputs = read_inputs(&path, window)?;
     let mut split = context.split();
     if inputs.iter().any(|i| i.split.is_some()) {
         if split != "all" {
@@ -1022,14 +1028,17 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
         let grid = |f: &dyn Fn(&HeadTestRow) -> f64| -> Grid {
             let mut g = vec![vec![f64::NAN; heads]; layers];
             for t in tests.iter().filter(|t| t.statistic == primary) {
-                g[t.layer as usize][t.head as usize] = f(t);
+                let v = f(t);
+                // A missing test (constant values) is a grey cell.
+                g[t.layer as usize][t.head as usize] = if v.is_finite() { v } else { f64::NAN };
             }
             g
         };
         let svg = heatmap(&layer_head(
             "class_q_heatmap.svg",
             &format!("{a} vs {b}: −log10 q of {primary}"),
-            grid(&|t| -t.q.log10()),
+            // q can underflow to 0 with thousands of sequences: shown at the smallest double.
+            grid(&|t| -t.q.max(f64::MIN_POSITIVE).log10()),
             "−log10 q (BH, Welch)",
         ))?;
         context.figure(
@@ -1122,6 +1131,7 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
                         z_grid
                             .get(&(l as i64, h as i64, f.clone()))
                             .copied()
+                            .filter(|z| z.is_finite())
                             .unwrap_or(f64::NAN)
                     })
                     .collect()
