@@ -1,7 +1,7 @@
 """Reads every Parquet table under the given folders with pandas, pyarrow and DuckDB, and checks
 that each column has a plain Parquet type that R's arrow reads too (strings, integers, doubles,
 booleans; no extension types, no dictionary-only or nested types). CI runs it on the outputs of
-`genolens patch`, `genolens ablate` and an experiment (.ci/run).
+`genolens patch`, `genolens ablate`, `genolens attention` and experiments (.ci/run).
 
     python3 scripts/check-parquet.py DIR [DIR ...]
 """
