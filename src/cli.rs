@@ -905,7 +905,7 @@ pub struct PatchArgs {
 
 impl PatchArgs {
     /// Runs the patching study into the output folder.
-    pub fn run(self, globals: &Globals) -> anyhow::Result<Patched> {
+    pub fn run(self, globals: &Globals) -> anyhow::Result<StudyRun> {
         use crate::analysis::patching::PatchSite;
         use crate::analysis::patching_study::{reduce_patching, run_patching, PatchingStudy};
         if self.site.contains(&PatchSite::Z) {
@@ -927,36 +927,13 @@ impl PatchArgs {
             context_nt: self.context_nt.unwrap_or(usize::MAX),
             default_pairs: None,
         };
-        let mut settings = RunSettings::new("reports");
-        settings.seed = globals.seed;
-        settings.device = globals.device.clone();
-        settings.model = Some(self.model);
-        settings.data = Some(self.data);
+        let mut settings = command_settings(globals, "patch", self.model, Some(self.data), out);
         settings.split = self.split;
         settings.limit = self.limit;
-        settings.out_dir = Some(out);
-        settings.command = Some("patch".into());
         let mut context = ExperimentContext::new("patch", settings)?;
         run_patching(&mut context, &study)?;
         let out_dir = context.finish(Some(reduce_patching))?;
-        Ok(Patched { out_dir })
-    }
-}
-
-/// What `patch` wrote.
-pub struct Patched {
-    /// The output folder.
-    pub out_dir: PathBuf,
-}
-
-impl fmt::Display for Patched {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "patching finished -> {} (report: {})",
-            self.out_dir.join("patching.parquet").display(),
-            self.out_dir.join("report.html").display()
-        )
+        Ok(StudyRun::new("patching", out_dir, "patching.parquet"))
     }
 }
 
@@ -1009,7 +986,7 @@ pub struct AblateArgs {
 
 impl AblateArgs {
     /// Runs the ablation study into the output folder.
-    pub fn run(self, globals: &Globals) -> anyhow::Result<Ablated> {
+    pub fn run(self, globals: &Globals) -> anyhow::Result<StudyRun> {
         use crate::analysis::ablation_study::{reduce_ablation, run_ablation, AblationStudy};
         let name = std::path::Path::new(&self.model)
             .file_name()
@@ -1032,36 +1009,13 @@ impl AblateArgs {
             head_scores: self.head_scores.map(|p| (p, self.score_column)),
             head_score_filters: self.score_filter,
         };
-        let mut settings = RunSettings::new("reports");
-        settings.seed = globals.seed;
-        settings.device = globals.device.clone();
-        settings.model = Some(self.model);
-        settings.data = self.data;
+        let mut settings = command_settings(globals, "ablate", self.model, self.data, out);
         settings.split = Some(self.split);
         settings.batch_size = self.batch_size;
-        settings.out_dir = Some(out);
-        settings.command = Some("ablate".into());
         let mut context = ExperimentContext::new("ablate", settings)?;
         run_ablation(&mut context, &study)?;
         let out_dir = context.finish(Some(reduce_ablation))?;
-        Ok(Ablated { out_dir })
-    }
-}
-
-/// What `ablate` wrote.
-pub struct Ablated {
-    /// The output folder.
-    pub out_dir: PathBuf,
-}
-
-impl fmt::Display for Ablated {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "ablation finished -> {} (report: {})",
-            self.out_dir.join("set_ablation.parquet").display(),
-            self.out_dir.join("report.html").display()
-        )
+        Ok(StudyRun::new("ablation", out_dir, "set_ablation.parquet"))
     }
 }
 
@@ -1110,7 +1064,7 @@ pub struct AttentionArgs {
 
 impl AttentionArgs {
     /// Runs the attention study into the output folder.
-    pub fn run(self, globals: &Globals) -> anyhow::Result<Attended> {
+    pub fn run(self, globals: &Globals) -> anyhow::Result<StudyRun> {
         use crate::analysis::attention_study::{reduce_attention, run_attention, AttentionStudy};
         let stem = self
             .data
@@ -1136,37 +1090,14 @@ impl AttentionArgs {
             default_sequences: None,
             context_nt: self.context_nt.unwrap_or(usize::MAX),
         };
-        let mut settings = RunSettings::new("reports");
-        settings.seed = globals.seed;
-        settings.device = globals.device.clone();
-        settings.model = Some(self.model);
-        settings.data = Some(self.data);
+        let mut settings = command_settings(globals, "attention", self.model, Some(self.data), out);
         settings.split = self.split;
         settings.limit = self.limit;
         settings.batch_size = self.batch_size;
-        settings.out_dir = Some(out);
-        settings.command = Some("attention".into());
         let mut context = ExperimentContext::new("attention", settings)?;
         run_attention(&mut context, &study)?;
         let out_dir = context.finish(Some(reduce_attention))?;
-        Ok(Attended { out_dir })
-    }
-}
-
-/// What `attention` wrote.
-pub struct Attended {
-    /// The output folder.
-    pub out_dir: PathBuf,
-}
-
-impl fmt::Display for Attended {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "attention finished -> {} (report: {})",
-            self.out_dir.join("head_stats.parquet").display(),
-            self.out_dir.join("report.html").display()
-        )
+        Ok(StudyRun::new("attention", out_dir, "head_stats.parquet"))
     }
 }
 
@@ -1175,5 +1106,54 @@ fn parse_filter(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((column, value)) if !column.is_empty() => Ok((column.to_string(), value.to_string())),
         _ => Err(format!("expected COLUMN=VALUE, got {text:?}")),
+    }
+}
+
+/// The settings every study command starts from: global seed and device, the model and data,
+/// the output folder, and the command's name for run.json.
+fn command_settings(
+    globals: &Globals,
+    command: &str,
+    model: String,
+    data: Option<PathBuf>,
+    out: PathBuf,
+) -> RunSettings {
+    let mut settings = RunSettings::new("reports");
+    settings.seed = globals.seed;
+    settings.device = globals.device.clone();
+    settings.model = Some(model);
+    settings.data = data;
+    settings.out_dir = Some(out);
+    settings.command = Some(command.into());
+    settings
+}
+
+/// What a study command (`patch`, `ablate`, `attention`) wrote.
+pub struct StudyRun {
+    what: &'static str,
+    /// The output folder.
+    pub out_dir: PathBuf,
+    table: &'static str,
+}
+
+impl StudyRun {
+    fn new(what: &'static str, out_dir: PathBuf, table: &'static str) -> Self {
+        StudyRun {
+            what,
+            out_dir,
+            table,
+        }
+    }
+}
+
+impl fmt::Display for StudyRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} finished -> {} (report: {})",
+            self.what,
+            self.out_dir.join(self.table).display(),
+            self.out_dir.join("report.html").display()
+        )
     }
 }

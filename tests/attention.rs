@@ -1,8 +1,11 @@
 //! The attention study: head statistics against HF transformers' `output_attentions` on a padded
 //! batch, a planted head found by the annotation correlation, and the command end to end.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::genolens;
 use genolens::analysis::attention::{
     token_features, AnnotationCorrelator, NullSettings, SCORES, SEQUENCE_FEATURES,
 };
@@ -326,11 +329,26 @@ fn a_planted_tata_head_is_the_top_head_for_the_tata_feature_and_no_random_head_i
     }
 }
 
-fn genolens(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_genolens"))
-        .args(args)
-        .output()
-        .unwrap()
+/// Every float column of two tables equal bit for bit.
+fn assert_same_numbers(
+    a: &genolens::report::ParquetTable,
+    b: &genolens::report::ParquetTable,
+    table: &str,
+) {
+    let bits = |v: Vec<Option<f64>>| {
+        v.into_iter()
+            .map(|x| x.map(f64::to_bits))
+            .collect::<Vec<_>>()
+    };
+    for column in a.column_names() {
+        if let Ok(values) = a.optional_f64s(&column) {
+            assert_eq!(
+                bits(values),
+                bits(b.optional_f64s(&column).unwrap()),
+                "{table}.{column}"
+            );
+        }
+    }
 }
 
 fn succeeded(output: &std::process::Output) {
@@ -422,20 +440,7 @@ fn the_attention_command_writes_every_table_and_figure_reproducibly_and_names_ba
             genolens::report::ParquetTable::read(&first.join(&file)).unwrap(),
             genolens::report::ParquetTable::read(&second.join(&file)).unwrap(),
         );
-        for column in a.column_names() {
-            if let Ok(values) = a.optional_f64s(&column) {
-                let bits = |v: Vec<Option<f64>>| {
-                    v.into_iter()
-                        .map(|x| x.map(f64::to_bits))
-                        .collect::<Vec<_>>()
-                };
-                assert_eq!(
-                    bits(values),
-                    bits(b.optional_f64s(&column).unwrap()),
-                    "{table}.{column}"
-                );
-            }
-        }
+        assert_same_numbers(&a, &b, table);
     }
 
     // Bad input: no loci for --annotations; a sequence longer than the window without a variant.
@@ -512,20 +517,7 @@ fn attention_eqtl_sharded_and_merged_equals_one_run() {
             genolens::report::ParquetTable::read(&sharded.join(&file)).unwrap(),
         );
         assert_eq!(a.rows(), b.rows(), "{table}");
-        for column in a.column_names() {
-            if let Ok(values) = a.optional_f64s(&column) {
-                let bits = |v: Vec<Option<f64>>| {
-                    v.into_iter()
-                        .map(|x| x.map(f64::to_bits))
-                        .collect::<Vec<_>>()
-                };
-                assert_eq!(
-                    bits(values),
-                    bits(b.optional_f64s(&column).unwrap()),
-                    "{table}.{column}"
-                );
-            }
-        }
+        assert_same_numbers(&a, &b, table);
     }
     // [CLS] -> variant attention is over the six 6-mers that cover the variant.
     let stats = genolens::report::ParquetTable::read(&whole.join("head_stats.parquet")).unwrap();

@@ -6,7 +6,7 @@ use std::fs::File;
 
 use arrow_array::{Float32Array, StringArray, UInt32Array};
 use candle_core::Device;
-use common::fixture_model;
+use common::{fixture_model, genolens};
 use genolens::commands::embed::{run_embed, EmbedSettings, Pooling};
 use genolens::data::TableColumns;
 use genolens::model::{load_dir, Batch, HookPoint, Hooks, LoadOptions};
@@ -204,13 +204,6 @@ fn text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn genolens(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_genolens"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

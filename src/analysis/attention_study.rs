@@ -492,6 +492,13 @@ pub fn run_attention(
             );
         }
     }
+    if study.correlate && study.permutations < 2 {
+        bail!(
+            "--permutations {}: the null needs at least 2 permutations (100 by default); use \
+             --no-correlation to skip the annotation correlation",
+            study.permutations
+        );
+    }
     if study.correlate && context.is_shard() {
         bail!(
             "the annotation correlation pools tokens over every sequence of the run, so it cannot \
@@ -806,18 +813,8 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
             })?;
             let series = profile_summary
                 .entry((*l, *h, class.clone()))
-                .or_insert_with(|| Series {
-                    name: class.clone(),
-                    x: Vec::new(),
-                    y: Vec::new(),
-                    band: Some((Vec::new(), Vec::new())),
-                });
-            series.x.push(*offset as f64);
-            series.y.push(m);
-            if let Some((lows, highs)) = &mut series.band {
-                lows.push(low);
-                highs.push(high);
-            }
+                .or_insert_with(|| Series::banded(class.clone()));
+            series.push_banded(*offset as f64, m, low, high);
         }
         table.finish()?;
     }
@@ -1036,7 +1033,7 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
         };
         let svg = heatmap(&layer_head(
             "class_q_heatmap.svg",
-            &format!("{a} vs {b}: −log10 q of {primary}"),
+            &format!("{a} vs {b}: −log10 q of {}", readable(primary)),
             // q can underflow to 0 with thousands of sequences: shown at the smallest double.
             grid(&|t| -t.q.max(f64::MIN_POSITIVE).log10()),
             "−log10 q (BH, Welch)",
@@ -1051,7 +1048,7 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
         )?;
         let svg = signed_heatmap(&layer_head(
             "class_d_heatmap.svg",
-            &format!("{a} vs {b}: Cohen's d of {primary}"),
+            &format!("{a} vs {b}: Cohen's d of {}", readable(primary)),
             grid(&|t| t.cohens_d),
             "Cohen's d (a − b)",
         ))?;
@@ -1064,7 +1061,10 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
             tests.iter().filter(|t| t.statistic == primary).collect();
         ranked.sort_by(|x, y| x.welch_p.total_cmp(&y.welch_p));
         let mut table = HtmlTable::new(
-            &format!("Heads whose {primary} differs most between {a} and {b}"),
+            &format!(
+                "Heads whose {} ({primary}) differs most between {a} and {b}",
+                readable(primary)
+            ),
             &[
                 "head", "n a / b", "mean a", "mean b", "d", "Welch p", "U p", "q",
             ],

@@ -301,18 +301,8 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
         })?;
         let line = series
             .entry((pairing.clone(), site.clone()))
-            .or_insert_with(|| Series {
-                name: format!("{site} ({pairing} pairs)"),
-                x: Vec::new(),
-                y: Vec::new(),
-                band: Some((Vec::new(), Vec::new())),
-            });
-        line.x.push(*l as f64);
-        line.y.push(m);
-        if let Some((lows, highs)) = &mut line.band {
-            lows.push(low);
-            highs.push(high);
-        }
+            .or_insert_with(|| Series::banded(format!("{site} ({pairing} pairs)")));
+        line.push_banded(*l as f64, m, low, high);
     }
     layer_table.finish()?;
 

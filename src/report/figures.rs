@@ -320,6 +320,27 @@ pub struct Series {
     pub band: Option<(Vec<f64>, Vec<f64>)>,
 }
 
+impl Series {
+    /// An empty line with a band, filled point by point with [`Series::push_banded`].
+    pub fn banded(name: impl Into<String>) -> Self {
+        Series {
+            name: name.into(),
+            x: Vec::new(),
+            y: Vec::new(),
+            band: Some((Vec::new(), Vec::new())),
+        }
+    }
+
+    /// Appends the point (x, y) with its band [low, high] (the band is started if absent).
+    pub fn push_banded(&mut self, x: f64, y: f64, low: f64, high: f64) {
+        self.x.push(x);
+        self.y.push(y);
+        let (lows, highs) = self.band.get_or_insert_with(Default::default);
+        lows.push(low);
+        highs.push(high);
+    }
+}
+
 /// Lines with confidence bands over a shared numeric x axis.
 #[derive(Debug, Clone)]
 pub struct LinePlot {

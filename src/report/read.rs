@@ -228,15 +228,7 @@ impl ParquetTable {
 
     /// A text column (integers as decimal text).
     pub fn strings(&self, name: &str) -> Result<Vec<String>> {
-        let mut values = Vec::with_capacity(self.rows());
-        for array in self.column(name)? {
-            values.extend(text_values(array).ok_or_else(|| {
-                parquet_error(
-                    &self.path,
-                    format!("column {name:?} is {}, expected text", array.data_type()),
-                )
-            })?);
-        }
+        let values = self.optional_strings(name)?;
         self.no_nulls(name, values)
     }
 }

@@ -8,6 +8,14 @@ use candle_core::{DType, Device, Tensor, D};
 use genolens::data::{open_sequences, TableColumns};
 use genolens::model::{Batch, BlockSite, HookPoint, HookedModel, Hooks, LoadedModel};
 
+/// Runs the genolens binary the tests were built with.
+pub fn genolens(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_genolens"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// tests/fixtures/models/<name>.
 pub fn fixture_model(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
