@@ -981,6 +981,25 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
             }
         ),
     );
+    if let Some((a, b)) = &pair {
+        let significant: Vec<String> = TESTED
+            .iter()
+            .filter_map(|statistic| {
+                let hits = tests
+                    .iter()
+                    .filter(|t| t.statistic == *statistic && t.q < 0.05)
+                    .count();
+                let tested = tests.iter().any(|t| t.statistic == *statistic);
+                tested.then(|| format!("{} {hits}", readable(statistic)))
+            })
+            .collect();
+        let text = format!(
+            "Heads (of {}) whose statistic differs between {a} and {b} at BH q < 0.05: {}.",
+            layers * heads,
+            significant.join(", ")
+        );
+        context.report().paragraph(&text);
+    }
     let layer_names: Vec<String> = (0..layers).map(|l| l.to_string()).collect();
     let head_names: Vec<String> = (0..heads).map(|h| h.to_string()).collect();
     let layer_head = |name: &str, title: &str, values: Grid, label: &str| Heatmap {
@@ -1033,7 +1052,7 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
         };
         let svg = heatmap(&layer_head(
             "class_q_heatmap.svg",
-            &format!("{a} vs {b}: −log10 q of {}", readable(primary)),
+            &format!("−log10 q: {}", readable(primary)),
             // q can underflow to 0 with thousands of sequences: shown at the smallest double.
             grid(&|t| -t.q.max(f64::MIN_POSITIVE).log10()),
             "−log10 q (BH, Welch)",
@@ -1048,7 +1067,7 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
         )?;
         let svg = signed_heatmap(&layer_head(
             "class_d_heatmap.svg",
-            &format!("{a} vs {b}: Cohen's d of {}", readable(primary)),
+            &format!("Cohen's d: {}", readable(primary)),
             grid(&|t| t.cohens_d),
             "Cohen's d (a − b)",
         ))?;
