@@ -22,6 +22,13 @@ fixtures:
 data:
     bash scripts/data.sh
 
+# Attribution references from captum (and LXT) for tests/attribution.rs, in their own pinned
+# environment (.venv-lxt/: LXT 2.1's BERT needs transformers 4.x); CI never needs it.
+attribution-fixtures:
+    test -x .venv-lxt/bin/python || python3 -m venv .venv-lxt
+    .venv-lxt/bin/pip install -q -r tests/reference/requirements-lxt.txt
+    .venv-lxt/bin/python tests/reference/make_attribution_fixtures.py
+
 # Reference motif hits from memelite's FIMO for tests/data.rs (needs `just data` for chr20).
 motif-fixtures:
     test -x .venv-ref/bin/python || python3 -m venv .venv-ref

@@ -7,6 +7,7 @@ pub mod ablation;
 pub mod ablation_study;
 pub mod attention;
 pub mod attention_study;
+pub mod attribution;
 pub mod gradient;
 pub mod patching;
 pub mod patching_study;

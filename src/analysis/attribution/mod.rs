@@ -1,0 +1,8 @@
+//! Attribution methods on the hooked model (methods.md §7), batched: relevance of each token's
+//! word-embedding input (summed over hidden dims, the LXT/captum convention).
+
+pub mod integrated_gradients;
+
+pub use integrated_gradients::{
+    integrated_gradients, path_points, Baseline, IgResult, IgSettings, Quadrature,
+};

@@ -1,0 +1,143 @@
+//! Attribution methods against their reference implementations on the tiny fixture classifier
+//! (tests/fixtures/attribution/, made by tests/reference/make_attribution_fixtures.py with captum
+//! 0.9.0, torch 2.15.0 and transformers 4.46.3): one padded batch, target = logit of class 1.
+
+mod common;
+
+use genolens::analysis::attribution::{integrated_gradients, Baseline, IgSettings, Quadrature};
+use genolens::analysis::{gradient_x_input, tokenize_batch};
+use genolens::model::{load, LoadOptions};
+use serde_json::Value;
+
+fn fixture() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/attribution/tiny-cls-k6.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn rows(value: &Value) -> Vec<Vec<f64>> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+fn max_difference(ours: &[Vec<f32>], reference: &[Vec<f64>]) -> f64 {
+    assert_eq!(ours.len(), reference.len());
+    ours.iter()
+        .zip(reference)
+        .flat_map(|(a, b)| {
+            assert_eq!(a.len(), b.len(), "token counts differ");
+            a.iter().zip(b).map(|(x, y)| (f64::from(*x) - y).abs())
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn gradient_x_input_and_integrated_gradients_match_captum() {
+    let reference = fixture();
+    let target = reference["target"].as_u64().unwrap() as usize;
+    let loaded = load(
+        common::fixture_model("tiny-cls-k6").to_str().unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let sequences = common::fixture_sequences();
+    let (batch, tokens) = tokenize_batch(
+        &loaded.tokenizer,
+        sequences.iter().map(|(id, s)| (id.as_str(), s.as_str())),
+        loaded.model.device(),
+    )
+    .unwrap();
+    let ids: Vec<Vec<u32>> = tokens.iter().map(|t| t.ids.clone()).collect();
+    let expected_ids: Vec<Vec<u32>> = rows(&reference["ids"])
+        .iter()
+        .map(|r| r.iter().map(|&v| v as u32).collect())
+        .collect();
+    assert_eq!(ids, expected_ids, "the same tokens as HF's tokenizer");
+
+    let gxi: Vec<Vec<f32>> = gradient_x_input(&loaded.model, &batch, target)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    let gxi: Vec<Vec<f32>> = gxi
+        .into_iter()
+        .zip(&batch.lengths)
+        .map(|(mut r, &n)| {
+            r.truncate(n);
+            r
+        })
+        .collect();
+    let worst = max_difference(&gxi, &rows(&reference["grad_x_input"]));
+    assert!(worst <= 1e-4, "gradient × input vs captum: {worst:e}");
+    eprintln!("gradient × input: worst |genolens − captum| {worst:.2e}");
+
+    let special = loaded.tokenizer.vocab.special;
+    for case in reference["integrated_gradients"].as_array().unwrap() {
+        let settings = IgSettings {
+            steps: case["steps"].as_u64().unwrap() as usize,
+            quadrature: match case["method"].as_str().unwrap() {
+                "gausslegendre" => Quadrature::GaussLegendre,
+                _ => Quadrature::RiemannTrapezoid,
+            },
+            baseline: match case["baseline"].as_str().unwrap() {
+                "zero" => Baseline::Zero,
+                _ => Baseline::Mask,
+            },
+            points_per_pass: 7,
+        };
+        let results = integrated_gradients(
+            &loaded.model,
+            &batch,
+            &vec![target; batch.size()],
+            &settings,
+            special.mask,
+            &[special.cls, special.sep, special.pad],
+        )
+        .unwrap();
+        let scores: Vec<Vec<f32>> = results.iter().map(|r| r.scores.clone()).collect();
+        // captum's riemann_trapezoid puts n points on [0, 1] but steps 1/n (ends halved), so its
+        // weights sum to 1 − 1/n; genolens steps 1/(n − 1), a true trapezoid. Same points,
+        // proportional weights: captum's scores × n/(n − 1) are genolens's.
+        let n = settings.steps as f64;
+        let scale = match settings.quadrature {
+            Quadrature::RiemannTrapezoid => n / (n - 1.0),
+            Quadrature::GaussLegendre => 1.0,
+        };
+        let expected: Vec<Vec<f64>> = rows(&case["scores"])
+            .iter()
+            .map(|r| r.iter().map(|v| v * scale).collect())
+            .collect();
+        let worst = max_difference(&scores, &expected);
+        let label = format!("{} / {}", case["method"], case["baseline"]);
+        assert!(worst <= 1e-4, "IG {label} vs captum: {worst:e}");
+        for (row, result) in results.iter().enumerate() {
+            let total: f64 = expected[row].iter().sum();
+            // captum's convergence delta, Σ attributions − (f(x) − f(x′)), on the same footing.
+            let captum_gap = total - (result.target_at_input - result.target_at_baseline);
+            assert!(
+                (result.completeness_gap - captum_gap).abs() <= 1e-4,
+                "IG {label}: gap {} vs {captum_gap}",
+                result.completeness_gap
+            );
+            if settings.quadrature == Quadrature::GaussLegendre {
+                let delta = case["convergence_delta"][row].as_f64().unwrap();
+                assert!(
+                    (result.completeness_gap - delta).abs() <= 1e-4,
+                    "IG {label} delta"
+                );
+            }
+        }
+        eprintln!("IG {label}: worst |genolens − captum| {worst:.2e}");
+    }
+}

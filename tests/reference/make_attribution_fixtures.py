@@ -1,0 +1,101 @@
+"""Attribution references from captum (issue 15's checks), on the tiny fixture classifier.
+
+Runs in its own pinned environment (tests/reference/requirements-lxt.txt: torch 2.15.0,
+transformers 4.46.3, captum 0.9.0, lxt 2.1; LXT's efficient BERT needs transformers 4.x), built by
+`just attribution-fixtures` into the git-ignored .venv-lxt/. For tiny-cls-k6 and the fixture
+sequences as one padded batch, target = logit of class 1, on HF `inputs_embeds` (word embeddings
+only; positions and token types are added inside the model):
+  - gradient x input: captum InputXGradient;
+  - integrated gradients: captum IntegratedGradients, n_steps 50, methods gausslegendre and
+    riemann_trapezoid, baselines zero (all-zero word embeddings) and mask (every token but
+    [CLS]/[SEP]/[PAD] replaced by [MASK]), with captum's convergence delta.
+Token scores are summed over hidden dims. Writes tests/fixtures/attribution/tiny-cls-k6.json.
+"""
+
+import json
+from pathlib import Path
+
+import captum
+import torch
+import transformers
+from captum.attr import InputXGradient, IntegratedGradients
+from transformers import BertForSequenceClassification, BertTokenizer
+
+ROOT = Path(__file__).resolve().parents[1] / "fixtures"
+TARGET = 1
+
+
+def read_fasta(path: Path):
+    records, name = [], None
+    for line in path.read_text().splitlines():
+        if line.startswith(">"):
+            name = line[1:].split()[0]
+        elif line.strip():
+            records.append((name, line.strip()))
+    return records
+
+
+def main():
+    torch.manual_seed(0)
+    name, k = "tiny-cls-k6", 6
+    model_dir = ROOT / "models" / name
+    tokenizer = BertTokenizer(str(model_dir / "vocab.txt"), do_lower_case=False)
+    records = read_fasta(ROOT / "sequences.fa")
+    texts = [" ".join(s.upper()[i : i + k] for i in range(len(s) - k + 1)) for _, s in records]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    types = torch.zeros_like(ids)
+    model = BertForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager")
+    model.eval()
+    embeddings = model.bert.embeddings.word_embeddings
+
+    def forward(inputs_embeds):
+        rows = inputs_embeds.shape[0]
+        repeat = rows // ids.shape[0]
+        return model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=mask.repeat(repeat, 1),
+            token_type_ids=types.repeat(repeat, 1),
+        ).logits
+
+    x = embeddings(ids).detach()
+    special = torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id])
+    masked_ids = torch.where(torch.isin(ids, special), ids, torch.full_like(ids, tokenizer.mask_token_id))
+    baselines = {"zero": torch.zeros_like(x), "mask": embeddings(masked_ids).detach()}
+    lengths = mask.sum(1).tolist()
+
+    def per_token(attribution):
+        scores = attribution.sum(-1)
+        return [scores[b, : lengths[b]].tolist() for b in range(scores.shape[0])]
+
+    out = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "captum": captum.__version__,
+        "target": TARGET,
+        "ids": [ids[b, : lengths[b]].tolist() for b in range(ids.shape[0])],
+        "logits": forward(x).tolist(),
+        "grad_x_input": per_token(InputXGradient(forward).attribute(x.clone().requires_grad_(True), target=TARGET)),
+        "integrated_gradients": [],
+    }
+    ig = IntegratedGradients(forward)
+    for method in ("gausslegendre", "riemann_trapezoid"):
+        for baseline_name, baseline in baselines.items():
+            attribution, delta = ig.attribute(
+                x, baselines=baseline, target=TARGET, n_steps=50, method=method,
+                internal_batch_size=4 * 10, return_convergence_delta=True,
+            )
+            out["integrated_gradients"].append({
+                "method": method,
+                "baseline": baseline_name,
+                "steps": 50,
+                "scores": per_token(attribution),
+                "convergence_delta": delta.tolist(),
+            })
+    dest = ROOT / "attribution"
+    dest.mkdir(exist_ok=True)
+    (dest / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
