@@ -141,3 +141,50 @@ fn gradient_x_input_and_integrated_gradients_match_captum() {
         eprintln!("IG {label}: worst |genolens − captum| {worst:.2e}");
     }
 }
+
+#[test]
+fn ism_matches_a_direct_loop_of_hf_forwards() {
+    use genolens::analysis::attribution::ism;
+    let reference = fixture();
+    let target = reference["target"].as_u64().unwrap() as usize;
+    let loaded = load(
+        common::fixture_model("tiny-cls-k6").to_str().unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let mut worst = 0.0f64;
+    for ((id, sequence), expected) in common::fixture_sequences()
+        .iter()
+        .zip(reference["ism"].as_array().unwrap())
+    {
+        let result = ism(&loaded, id, sequence, target, 16).unwrap();
+        assert!((result.reference - expected["reference"].as_f64().unwrap()).abs() < 1e-5);
+        let expected = rows(&expected["deltas"]);
+        assert_eq!(
+            result.deltas.len(),
+            expected.len(),
+            "{id}: one row per base"
+        );
+        for (p, (ours, theirs)) in result.deltas.iter().zip(&expected).enumerate() {
+            for (b, (x, y)) in ours.iter().zip(theirs).enumerate() {
+                worst = worst.max((x - y).abs());
+                assert!(
+                    (x - y).abs() <= 1e-5,
+                    "{id} position {p} base {b}: {x} vs {y}"
+                );
+            }
+        }
+        // The identity substitution is exactly 0; ism_centred is Δ_observed − mean Δ.
+        let centred = result.centred(sequence);
+        for (p, base) in sequence.to_ascii_uppercase().bytes().enumerate() {
+            if let Some(o) = b"ACGT".iter().position(|&b| b == base) {
+                assert_eq!(result.deltas[p][o], 0.0);
+                let mean = result.deltas[p].iter().sum::<f64>() / 4.0;
+                assert!((centred[p] + mean).abs() < 1e-12);
+            } else {
+                assert!(centred[p].is_nan(), "N has no observed base");
+            }
+        }
+    }
+    eprintln!("ISM: worst |genolens − HF loop| {worst:.2e}");
+}

@@ -8,7 +8,8 @@ only; positions and token types are added inside the model):
   - gradient x input: captum InputXGradient;
   - integrated gradients: captum IntegratedGradients, n_steps 50, methods gausslegendre and
     riemann_trapezoid, baselines zero (all-zero word embeddings) and mask (every token but
-    [CLS]/[SEP]/[PAD] replaced by [MASK]), with captum's convergence delta.
+    [CLS]/[SEP]/[PAD] replaced by [MASK]), with captum's convergence delta;
+  - ISM by a direct loop of HF forwards, one per substitution (identity = 0).
 Token scores are summed over hidden dims. Writes tests/fixtures/attribution/tiny-cls-k6.json.
 """
 
@@ -92,6 +93,29 @@ def main():
                 "scores": per_token(attribution),
                 "convergence_delta": delta.tolist(),
             })
+    # ISM by a direct loop: one forward of a batch of one per substitution (identity = 0).
+    def logit_of(sequence):
+        text = " ".join(sequence[i : i + k] for i in range(len(sequence) - k + 1))
+        one = tokenizer([text], return_tensors="pt")
+        with torch.no_grad():
+            logits = model(input_ids=one["input_ids"], attention_mask=one["attention_mask"],
+                           token_type_ids=torch.zeros_like(one["input_ids"])).logits
+        return float(logits[0, TARGET])
+
+    out["ism"] = []
+    for _, sequence in records:
+        sequence = sequence.upper()
+        reference = logit_of(sequence)
+        deltas = []
+        for p, observed in enumerate(sequence):
+            row = []
+            for base in "ACGT":
+                if base == observed:
+                    row.append(0.0)
+                else:
+                    row.append(logit_of(sequence[:p] + base + sequence[p + 1 :]) - reference)
+            deltas.append(row)
+        out["ism"].append({"reference": reference, "deltas": deltas})
     dest = ROOT / "attribution"
     dest.mkdir(exist_ok=True)
     (dest / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")

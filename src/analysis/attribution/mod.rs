@@ -2,7 +2,9 @@
 //! word-embedding input (summed over hidden dims, the LXT/captum convention).
 
 pub mod integrated_gradients;
+pub mod ism;
 
 pub use integrated_gradients::{
     integrated_gradients, path_points, Baseline, IgResult, IgSettings, Quadrature,
 };
+pub use ism::{ism, IsmResult};
