@@ -9,6 +9,8 @@ only; positions and token types are added inside the model):
   - integrated gradients: captum IntegratedGradients, n_steps 50, methods gausslegendre and
     riemann_trapezoid, baselines zero (all-zero word embeddings) and mask (every token but
     [CLS]/[SEP]/[PAD] replaced by [MASK]), with captum's convergence delta;
+  - DNABERT's attention score, attention rollout and attention GradCAM from output_attentions
+    (the published formulas in float64, valid tokens only);
   - ISM by a direct loop of HF forwards, one per substitution (identity = 0).
 Token scores are summed over hidden dims. Writes tests/fixtures/attribution/tiny-cls-k6.json.
 """
@@ -93,6 +95,30 @@ def main():
                 "scores": per_token(attribution),
                 "convergence_delta": delta.tolist(),
             })
+    # Attention maps: DNABERT's attention score, rollout, GradCAM (published formulas, float64).
+    output = model(input_ids=ids, attention_mask=mask, token_type_ids=types, output_attentions=True)
+    attentions = output.attentions
+    attentions[-1].retain_grad()
+    output.logits[:, TARGET].sum().backward()
+    out["attention_maps"] = []
+    for b in range(ids.shape[0]):
+        n = lengths[b]
+        last = attentions[-1][b, :, :n, :n].double().detach()
+        rollout = torch.eye(n, dtype=torch.float64)
+        for a in attentions:
+            hat = a[b, :, :n, :n].double().detach().mean(0) + torch.eye(n, dtype=torch.float64)
+            hat = hat / hat.sum(-1, keepdim=True)
+            rollout = hat @ rollout
+        grad = attentions[-1].grad[b, :, :n, :n].double()
+        weights = grad.mean(dim=(-1, -2))
+        gradcam = (last[:, 0, :] * weights[:, None]).clamp(min=0).mean(0)
+        out["attention_maps"].append({
+            "attention": last[:, 0, :].sum(0).tolist(),
+            "rollout": rollout[0].tolist(),
+            "gradcam": gradcam.tolist(),
+        })
+    model.zero_grad()
+
     # ISM by a direct loop: one forward of a batch of one per substitution (identity = 0).
     def logit_of(sequence):
         text = " ".join(sequence[i : i + k] for i in range(len(sequence) - k + 1))

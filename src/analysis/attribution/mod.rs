@@ -1,9 +1,11 @@
 //! Attribution methods on the hooked model (methods.md §7), batched: relevance of each token's
 //! word-embedding input (summed over hidden dims, the LXT/captum convention).
 
+pub mod attention_maps;
 pub mod integrated_gradients;
 pub mod ism;
 
+pub use attention_maps::{attention_maps, AttentionMaps};
 pub use integrated_gradients::{
     integrated_gradients, path_points, Baseline, IgResult, IgSettings, Quadrature,
 };
