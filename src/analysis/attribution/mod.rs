@@ -4,9 +4,11 @@
 pub mod attention_maps;
 pub mod integrated_gradients;
 pub mod ism;
+pub mod nucleotides;
 
 pub use attention_maps::{attention_maps, AttentionMaps};
 pub use integrated_gradients::{
     integrated_gradients, path_points, Baseline, IgResult, IgSettings, Quadrature,
 };
 pub use ism::{ism, IsmResult};
+pub use nucleotides::{kmer_scores_to_nucleotides, scale_to_unit, Spread};
