@@ -4,7 +4,9 @@
 
 mod common;
 
-use genolens::analysis::attribution::{integrated_gradients, Baseline, IgSettings, Quadrature};
+use genolens::analysis::attribution::{
+    integrated_gradients, Baseline, IgSettings, Quadrature, TargetKind,
+};
 use genolens::analysis::{gradient_x_input, tokenize_batch};
 use genolens::model::{load, LoadOptions};
 use serde_json::Value;
@@ -95,6 +97,7 @@ fn gradient_x_input_and_integrated_gradients_match_captum() {
                 _ => Baseline::Mask,
             },
             points_per_pass: 7,
+            ..IgSettings::default()
         };
         let results = integrated_gradients(
             &loaded.model,
@@ -238,5 +241,51 @@ fn attention_score_rollout_and_gradcam_match_the_published_formulas_on_hf_attent
         let worst = max_difference(&ours, &expected) / scale;
         assert!(worst <= 1e-5, "{method}: relative {worst:e}");
         eprintln!("{method}: worst |genolens − reference| / max {worst:.2e}");
+    }
+}
+
+#[test]
+fn integrated_gradients_of_the_log_probability_match_captum() {
+    let reference = fixture();
+    let case = &reference["integrated_gradients_log_probability"];
+    let target = reference["target"].as_u64().unwrap() as usize;
+    let loaded = load(
+        common::fixture_model("tiny-cls-k6").to_str().unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let sequences = common::fixture_sequences();
+    let (batch, _) = tokenize_batch(
+        &loaded.tokenizer,
+        sequences.iter().map(|(id, s)| (id.as_str(), s.as_str())),
+        loaded.model.device(),
+    )
+    .unwrap();
+    let special = loaded.tokenizer.vocab.special;
+    let settings = IgSettings {
+        target_kind: TargetKind::LogProbability,
+        ..IgSettings::default()
+    };
+    let results = integrated_gradients(
+        &loaded.model,
+        &batch,
+        &vec![target; batch.size()],
+        &settings,
+        special.mask,
+        &[special.cls, special.sep, special.pad],
+    )
+    .unwrap();
+    let scores: Vec<Vec<f32>> = results.iter().map(|r| r.scores.clone()).collect();
+    let worst = max_difference(&scores, &rows(&case["scores"]));
+    assert!(
+        worst <= 1e-4,
+        "IG of the log-probability vs captum: {worst:e}"
+    );
+    for (result, delta) in results
+        .iter()
+        .zip(case["convergence_delta"].as_array().unwrap())
+    {
+        assert!((result.completeness_gap - delta.as_f64().unwrap()).abs() <= 1e-4);
+        assert!(result.target_at_input < 0.0, "a log-probability");
     }
 }

@@ -8,7 +8,8 @@ only; positions and token types are added inside the model):
   - gradient x input: captum InputXGradient;
   - integrated gradients: captum IntegratedGradients, n_steps 50, methods gausslegendre and
     riemann_trapezoid, baselines zero (all-zero word embeddings) and mask (every token but
-    [CLS]/[SEP]/[PAD] replaced by [MASK]), with captum's convergence delta;
+    [CLS]/[SEP]/[PAD] replaced by [MASK]), with captum's convergence delta; and once for the
+    target's log-probability (Gauss-Legendre, zero baseline);
   - DNABERT's attention score, attention rollout and attention GradCAM from output_attentions
     (the published formulas in float64, valid tokens only);
   - ISM by a direct loop of HF forwards, one per substitution (identity = 0).
@@ -142,6 +143,18 @@ def main():
                     row.append(logit_of(sequence[:p] + base + sequence[p + 1 :]) - reference)
             deltas.append(row)
         out["ism"].append({"reference": reference, "deltas": deltas})
+    # Integrated gradients of the log-probability of the target class.
+    def log_probability(inputs_embeds):
+        return torch.log_softmax(forward(inputs_embeds), dim=-1)
+
+    attribution, delta = IntegratedGradients(log_probability).attribute(
+        x, baselines=baselines["zero"], target=TARGET, n_steps=50, method="gausslegendre",
+        internal_batch_size=40, return_convergence_delta=True,
+    )
+    out["integrated_gradients_log_probability"] = {
+        "method": "gausslegendre", "baseline": "zero", "steps": 50,
+        "scores": per_token(attribution), "convergence_delta": delta.tolist(),
+    }
     dest = ROOT / "attribution"
     dest.mkdir(exist_ok=True)
     (dest / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")

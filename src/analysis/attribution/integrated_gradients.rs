@@ -26,6 +26,16 @@ pub enum Baseline {
     Mask,
 }
 
+/// What a class's score is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetKind {
+    /// The class's logit (the default).
+    #[default]
+    Logit,
+    /// The class's log-probability (log-softmax over the classes).
+    LogProbability,
+}
+
 /// How integrated gradients runs.
 #[derive(Debug, Clone, Copy)]
 pub struct IgSettings {
@@ -37,6 +47,8 @@ pub struct IgSettings {
     pub baseline: Baseline,
     /// Path points per forward pass (each point is a copy of the batch).
     pub points_per_pass: usize,
+    /// Logit or log-probability of the target class.
+    pub target_kind: TargetKind,
 }
 
 impl Default for IgSettings {
@@ -46,6 +58,7 @@ impl Default for IgSettings {
             quadrature: Quadrature::GaussLegendre,
             baseline: Baseline::Zero,
             points_per_pass: 8,
+            target_kind: TargetKind::Logit,
         }
     }
 }
@@ -115,7 +128,7 @@ pub struct IgResult {
     pub completeness_gap: f64,
 }
 
-/// Integrated gradients of each row's `targets[row]` logit. `mask_id` is the [MASK] token id and
+/// Integrated gradients of each row's `targets[row]` logit (or log-probability). `mask_id` is the [MASK] token id and
 /// `special` the ids kept by the mask baseline ([CLS], [SEP], padding).
 pub fn integrated_gradients(
     model: &HookedModel,
@@ -148,7 +161,7 @@ pub fn integrated_gradients(
     };
     let difference = (&input - &baseline)?;
     let target_values = |embedding: &Tensor| -> Result<Vec<f64>> {
-        let logits = logits_with_embedding(model, batch, embedding)?;
+        let logits = scores_with_embedding(model, batch, embedding, settings.target_kind)?;
         let logits: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
         Ok(targets
             .iter()
@@ -176,7 +189,8 @@ pub fn integrated_gradients(
             attention_mask: batch.attention_mask.repeat((points, 1))?,
             lengths: (0..points).flat_map(|_| batch.lengths.clone()).collect(),
         };
-        let logits = logits_with_embedding(model, &repeated, variable.as_tensor())?;
+        let logits =
+            scores_with_embedding(model, &repeated, variable.as_tensor(), settings.target_kind)?;
         // Σ over points and rows of wᵢ·logit[row, target]: the gradient at each point is wᵢ∇f.
         let mut selector = vec![0f32; points * rows * logits.dim(1)?];
         let classes = logits.dim(1)?;
@@ -220,8 +234,14 @@ pub fn integrated_gradients(
         .collect())
 }
 
-/// The classifier's logits [b, classes] with `embedding` as the word embeddings.
-fn logits_with_embedding(model: &HookedModel, batch: &Batch, embedding: &Tensor) -> Result<Tensor> {
+/// The classifier's logits (or log-probabilities) [b, classes] with `embedding` as the word
+/// embeddings.
+fn scores_with_embedding(
+    model: &HookedModel,
+    batch: &Batch,
+    embedding: &Tensor,
+    kind: TargetKind,
+) -> Result<Tensor> {
     let hooks = Hooks::none().intervene(
         HookPoint::Embed,
         Intervention::Replace {
@@ -231,7 +251,10 @@ fn logits_with_embedding(model: &HookedModel, batch: &Batch, embedding: &Tensor)
         },
     );
     match model.forward(batch, &hooks)?.logits {
-        Some(logits) if logits.rank() == 2 => Ok(logits),
+        Some(logits) if logits.rank() == 2 => match kind {
+            TargetKind::Logit => Ok(logits),
+            TargetKind::LogProbability => Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?),
+        },
         _ => Err(GenolensError::hook(
             "hook_logits",
             format!(

@@ -8,7 +8,7 @@ pub mod nucleotides;
 
 pub use attention_maps::{attention_maps, AttentionMaps};
 pub use integrated_gradients::{
-    integrated_gradients, path_points, Baseline, IgResult, IgSettings, Quadrature,
+    integrated_gradients, path_points, Baseline, IgResult, IgSettings, Quadrature, TargetKind,
 };
 pub use ism::{ism, IsmResult};
 pub use nucleotides::{kmer_scores_to_nucleotides, scale_to_unit, Spread};
