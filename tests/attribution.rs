@@ -160,7 +160,7 @@ fn ism_matches_a_direct_loop_of_hf_forwards() {
         .iter()
         .zip(reference["ism"].as_array().unwrap())
     {
-        let result = ism(&loaded, id, sequence, target, 16).unwrap();
+        let result = ism(&loaded, id, sequence, target, TargetKind::Logit, 16).unwrap();
         assert!((result.reference - expected["reference"].as_f64().unwrap()).abs() < 1e-5);
         let expected = rows(&expected["deltas"]);
         assert_eq!(
@@ -190,6 +190,26 @@ fn ism_matches_a_direct_loop_of_hf_forwards() {
         }
     }
     eprintln!("ISM: worst |genolens − HF loop| {worst:.2e}");
+    // Log-probability target: Δ of log p = Δ logit − Δ logsumexp, checked on one sequence.
+    let (id, sequence) = &common::fixture_sequences()[0];
+    let logit = ism(&loaded, id, sequence, target, TargetKind::Logit, 16).unwrap();
+    let log_p = ism(
+        &loaded,
+        id,
+        sequence,
+        target,
+        TargetKind::LogProbability,
+        16,
+    )
+    .unwrap();
+    assert!(log_p.reference < 0.0);
+    let changed = logit
+        .deltas
+        .iter()
+        .flatten()
+        .zip(log_p.deltas.iter().flatten());
+    assert!(changed.clone().any(|(a, b)| (a - b).abs() > 1e-9));
+    assert!(changed.clone().all(|(a, b)| (*a == 0.0) == (*b == 0.0)));
 }
 
 #[test]
@@ -288,4 +308,27 @@ fn integrated_gradients_of_the_log_probability_match_captum() {
         assert!((result.completeness_gap - delta.as_f64().unwrap()).abs() <= 1e-4);
         assert!(result.target_at_input < 0.0, "a log-probability");
     }
+}
+
+#[test]
+fn the_default_target_is_the_predicted_class() {
+    use genolens::analysis::attribution::predicted_classes;
+    let reference = fixture();
+    let loaded = load(
+        common::fixture_model("tiny-cls-k6").to_str().unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let sequences = common::fixture_sequences();
+    let (batch, _) = tokenize_batch(
+        &loaded.tokenizer,
+        sequences.iter().map(|(id, s)| (id.as_str(), s.as_str())),
+        loaded.model.device(),
+    )
+    .unwrap();
+    let expected: Vec<usize> = rows(&reference["logits"])
+        .iter()
+        .map(|r| if r[1] > r[0] { 1 } else { 0 })
+        .collect();
+    assert_eq!(predicted_classes(&loaded.model, &batch).unwrap(), expected);
 }

@@ -3,6 +3,7 @@
 //! of a sequence run as batches of equal-length rows. The identity substitution is 0 and is not
 //! computed. A position holding N (or another non-ACGT code) gets all four bases.
 
+use super::TargetKind;
 use crate::error::{GenolensError, Result};
 use crate::model::{Batch, Hooks, LoadedModel};
 
@@ -12,7 +13,7 @@ pub const BASES: [u8; 4] = *b"ACGT";
 /// ISM of one sequence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IsmResult {
-    /// f(x): the target logit of the unmutated sequence.
+    /// f(x): the target score of the unmutated sequence.
     pub reference: f64,
     /// Per position, Δ for A, C, G, T (0 for the observed base).
     pub deltas: Vec<[f64; 4]>,
@@ -36,12 +37,14 @@ impl IsmResult {
     }
 }
 
-/// ISM of `sequence` for the logit of class `target`, `batch_size` variants per forward pass.
+/// ISM of `sequence` for the logit (or log-probability, per `kind`) of class `target`,
+/// `batch_size` variants per forward pass.
 pub fn ism(
     loaded: &LoadedModel,
     id: &str,
     sequence: &str,
     target: usize,
+    kind: TargetKind,
     batch_size: usize,
 ) -> Result<IsmResult> {
     let upper = sequence.to_ascii_uppercase();
@@ -89,6 +92,12 @@ pub fn ism(
                 format!("class {target} is out of range: the classifier has {classes} classes"),
             ));
         }
+        let logits = match kind {
+            TargetKind::Logit => logits,
+            TargetKind::LogProbability => {
+                candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?
+            }
+        };
         let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
         Ok(logits.iter().map(|row| f64::from(row[target])).collect())
     };

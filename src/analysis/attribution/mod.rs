@@ -12,3 +12,39 @@ pub use integrated_gradients::{
 };
 pub use ism::{ism, IsmResult};
 pub use nucleotides::{kmer_scores_to_nucleotides, scale_to_unit, Spread};
+
+use crate::error::{GenolensError, Result};
+use crate::model::{Batch, HookedModel, Hooks};
+
+/// The class each sequence of `batch` is predicted as (argmax of the logits): the default target.
+pub fn predicted_classes(model: &HookedModel, batch: &Batch) -> Result<Vec<usize>> {
+    let logits = model
+        .forward(batch, &Hooks::none())?
+        .logits
+        .filter(|l| l.rank() == 2)
+        .ok_or_else(|| {
+            GenolensError::hook(
+                "hook_logits",
+                format!(
+                    "a predicted class needs a sequence classifier, and this model is a {}",
+                    model.head_kind().hf_class()
+                ),
+            )
+        })?;
+    let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+    Ok(logits
+        .iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 {
+                        (i, v)
+                    } else {
+                        best
+                    }
+                })
+                .0
+        })
+        .collect())
+}
