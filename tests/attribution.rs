@@ -19,6 +19,23 @@ fn fixture() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The tiny k = 6 classifier and the fixture sequences as one padded batch.
+fn fixture_batch() -> (genolens::model::LoadedModel, genolens::model::Batch) {
+    let loaded = load(
+        common::fixture_model("tiny-cls-k6").to_str().unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let sequences = common::fixture_sequences();
+    let (batch, _) = tokenize_batch(
+        &loaded.tokenizer,
+        sequences.iter().map(|(id, s)| (id.as_str(), s.as_str())),
+        loaded.model.device(),
+    )
+    .unwrap();
+    (loaded, batch)
+}
+
 fn rows(value: &Value) -> Vec<Vec<f64>> {
     value
         .as_array()
@@ -217,18 +234,7 @@ fn attention_score_rollout_and_gradcam_match_the_published_formulas_on_hf_attent
     use genolens::analysis::attribution::attention_maps;
     let reference = fixture();
     let target = reference["target"].as_u64().unwrap() as usize;
-    let loaded = load(
-        common::fixture_model("tiny-cls-k6").to_str().unwrap(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
-    let sequences = common::fixture_sequences();
-    let (batch, _) = tokenize_batch(
-        &loaded.tokenizer,
-        sequences.iter().map(|(id, s)| (id.as_str(), s.as_str())),
-        loaded.model.device(),
-    )
-    .unwrap();
+    let (loaded, batch) = fixture_batch();
     let maps = attention_maps(&loaded.model, &batch, &vec![target; batch.size()]).unwrap();
     for method in ["attention", "rollout", "gradcam"] {
         let ours: Vec<Vec<f32>> = maps
@@ -269,18 +275,7 @@ fn integrated_gradients_of_the_log_probability_match_captum() {
     let reference = fixture();
     let case = &reference["integrated_gradients_log_probability"];
     let target = reference["target"].as_u64().unwrap() as usize;
-    let loaded = load(
-        common::fixture_model("tiny-cls-k6").to_str().unwrap(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
-    let sequences = common::fixture_sequences();
-    let (batch, _) = tokenize_batch(
-        &loaded.tokenizer,
-        sequences.iter().map(|(id, s)| (id.as_str(), s.as_str())),
-        loaded.model.device(),
-    )
-    .unwrap();
+    let (loaded, batch) = fixture_batch();
     let special = loaded.tokenizer.vocab.special;
     let settings = IgSettings {
         target_kind: TargetKind::LogProbability,
@@ -314,18 +309,7 @@ fn integrated_gradients_of_the_log_probability_match_captum() {
 fn the_default_target_is_the_predicted_class() {
     use genolens::analysis::attribution::predicted_classes;
     let reference = fixture();
-    let loaded = load(
-        common::fixture_model("tiny-cls-k6").to_str().unwrap(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
-    let sequences = common::fixture_sequences();
-    let (batch, _) = tokenize_batch(
-        &loaded.tokenizer,
-        sequences.iter().map(|(id, s)| (id.as_str(), s.as_str())),
-        loaded.model.device(),
-    )
-    .unwrap();
+    let (loaded, batch) = fixture_batch();
     let expected: Vec<usize> = rows(&reference["logits"])
         .iter()
         .map(|r| if r[1] > r[0] { 1 } else { 0 })

@@ -49,16 +49,13 @@ pub fn attention_maps(
             heads: None,
         },
     );
-    let logits = model
-        .forward(batch, &hooks)?
-        .logits
-        .filter(|l| l.rank() == 2)
-        .ok_or_else(|| {
-            GenolensError::hook(
-                "hook_logits",
-                "attention attributions need a sequence classifier (a target logit)",
-            )
-        })?;
+    let logits = super::class_scores(
+        model,
+        batch,
+        &hooks,
+        super::TargetKind::Logit,
+        "attention GradCAM",
+    )?;
     let classes = logits.dim(1)?;
     let mut selector = vec![0f32; batch.size() * classes];
     for (row, &t) in targets.iter().enumerate() {

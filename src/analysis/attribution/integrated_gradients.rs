@@ -250,19 +250,7 @@ fn scores_with_embedding(
             heads: None,
         },
     );
-    match model.forward(batch, &hooks)?.logits {
-        Some(logits) if logits.rank() == 2 => match kind {
-            TargetKind::Logit => Ok(logits),
-            TargetKind::LogProbability => Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?),
-        },
-        _ => Err(GenolensError::hook(
-            "hook_logits",
-            format!(
-                "integrated gradients needs a sequence classifier, and this model is a {}",
-                model.head_kind().hf_class()
-            ),
-        )),
-    }
+    super::class_scores(model, batch, &hooks, kind, "integrated gradients")
 }
 
 #[cfg(test)]

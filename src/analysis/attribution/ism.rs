@@ -3,7 +3,7 @@
 //! of a sequence run as batches of equal-length rows. The identity substitution is 0 and is not
 //! computed. A position holding N (or another non-ACGT code) gets all four bases.
 
-use super::TargetKind;
+use super::{class_scores, TargetKind};
 use crate::error::{GenolensError, Result};
 use crate::model::{Batch, Hooks, LoadedModel};
 
@@ -71,20 +71,7 @@ pub fn ism(
             loaded.tokenizer.vocab.special.pad,
             loaded.model.device(),
         )?;
-        let logits = loaded
-            .model
-            .forward(&batch, &Hooks::none())?
-            .logits
-            .filter(|l| l.rank() == 2)
-            .ok_or_else(|| {
-                GenolensError::hook(
-                    "hook_logits",
-                    format!(
-                        "ISM needs a sequence classifier, and this model is a {}",
-                        loaded.model.head_kind().hf_class()
-                    ),
-                )
-            })?;
+        let logits = class_scores(&loaded.model, &batch, &Hooks::none(), kind, "ISM")?;
         let classes = logits.dim(1)?;
         if target >= classes {
             return Err(GenolensError::argument(
@@ -92,12 +79,6 @@ pub fn ism(
                 format!("class {target} is out of range: the classifier has {classes} classes"),
             ));
         }
-        let logits = match kind {
-            TargetKind::Logit => logits,
-            TargetKind::LogProbability => {
-                candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?
-            }
-        };
         let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
         Ok(logits.iter().map(|row| f64::from(row[target])).collect())
     };

@@ -16,21 +16,43 @@ pub use nucleotides::{kmer_scores_to_nucleotides, scale_to_unit, Spread};
 use crate::error::{GenolensError, Result};
 use crate::model::{Batch, HookedModel, Hooks};
 
-/// The class each sequence of `batch` is predicted as (argmax of the logits): the default target.
-pub fn predicted_classes(model: &HookedModel, batch: &Batch) -> Result<Vec<usize>> {
+/// The classifier's scores [b, classes] under `hooks`: logits, or log-probabilities per `kind`.
+/// `method` names the attribution method in the error a model without a classifier head gets.
+pub fn class_scores(
+    model: &HookedModel,
+    batch: &Batch,
+    hooks: &Hooks,
+    kind: TargetKind,
+    method: &str,
+) -> Result<candle_core::Tensor> {
     let logits = model
-        .forward(batch, &Hooks::none())?
+        .forward(batch, hooks)?
         .logits
         .filter(|l| l.rank() == 2)
         .ok_or_else(|| {
             GenolensError::hook(
                 "hook_logits",
                 format!(
-                    "a predicted class needs a sequence classifier, and this model is a {}",
+                    "{method} needs a sequence classifier, and this model is a {}",
                     model.head_kind().hf_class()
                 ),
             )
         })?;
+    Ok(match kind {
+        TargetKind::Logit => logits,
+        TargetKind::LogProbability => candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?,
+    })
+}
+
+/// The class each sequence of `batch` is predicted as (argmax of the logits): the default target.
+pub fn predicted_classes(model: &HookedModel, batch: &Batch) -> Result<Vec<usize>> {
+    let logits = class_scores(
+        model,
+        batch,
+        &Hooks::none(),
+        TargetKind::Logit,
+        "a predicted class",
+    )?;
     let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
     Ok(logits
         .iter()
