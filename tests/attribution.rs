@@ -316,3 +316,47 @@ fn the_default_target_is_the_predicted_class() {
         .collect();
     assert_eq!(predicted_classes(&loaded.model, &batch).unwrap(), expected);
 }
+
+fn pearson(a: &[f32], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let a: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+#[test]
+fn attnlrp_and_cp_lrp_match_lxt_efficient_bert() {
+    use genolens::analysis::attribution::lrp;
+    use genolens::model::RelevanceRules;
+    let reference = fixture();
+    let target = reference["target"].as_u64().unwrap() as usize;
+    let (loaded, batch) = fixture_batch();
+    let targets = vec![target; batch.size()];
+    for (rules, key) in [
+        (RelevanceRules::AttnLrp, "attnlrp"),
+        (RelevanceRules::CpLrp, "cp_lrp"),
+    ] {
+        let ours = lrp(&loaded.model, &batch, &targets, TargetKind::Logit, rules).unwrap();
+        let expected = rows(&reference["lxt"][key]["scores"]);
+        let scores: Vec<Vec<f32>> = ours.iter().map(|r| r.scores.clone()).collect();
+        let difference = max_difference(&scores, &expected);
+        eprintln!("{key}: max |ours − LXT| = {difference:.2e}");
+        assert!(difference <= 1e-5, "{key}: max |ours − LXT| = {difference}");
+        for (row, (result, want)) in ours.iter().zip(&expected).enumerate() {
+            let r = pearson(&result.scores, want);
+            assert!(r >= 0.999, "{key} row {row}: Pearson {r}");
+            let lxt_target = reference["lxt"][key]["target"][row].as_f64().unwrap();
+            assert!((result.target - lxt_target).abs() < 1e-5);
+            let total: f64 = want.iter().sum();
+            assert!((result.conservation_error - (total - lxt_target)).abs() < 1e-4);
+        }
+    }
+    // AttnLRP is not plain gradient × input: the rules change the answer.
+    let plain = gradient_x_input(&loaded.model, &batch, target).unwrap();
+    let plain: Vec<f32> = plain.flatten_all().unwrap().to_vec1().unwrap();
+    let attn = rows(&reference["lxt"]["attnlrp"]["scores"]);
+    assert!((f64::from(plain[1]) - attn[0][1]).abs() > 1e-4);
+}

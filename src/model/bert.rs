@@ -13,7 +13,16 @@ use crate::model::source::{Recording, TensorSource};
 use crate::model::weights::RandomInit;
 use crate::ops::batched_matmul::batched_matmul;
 use crate::ops::kernels::masked_softmax;
+use crate::ops::relevance::{self, RelevanceRules};
 use crate::ops::{additive_key_mask, softmax_last_dim, LayerNorm, Linear};
+
+/// LayerNorm, with σ detached under relevance rules (the identity rule of AttnLRP and CP-LRP).
+fn normalize(norm: &LayerNorm, x: &Tensor, hooks: &Hooks) -> Result<Tensor> {
+    Ok(match hooks.rules() {
+        Some(_) => relevance::layer_norm_detached_std(x, norm)?,
+        None => norm.forward(x)?,
+    })
+}
 
 struct Embeddings {
     word: Tensor,
@@ -462,7 +471,7 @@ impl HookedModel {
             .contiguous()?;
         let token_type = hooks.apply(HookPoint::TokenTypeEmbed, token_type, cache)?;
         let summed = word.broadcast_add(&token_type)?.broadcast_add(&position)?;
-        Ok(self.embeddings.layer_norm.forward(&summed)?)
+        normalize(&self.embeddings.layer_norm, &summed, hooks)
     }
 
     fn run_layers(
@@ -560,8 +569,9 @@ impl HookedModel {
         let head_dim = self.config.head_dim();
         // 1/√d_head applied to q (t·d_head values) rather than to the scores (t² values).
         let scale = (head_dim as f64).powf(-0.5);
-        let reads_pattern =
-            hooks.wants(point(BlockSite::AttnScores)) || hooks.wants(point(BlockSite::Pattern));
+        let reads_pattern = hooks.wants(point(BlockSite::AttnScores))
+            || hooks.wants(point(BlockSite::Pattern))
+            || hooks.rules().is_some();
         let z = if !reads_pattern && crate::ops::attention::applies(&q, &k, &v) {
             crate::ops::attention::attention(&q, &k, &v, key_mask, scale)?
         } else {
@@ -598,6 +608,7 @@ impl HookedModel {
 
         let erf_gelu = self.config.hidden_act == crate::model::Activation::GeluErf;
         let whole_mlp = if erf_gelu
+            && hooks.rules().is_none()
             && !hooks.wants(point(BlockSite::MlpPre))
             && !hooks.wants(point(BlockSite::MlpPost))
         {
@@ -646,7 +657,7 @@ impl HookedModel {
         hooks: &Hooks,
         cache: &mut ActivationCache,
     ) -> Result<Tensor> {
-        if !hooks.wants(sum_point) {
+        if !hooks.wants(sum_point) && hooks.rules().is_none() {
             if let Some(normalized) = crate::ops::layer_norm::layer_norm_of_sum(
                 &branch,
                 residual,
@@ -658,7 +669,7 @@ impl HookedModel {
             }
         }
         let sum = hooks.apply(sum_point, (branch + residual)?, cache)?;
-        Ok(norm.forward(&sum)?)
+        normalize(norm, &sum, hooks)
     }
 
     /// The MLP as separate ops, with hooks on the pre- and post-activation.
@@ -672,6 +683,7 @@ impl HookedModel {
     ) -> Result<Tensor> {
         let point = |site| HookPoint::block(index, site);
         let fused_gelu = if self.config.hidden_act == crate::model::Activation::GeluErf
+            && hooks.rules().is_none()
             && !hooks.wants(point(BlockSite::MlpPre))
         {
             // Nobody reads the pre-activation: the GELU is applied inside the dense op.
@@ -687,7 +699,11 @@ impl HookedModel {
                     layer.intermediate.forward(normalized_mid)?,
                     cache,
                 )?;
-                self.config.hidden_act.apply(&pre)?
+                if hooks.rules().is_some() {
+                    relevance::identity_rule(&pre, |x| self.config.hidden_act.apply(x))?
+                } else {
+                    self.config.hidden_act.apply(&pre)?
+                }
             }
         };
         let post = hooks.apply(point(BlockSite::MlpPost), post, cache)?;
@@ -720,7 +736,18 @@ impl HookedModel {
             })
         };
         let (q, k, v) = (by_head(q)?, by_head(k)?, by_head(v)?);
+        // Relevance rules (LXT's eager BERT): AttnLRP halves the gradient of both products'
+        // outputs; CP-LRP detaches q and k (the pattern is a constant) and halves nothing.
+        let rules = hooks.rules();
+        let (q, k) = match rules {
+            Some(RelevanceRules::CpLrp) => (q.detach(), k.detach()),
+            _ => (q, k),
+        };
         let product = batched_matmul(&(q * scale)?, &k.t()?)?;
+        let product = match rules {
+            Some(RelevanceRules::AttnLrp) => relevance::scale_gradient(&product, 0.5)?,
+            _ => product,
+        };
         let pattern = if hooks.wants(point(BlockSite::AttnScores)) {
             let scores = product.broadcast_add(key_mask)?;
             let scores = hooks.apply(point(BlockSite::AttnScores), scores, cache)?;
@@ -730,10 +757,12 @@ impl HookedModel {
             masked_softmax(&product, key_mask)?
         };
         let pattern = hooks.apply(point(BlockSite::Pattern), pattern, cache)?;
-        let z = batched_matmul(&pattern, &v)?
-            .transpose(1, 2)?
-            .contiguous()?;
-        Ok(z)
+        let z = batched_matmul(&pattern, &v)?;
+        let z = match rules {
+            Some(RelevanceRules::AttnLrp) => relevance::scale_gradient(&z, 0.5)?,
+            _ => z,
+        };
+        Ok(z.transpose(1, 2)?.contiguous()?)
     }
 
     /// Per-head contributions z_h · W_O[:, h] as [b,t,h,d_model] (before the output bias).
@@ -767,7 +796,12 @@ impl HookedModel {
         let cls = hooks.apply(HookPoint::Cls, cls, &mut cache)?;
         let pooled = match &self.pooler {
             Some(pooler) => {
-                Some(hooks.apply(HookPoint::Pooled, pooler.forward(&cls)?.tanh()?, &mut cache)?)
+                let dense = pooler.forward(&cls)?;
+                let pooled = match hooks.rules() {
+                    Some(_) => relevance::identity_rule(&dense, |x| x.tanh())?,
+                    None => dense.tanh()?,
+                };
+                Some(hooks.apply(HookPoint::Pooled, pooled, &mut cache)?)
             }
             None => None,
         };

@@ -15,5 +15,7 @@ pub use batch::Batch;
 pub use bert::{HookedModel, Output};
 pub use config::{Activation, GenolensRecord, ModelConfig, TrainingData};
 pub use heads::HeadKind;
-pub use hooks::{ActivationCache, BlockSite, HookPattern, HookPoint, Hooks, Intervention};
+pub use hooks::{
+    ActivationCache, BlockSite, HookPattern, HookPoint, Hooks, Intervention, RelevanceRules,
+};
 pub use load::{load, load_dir, LoadOptions, LoadedModel, ModelSource};

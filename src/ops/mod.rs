@@ -14,6 +14,7 @@ pub(crate) mod kernels;
 pub(crate) mod layer_norm;
 mod layers;
 pub(crate) mod mlp;
+pub mod relevance;
 pub(crate) mod row_ops;
 pub(crate) mod vector_math;
 

@@ -12,7 +12,8 @@ only; positions and token types are added inside the model):
     target's log-probability (Gauss-Legendre, zero baseline);
   - DNABERT's attention score, attention rollout and attention GradCAM from output_attentions
     (the published formulas in float64, valid tokens only);
-  - ISM by a direct loop of HF forwards, one per substitution (identity = 0).
+  - ISM by a direct loop of HF forwards, one per substitution (identity = 0);
+  - AttnLRP with LXT 2.1's efficient BERT and CP-LRP from LXT's rules (see lxt_relevance).
 Token scores are summed over hidden dims. Writes tests/fixtures/attribution/tiny-cls-k6.json.
 """
 
@@ -37,6 +38,60 @@ def read_fasta(path: Path):
         elif line.strip():
             records.append((name, line.strip()))
     return records
+
+
+def lxt_relevance(model_dir, ids, mask, types, lengths):
+    """AttnLRP with LXT's efficient BERT (eager attention), and CP-LRP built from LXT's own rules
+    on the same patched model: q and k detached (lxt.efficient.rules.stop_gradient, as LXT's
+    patch_cp_attention does) and no uniform rule inside attention (its cp_LRP maps keep only the
+    LayerNorm, dropout and activation patches). Target = logit of TARGET; relevance = Σ_d
+    inputs_embeds ⊙ grad."""
+    import importlib.util
+    import sys
+    import types as pytypes
+
+    import lxt
+    import transformers.models.bert.modeling_bert as modeling_bert
+
+    # lxt.efficient.models imports every architecture on import (some need transformers 5):
+    # register a bare package so that only its BERT module is loaded.
+    models_dir = Path(importlib.util.find_spec("lxt.efficient").submodule_search_locations[0]) / "models"
+    package = pytypes.ModuleType("lxt.efficient.models")
+    package.__path__ = [str(models_dir)]
+    package.get_default_map = lambda *a, **k: {}
+    sys.modules["lxt.efficient.models"] = package
+    import lxt.efficient.models.bert as lxt_bert
+    from lxt.efficient import monkey_patch
+    from lxt.efficient.rules import stop_gradient
+
+    monkey_patch(modeling_bert, patch_map=lxt_bert.attnLRP, verbose=False)
+    model = modeling_bert.BertForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager")
+    model.eval()
+    assert type(model.bert.encoder.layer[0].attention.self).__module__ == lxt_bert.__name__
+
+    def relevance():
+        x = model.bert.embeddings.word_embeddings(ids).detach().requires_grad_(True)
+        logits = model(inputs_embeds=x, attention_mask=mask, token_type_ids=types,
+                       position_ids=torch.arange(ids.shape[1]).expand_as(ids)).logits
+        logits[:, TARGET].sum().backward()
+        scores = (x * x.grad).sum(-1)
+        return {
+            "scores": [scores[b, : lengths[b]].tolist() for b in range(ids.shape[0])],
+            "target": logits[:, TARGET].tolist(),
+        }
+
+    out = {"lxt": lxt.__version__ if hasattr(lxt, "__version__") else "2.1", "attnlrp": relevance()}
+    handles = []
+    for layer in model.bert.encoder.layer:
+        for linear in (layer.attention.self.query, layer.attention.self.key):
+            handles.append(linear.register_forward_hook(lambda m, i, o: stop_gradient(o)))
+    uniform = lxt_bert.divide_gradient
+    lxt_bert.divide_gradient = lambda x, factor=2: x
+    out["cp_lrp"] = relevance()
+    lxt_bert.divide_gradient = uniform
+    for handle in handles:
+        handle.remove()
+    return out
 
 
 def main():
@@ -155,6 +210,7 @@ def main():
         "method": "gausslegendre", "baseline": "zero", "steps": 50,
         "scores": per_token(attribution), "convergence_delta": delta.tolist(),
     }
+    out["lxt"] = lxt_relevance(model_dir, ids, mask, types, lengths)
     dest = ROOT / "attribution"
     dest.mkdir(exist_ok=True)
     (dest / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")

@@ -4,6 +4,7 @@
 pub mod attention_maps;
 pub mod integrated_gradients;
 pub mod ism;
+pub mod lrp;
 pub mod nucleotides;
 
 pub use attention_maps::{attention_maps, AttentionMaps};
@@ -11,6 +12,7 @@ pub use integrated_gradients::{
     integrated_gradients, path_points, Baseline, IgResult, IgSettings, Quadrature, TargetKind,
 };
 pub use ism::{ism, IsmResult};
+pub use lrp::{lrp, LrpResult};
 pub use nucleotides::{kmer_scores_to_nucleotides, scale_to_unit, Spread};
 
 use crate::error::{GenolensError, Result};

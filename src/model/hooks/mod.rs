@@ -7,6 +7,7 @@ pub mod intervention;
 pub mod point;
 
 use crate::error::{GenolensError, Result};
+pub use crate::ops::relevance::RelevanceRules;
 pub use cache::ActivationCache;
 use candle_core::Tensor;
 use intervention::apply_intervention;
@@ -18,6 +19,7 @@ pub use point::{ActivationLayout, BlockSite, HookPattern, HookPoint};
 pub struct Hooks {
     captures: Vec<HookPattern>,
     interventions: Vec<(HookPoint, Intervention)>,
+    rules: Option<RelevanceRules>,
 }
 
 impl Hooks {
@@ -45,9 +47,21 @@ impl Hooks {
         self
     }
 
+    /// Run the forward with relevance rules (AttnLRP or CP-LRP): the values are the same, the
+    /// backward is modified so that gradient × input at the embeddings is the LRP relevance.
+    pub fn with_rules(mut self, rules: RelevanceRules) -> Self {
+        self.rules = Some(rules);
+        self
+    }
+
+    /// The relevance rules this forward applies, if any.
+    pub fn rules(&self) -> Option<RelevanceRules> {
+        self.rules
+    }
+
     /// True when the forward pass needs to do nothing at any hook.
     pub fn is_empty(&self) -> bool {
-        self.captures.is_empty() && self.interventions.is_empty()
+        self.captures.is_empty() && self.interventions.is_empty() && self.rules.is_none()
     }
 
     /// Whether `point` is captured or intervened on (lets the model skip optional work such as hook_result).

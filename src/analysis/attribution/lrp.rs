@@ -1,0 +1,127 @@
+//! AttnLRP and CP-LRP (methods.md §7) as gradient × input with a modified backward: the rules
+//! are a mode of the hooked model's own forward ([`Hooks::with_rules`]), not a copy of it, so
+//! every hook still works during an LRP pass.
+
+use candle_core::{DType, Tensor, Var, D};
+
+use crate::error::{GenolensError, Result};
+use crate::model::{Batch, HookPoint, HookedModel, Hooks, Intervention};
+use crate::ops::relevance::RelevanceRules;
+
+use super::TargetKind;
+
+/// One sequence's LRP relevance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrpResult {
+    /// Relevance of each valid token's word embedding ([CLS] and [SEP] included), summed over
+    /// hidden dims.
+    pub scores: Vec<f32>,
+    /// The explained target (logit or log-probability of the class).
+    pub target: f64,
+    /// Relevance that reached the position and token-type embeddings (reported, not dropped).
+    pub positional: f64,
+    /// Σ scores − target: the conservation error (biases and the LayerNorm shift absorb some).
+    pub conservation_error: f64,
+}
+
+/// LRP relevance of each row's `targets[row]` class under `rules`, for the whole batch in one
+/// forward and one backward.
+pub fn lrp(
+    model: &HookedModel,
+    batch: &Batch,
+    targets: &[usize],
+    kind: TargetKind,
+    rules: RelevanceRules,
+) -> Result<Vec<LrpResult>> {
+    let rows = batch.size();
+    if targets.len() != rows {
+        return Err(GenolensError::argument(
+            "lrp",
+            format!("{} targets for {rows} sequences", targets.len()),
+        ));
+    }
+    let embedding = model.word_embeddings(&batch.ids)?;
+    let variable = Var::from_tensor(&embedding)?;
+    let hooks = Hooks::none()
+        .with_rules(rules)
+        .capture_point(HookPoint::PosEmbed)
+        .capture_point(HookPoint::TokenTypeEmbed)
+        .intervene(
+            HookPoint::Embed,
+            Intervention::Replace {
+                value: variable.as_tensor().clone(),
+                positions: None,
+                heads: None,
+            },
+        );
+    let output = model.forward(batch, &hooks)?;
+    let logits = output.logits.filter(|l| l.rank() == 2).ok_or_else(|| {
+        GenolensError::hook(
+            "hook_logits",
+            format!(
+                "LRP needs a sequence classifier, and this model is a {}",
+                model.head_kind().hf_class()
+            ),
+        )
+    })?;
+    let scores = match kind {
+        TargetKind::Logit => logits,
+        TargetKind::LogProbability => candle_nn::ops::log_softmax(&logits, D::Minus1)?,
+    };
+    let classes = scores.dim(1)?;
+    if let Some(&bad) = targets.iter().find(|&&t| t >= classes) {
+        return Err(GenolensError::argument(
+            "target",
+            format!("class {bad} is out of range: the classifier has {classes} classes (0-based)"),
+        ));
+    }
+    let mut selector = vec![0f32; rows * classes];
+    for (row, &t) in targets.iter().enumerate() {
+        selector[row * classes + t] = 1.0;
+    }
+    let selector =
+        Tensor::from_vec(selector, (rows, classes), scores.device())?.to_dtype(scores.dtype())?;
+    let selected = (scores * selector)?.sum(1)?;
+    let target_values: Vec<f32> = selected.to_dtype(DType::F32)?.to_vec1()?;
+    let gradients = selected.sum_all()?.backward()?;
+    let gradient = gradients
+        .get(variable.as_tensor())
+        .ok_or_else(|| GenolensError::hook("hook_embed", "no relevance reached the embeddings"))?;
+    let token_scores: Vec<Vec<f32>> = (gradient * &embedding)?
+        .sum(D::Minus1)?
+        .to_dtype(DType::F32)?
+        .to_vec2()?;
+    // The embedding sum is word + position + token type: all three see the same gradient.
+    let positional = output
+        .cache
+        .get_point(HookPoint::PosEmbed)
+        .expect("captured")
+        .broadcast_add(
+            output
+                .cache
+                .get_point(HookPoint::TokenTypeEmbed)
+                .expect("captured"),
+        )?;
+    let positional: Vec<Vec<f32>> = gradient
+        .broadcast_mul(&positional)?
+        .sum(D::Minus1)?
+        .to_dtype(DType::F32)?
+        .to_vec2()?;
+    Ok(token_scores
+        .into_iter()
+        .zip(positional)
+        .enumerate()
+        .map(|(row, (mut scores, positional))| {
+            let n = batch.lengths[row];
+            scores.truncate(n);
+            let total: f64 = scores.iter().map(|&v| f64::from(v)).sum();
+            let target = f64::from(target_values[row]);
+            LrpResult {
+                scores,
+                target,
+                positional: positional[..n].iter().map(|&v| f64::from(v)).sum(),
+                conservation_error: total - target,
+            }
+        })
+        .collect())
+}
