@@ -360,3 +360,60 @@ fn attnlrp_and_cp_lrp_match_lxt_efficient_bert() {
     let attn = rows(&reference["lxt"]["attnlrp"]["scores"]);
     assert!((f64::from(plain[1]) - attn[0][1]).abs() > 1e-4);
 }
+
+#[test]
+fn chefer_lrp_conserves_relevance_and_batches_like_single_sequences() {
+    use genolens::analysis::attribution::chefer_relevance;
+    let (loaded, batch) = fixture_batch();
+    let targets = vec![1; batch.size()];
+    let relevance = chefer_relevance(&loaded.model, &batch, &targets).unwrap();
+    // full LRP: the input relevance of the one-hot target sums to 1 (every rule conserves).
+    for sums in relevance.input_sums().unwrap() {
+        let total: f64 = sums.iter().map(|&v| f64::from(v)).sum();
+        eprintln!("Σ full LRP relevance = {total}");
+        assert!((total - 1.0).abs() < 1e-5, "Σ R = {total}");
+    }
+    let lrp = relevance.rollout(0).unwrap();
+    let last = relevance.last_layer().unwrap();
+    let full = relevance.full().unwrap();
+    // Chefer et al.'s own code, one sequence at a time (relative to each map's largest value).
+    let reference = fixture();
+    for (key, ours) in [("lrp", &lrp), ("lrp_last", &last), ("full_lrp", &full)] {
+        for (row, (a, b)) in ours.iter().zip(rows(&reference["chefer"][key])).enumerate() {
+            let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let d = max_difference(std::slice::from_ref(a), std::slice::from_ref(&b)) / scale;
+            eprintln!("{key} row {row}: max relative |ours − Chefer| = {d:.1e}");
+            assert!(d < 1e-4, "{key} row {row}: relative difference {d}");
+            assert!(pearson(a, &b) > 0.9999);
+        }
+    }
+    for ((l, s), f) in lrp.iter().zip(&last).zip(&full) {
+        let min = l[1..].iter().copied().fold(f32::INFINITY, f32::min);
+        assert!(l[0] <= min + 1e-7 && l.iter().all(|v| v.is_finite() && *v >= 0.0));
+        assert_eq!((s[0], f[0]), (0.0, 0.0));
+        assert!(s.iter().all(|v| *v >= 0.0));
+    }
+    // The padded batch gives each sequence what it gets alone.
+    let sequences = common::fixture_sequences();
+    for (row, (id, sequence)) in sequences.iter().enumerate() {
+        let (one, _) = tokenize_batch(
+            &loaded.tokenizer,
+            [(id.as_str(), sequence.as_str())],
+            loaded.model.device(),
+        )
+        .unwrap();
+        let alone = chefer_relevance(&loaded.model, &one, &[1]).unwrap();
+        for (a, b) in [
+            (&alone.rollout(0).unwrap()[0], &lrp[row]),
+            (&alone.full().unwrap()[0], &full[row]),
+            (&alone.last_layer().unwrap()[0], &last[row]),
+        ] {
+            let d = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(d < 1e-5, "row {row}: batched vs alone differ by {d}");
+        }
+    }
+}

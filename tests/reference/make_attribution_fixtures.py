@@ -13,6 +13,8 @@ only; positions and token types are added inside the model):
   - DNABERT's attention score, attention rollout and attention GradCAM from output_attentions
     (the published formulas in float64, valid tokens only);
   - ISM by a direct loop of HF forwards, one per substitution (identity = 0);
+  - Chefer LRP (lrp from layer 0, lrp_last, full_lrp) with Chefer et al.'s own code, one
+    sequence at a time (see chefer_reference: needs CHEFER_DIR);
   - AttnLRP with LXT 2.1's efficient BERT and CP-LRP from LXT's rules (see lxt_relevance).
 Token scores are summed over hidden dims. Writes tests/fixtures/attribution/tiny-cls-k6.json.
 """
@@ -38,6 +40,54 @@ def read_fasta(path: Path):
         elif line.strip():
             records.append((name, line.strip()))
     return records
+
+
+CHEFER_COMMIT = "c3e578f76b954e8528afeaaee26de3f07e3fe559"
+
+
+def chefer_reference(model_dir, ids, lengths):
+    """Chefer et al.'s own BERT relevance code (hila-chefer/Transformer-Explainability at
+    CHEFER_COMMIT, not on PyPI): set CHEFER_DIR to a checkout. Their Generator runs one sequence
+    at a time on CUDA; here each sequence alone, with Tensor.cuda() a no-op so it runs on CPU.
+    generate_LRP with start_layer 0 (seed 000's LRP), generate_LRP_last_layer,
+    generate_full_lrp; index = TARGET."""
+    import os
+    import sys
+    import types as pytypes
+
+    root = os.environ.get("CHEFER_DIR")
+    if not root or not (Path(root) / "BERT_explainability").is_dir():
+        raise SystemExit(
+            "set CHEFER_DIR to a checkout of github.com/hila-chefer/Transformer-Explainability "
+            f"at {CHEFER_COMMIT} (the folder holding BERT_explainability/)"
+        )
+    sys.path.insert(0, root)
+    # Their classifier module imports a helper from their rationale benchmark it never uses.
+    for name in ("BERT_rationale_benchmark", "BERT_rationale_benchmark.models"):
+        sys.modules.setdefault(name, pytypes.ModuleType(name))
+    utils = pytypes.ModuleType("BERT_rationale_benchmark.models.model_utils")
+    utils.PaddedSequence = object
+    sys.modules["BERT_rationale_benchmark.models.model_utils"] = utils
+    cuda = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    from BERT_explainability.modules.BERT.BertForSequenceClassification import (
+        BertForSequenceClassification as CheferBert,
+    )
+    from BERT_explainability.modules.BERT.ExplanationGenerator import Generator
+
+    model = CheferBert.from_pretrained(model_dir)
+    model.eval()
+    model.config.return_dict = False  # their forward names an output class it never imports
+    generator = Generator(model)
+    out = {"commit": CHEFER_COMMIT, "lrp": [], "lrp_last": [], "full_lrp": []}
+    for b in range(ids.shape[0]):
+        one = ids[b : b + 1, : lengths[b]]
+        mask = torch.ones_like(one)
+        out["lrp"].append(generator.generate_LRP(one, mask, index=TARGET, start_layer=0)[0].tolist())
+        out["lrp_last"].append(generator.generate_LRP_last_layer(one, mask, index=TARGET)[0].tolist())
+        out["full_lrp"].append(generator.generate_full_lrp(one, mask, index=TARGET)[0].tolist())
+    torch.Tensor.cuda = cuda
+    return out
 
 
 def lxt_relevance(model_dir, ids, mask, types, lengths):
@@ -210,6 +260,7 @@ def main():
         "method": "gausslegendre", "baseline": "zero", "steps": 50,
         "scores": per_token(attribution), "convergence_delta": delta.tolist(),
     }
+    out["chefer"] = chefer_reference(model_dir, ids, lengths)
     out["lxt"] = lxt_relevance(model_dir, ids, mask, types, lengths)
     dest = ROOT / "attribution"
     dest.mkdir(exist_ok=True)

@@ -2,12 +2,14 @@
 //! word-embedding input (summed over hidden dims, the LXT/captum convention).
 
 pub mod attention_maps;
+pub mod chefer;
 pub mod integrated_gradients;
 pub mod ism;
 pub mod lrp;
 pub mod nucleotides;
 
 pub use attention_maps::{attention_maps, AttentionMaps};
+pub use chefer::{chefer_relevance, CheferRelevance};
 pub use integrated_gradients::{
     integrated_gradients, path_points, Baseline, IgResult, IgSettings, Quadrature, TargetKind,
 };
