@@ -8,6 +8,7 @@ pub mod ablation_study;
 pub mod attention;
 pub mod attention_study;
 pub mod attribution;
+pub mod attribution_study;
 pub mod gradient;
 pub mod patching;
 pub mod patching_study;

@@ -635,8 +635,8 @@ fn glyph(base: char) -> Vec<Vec<(f64, f64)>> {
     }
 }
 
-/// Draws a sequence logo with stretched block glyphs (A green, C blue, G orange, T red).
-pub fn sequence_logo(spec: &SequenceLogo) -> Result<String> {
+/// The value range a logo's stacked letters need (positive stack up, negative down).
+fn logo_range(spec: &SequenceLogo) -> Result<(f64, f64)> {
     if spec.heights.is_empty() {
         return Err(figure_error(&spec.name, "no positions"));
     }
@@ -650,51 +650,90 @@ pub fn sequence_logo(spec: &SequenceLogo) -> Result<String> {
     if high == low {
         high = 1.0;
     }
+    Ok((low, high))
+}
+
+/// One logo chart on `area`.
+fn draw_logo(
+    area: &DrawingArea<SVGBackend, Shift>,
+    spec: &SequenceLogo,
+    (low, high): (f64, f64),
+) -> std::result::Result<(), String> {
     let positions = spec.heights.len();
     let first = spec.first_position as f64;
-    let width = (120 + 22 * positions as u32).clamp(480, 1600);
-    draw(&spec.name, (width, 320), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(&spec.title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(first - 0.5..first + positions as f64 - 0.5, low..high)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(RGBColor(235, 235, 235))
-            .x_label_formatter(&|v| format!("{}", v.round() as i64))
-            .y_label_formatter(&|v| format_number(*v))
-            .x_desc("position")
-            .y_desc(&spec.y_label)
-            .label_style((FONT, 12))
-            .axis_desc_style((FONT, 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        let mut letters = Vec::new();
-        for (index, column) in spec.heights.iter().enumerate() {
-            let left = first + index as f64 - 0.45;
-            for sign in [1.0, -1.0] {
-                // Smallest nearest the axis, tallest outermost.
-                let mut order: Vec<usize> = (0..4).filter(|&b| column[b] * sign > 0.0).collect();
-                order.sort_by(|&a, &b| (column[a] * sign).total_cmp(&(column[b] * sign)));
-                let mut base_line = 0.0;
-                for base in order {
-                    let height = column[base];
-                    for polygon in glyph(BASES[base]) {
-                        let points: Vec<(f64, f64)> = polygon
-                            .iter()
-                            .map(|&(x, y)| (left + 0.9 * x, base_line + height * y))
-                            .collect();
-                        letters.push(Polygon::new(points, BASE_COLOURS[base].filled()));
-                    }
-                    base_line += height;
+    let mut chart = ChartBuilder::on(area)
+        .caption(&spec.title, (FONT, 16))
+        .margin(10)
+        .x_label_area_size(34)
+        .y_label_area_size(60)
+        .build_cartesian_2d(first - 0.5..first + positions as f64 - 0.5, low..high)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(RGBColor(235, 235, 235))
+        .x_label_formatter(&|v| format!("{}", v.round() as i64))
+        .y_label_formatter(&|v| format_number(*v))
+        .x_desc("position")
+        .y_desc(&spec.y_label)
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let mut letters = Vec::new();
+    for (index, column) in spec.heights.iter().enumerate() {
+        let left = first + index as f64 - 0.45;
+        for sign in [1.0, -1.0] {
+            // Smallest nearest the axis, tallest outermost.
+            let mut order: Vec<usize> = (0..4).filter(|&b| column[b] * sign > 0.0).collect();
+            order.sort_by(|&a, &b| (column[a] * sign).total_cmp(&(column[b] * sign)));
+            let mut base_line = 0.0;
+            for base in order {
+                let height = column[base];
+                for polygon in glyph(BASES[base]) {
+                    let points: Vec<(f64, f64)> = polygon
+                        .iter()
+                        .map(|&(x, y)| (left + 0.9 * x, base_line + height * y))
+                        .collect();
+                    letters.push(Polygon::new(points, BASE_COLOURS[base].filled()));
                 }
+                base_line += height;
             }
         }
-        chart.draw_series(letters).map_err(|e| e.to_string())?;
+    }
+    chart.draw_series(letters).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn logo_width(positions: usize) -> u32 {
+    (120 + 22 * positions as u32).clamp(480, 1600)
+}
+
+/// Draws a sequence logo with stretched block glyphs (A green, C blue, G orange, T red).
+pub fn sequence_logo(spec: &SequenceLogo) -> Result<String> {
+    let range = logo_range(spec)?;
+    draw(&spec.name, (logo_width(spec.heights.len()), 320), |root| {
+        draw_logo(root, spec, range)
+    })
+}
+
+/// Several logos over the same positions, one panel each, stacked top to bottom in one figure
+/// `name` (each panel on its own scale).
+pub fn stacked_logos(name: &str, panels: &[SequenceLogo]) -> Result<String> {
+    if panels.is_empty() {
+        return Err(figure_error(name, "no panels"));
+    }
+    let ranges = panels.iter().map(logo_range).collect::<Result<Vec<_>>>()?;
+    let width = logo_width(panels[0].heights.len());
+    draw(name, (width, 190 * panels.len() as u32), |root| {
+        for ((area, spec), range) in root
+            .split_evenly((panels.len(), 1))
+            .iter()
+            .zip(panels)
+            .zip(ranges)
+        {
+            draw_logo(area, spec, range)?;
+        }
         Ok(())
     })
 }
@@ -796,6 +835,27 @@ mod tests {
         })
         .unwrap();
         assert!(logo.matches("<polygon").count() >= 6);
+        let mut second = SequenceLogo {
+            name: "logo.svg".into(),
+            title: "ISM".into(),
+            y_label: "Δ".into(),
+            heights: vec![[0.0, -0.5, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0], [0.0; 4]],
+            first_position: -31,
+        };
+        let stacked = stacked_logos(
+            "stacked.svg",
+            &[
+                SequenceLogo {
+                    title: "AttnLRP".into(),
+                    ..second.clone()
+                },
+                second.clone(),
+            ],
+        )
+        .unwrap();
+        assert!(stacked.contains("AttnLRP") && stacked.contains("ISM"));
+        second.heights[0][0] = f64::NAN;
+        assert!(stacked_logos("stacked.svg", &[second]).is_err());
     }
 
     #[test]

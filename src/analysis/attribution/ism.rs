@@ -21,7 +21,8 @@ pub struct IsmResult {
 
 impl IsmResult {
     /// tangermeme's per-position attribution: Δ − mean over the four bases of Δ, at the observed
-    /// base (`ism_centred`); NaN where the observed base is not A, C, G or T.
+    /// base (`ism_centred`); 0 where the observed base is not A, C, G or T (its one-hot is all
+    /// zeros, so tangermeme's projection gives 0 there too).
     pub fn centred(&self, sequence: &str) -> Vec<f64> {
         sequence
             .bytes()
@@ -30,7 +31,7 @@ impl IsmResult {
                 let mean = deltas.iter().sum::<f64>() / 4.0;
                 match BASES.iter().position(|&b| b == base.to_ascii_uppercase()) {
                     Some(observed) => deltas[observed] - mean,
-                    None => f64::NAN,
+                    None => 0.0,
                 }
             })
             .collect()

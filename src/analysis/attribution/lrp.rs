@@ -25,13 +25,13 @@ pub struct LrpResult {
 }
 
 /// LRP relevance of each row's `targets[row]` class under `rules`, for the whole batch in one
-/// forward and one backward.
+/// forward and one backward. `None` is plain gradient × input (the same read-outs).
 pub fn lrp(
     model: &HookedModel,
     batch: &Batch,
     targets: &[usize],
     kind: TargetKind,
-    rules: RelevanceRules,
+    rules: Option<RelevanceRules>,
 ) -> Result<Vec<LrpResult>> {
     let rows = batch.size();
     if targets.len() != rows {
@@ -42,8 +42,11 @@ pub fn lrp(
     }
     let embedding = model.word_embeddings(&batch.ids)?;
     let variable = Var::from_tensor(&embedding)?;
-    let hooks = Hooks::none()
-        .with_rules(rules)
+    let hooks = match rules {
+        Some(rules) => Hooks::none().with_rules(rules),
+        None => Hooks::none(),
+    };
+    let hooks = hooks
         .capture_point(HookPoint::PosEmbed)
         .capture_point(HookPoint::TokenTypeEmbed)
         .intervene(
