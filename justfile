@@ -90,6 +90,8 @@ merge RUN_DIR:
 bench ROUNDS="5" CASES="":
     test -x .venv-ref/bin/python || python3 -m venv .venv-ref
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
+    test -x .venv-lxt/bin/python || python3 -m venv .venv-lxt
+    .venv-lxt/bin/pip install -q -r tests/reference/requirements-lxt.txt
     cargo build --release --bin genolens-bench
     .venv-ref/bin/python tests/reference/bench.py drive --rounds {{ROUNDS}} --cases "{{CASES}}"
 

@@ -181,7 +181,18 @@ impl Case {
             Some((b, t)) => (b.parse().map_err(|_| bad())?, t.parse().map_err(|_| bad())?),
             None => (size.parse().map_err(|_| bad())?, 0),
         };
-        if !["forward", "backward", "train-step", "embed", "patch-sweep"].contains(kind) {
+        if ![
+            "forward",
+            "backward",
+            "train-step",
+            "embed",
+            "patch-sweep",
+            "attnlrp",
+            "ig",
+            "ism",
+        ]
+        .contains(kind)
+        {
             return Err(bench_error(format!("case {id:?}: unknown kind {kind:?}")));
         }
         Ok(Case {
@@ -295,6 +306,74 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
                 }
                 Ok(())
             })
+        }
+        "attnlrp" => {
+            // AttnLRP relevance of class 1 per token (LXT's efficient BERT on the PyTorch side).
+            let (loaded, batch) = classifier_and_batch(case, root)?;
+            let targets = vec![1; case.batch];
+            time_twice(|| {
+                let results = crate::analysis::attribution::lrp(
+                    &loaded.model,
+                    &batch,
+                    &targets,
+                    crate::analysis::attribution::TargetKind::Logit,
+                    Some(crate::model::RelevanceRules::AttnLrp),
+                )?;
+                assert_eq!(results.len(), case.batch);
+                Ok(())
+            })
+        }
+        "ig" => {
+            // Integrated gradients of class 1, 64 Gauss–Legendre steps from the zero baseline,
+            // 8 path points per pass (captum's internal_batch_size = 8 × batch).
+            let (loaded, batch) = classifier_and_batch(case, root)?;
+            let targets = vec![1; case.batch];
+            let settings = crate::analysis::attribution::IgSettings {
+                steps: 64,
+                points_per_pass: 8,
+                ..Default::default()
+            };
+            time_twice(|| {
+                let results = crate::analysis::attribution::integrated_gradients(
+                    &loaded.model,
+                    &batch,
+                    &targets,
+                    &settings,
+                    4,
+                    &[2, 3, 0],
+                )?;
+                assert_eq!(results.len(), case.batch);
+                Ok(())
+            })
+        }
+        "ism" => {
+            // ISM of class 1's logit over `batch` sequences of `tokens` nucleotides.
+            let loaded = load_dir(
+                &weights_dir(root, case.shape, "cls"),
+                "bench",
+                &LoadOptions::default(),
+            )?;
+            let sequences: Vec<String> = (0..case.batch)
+                .map(|i| bench_sequence(i, case.tokens))
+                .collect();
+            let run = || -> Result<()> {
+                for (i, sequence) in sequences.iter().enumerate() {
+                    let result = crate::analysis::attribution::ism(
+                        &loaded,
+                        &format!("s{i}"),
+                        sequence,
+                        1,
+                        crate::analysis::attribution::TargetKind::Logit,
+                        128,
+                    )?;
+                    assert_eq!(result.deltas.len(), case.tokens);
+                }
+                Ok(())
+            };
+            // The whole case is the unit (long enough that a warm-up run would double it).
+            let start = Instant::now();
+            run()?;
+            Ok(start.elapsed().as_secs_f64())
         }
         other => Err(bench_error(format!("unknown kind {other}"))),
     }

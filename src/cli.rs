@@ -1140,6 +1140,10 @@ pub struct AttributeArgs {
     /// Sequences drawn as logos in the report (the most confident predictions).
     #[arg(long, default_value_t = 3)]
     pub logos: usize,
+    /// Only sequences whose `label` column is this value (e.g. 1 for the promoters of
+    /// human-promoters).
+    #[arg(long)]
+    pub label: Option<String>,
     /// Rows of a table with a `split` column: train, valid, test (default) or all.
     #[arg(long)]
     pub split: Option<String>,
@@ -1184,6 +1188,7 @@ impl AttributeArgs {
         study.ig_steps = self.ig_steps;
         study.ism_batch_size = self.ism_batch_size;
         study.logos = self.logos;
+        study.only_label = self.label;
         let mut settings = command_settings(globals, "attribute", self.model, Some(self.data), out);
         settings.split = self.split;
         settings.limit = self.limit;

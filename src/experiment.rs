@@ -278,6 +278,17 @@ impl ExperimentContext {
     /// concatenate to the unsharded order and batch identically). A table's `label` column
     /// becomes each example's label. Split, limit and shard go into run.json.
     pub fn sequences(&mut self, default: &Path) -> Result<Vec<Example>> {
+        self.sequences_where(default, |_| true)
+    }
+
+    /// [`sequences`](Self::sequences) keeping only the examples `keep` accepts, before the
+    /// limit and the shard are taken (`--limit 10` gives ten of the kept sequences). An empty
+    /// result is not an error here.
+    pub fn sequences_where(
+        &mut self,
+        default: &Path,
+        keep: impl Fn(&Example) -> bool,
+    ) -> Result<Vec<Example>> {
         let path = self.data_file(default)?;
         let columns = crate::data::table::column_names(&path)?.unwrap_or_default();
         let has = |name: &str| columns.iter().any(|c| c == name);
@@ -329,6 +340,7 @@ impl ExperimentContext {
             }
         }
         self.set_config("split", split);
+        examples.retain(|e| keep(e));
         let options = self.batch_options("");
         Ok(self.take_part(examples, options.batch_size * options.read_ahead))
     }

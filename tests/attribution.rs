@@ -598,3 +598,61 @@ fn attribute_command_writes_every_method_and_matches_the_references() {
         "{message}"
     );
 }
+
+#[test]
+fn a_direction_target_explains_any_hook_even_without_a_head() {
+    use genolens::analysis::attribution::{lrp, lrp_direction, DirectionTarget};
+    use genolens::model::{HookPoint, Hooks, RelevanceRules};
+    let (loaded, batch) = fixture_batch();
+    // The logit of class 1 as a direction at hook_logits is the class target itself.
+    let one_hot = candle_core::Tensor::new(&[0f32, 1.0], loaded.model.device()).unwrap();
+    let target = DirectionTarget {
+        hook: HookPoint::Logits,
+        direction: one_hot,
+        position: 0,
+    };
+    let targets = vec![1; batch.size()];
+    for rules in [None, Some(RelevanceRules::AttnLrp)] {
+        let a = lrp_direction(&loaded.model, &batch, &target, rules).unwrap();
+        let b = lrp(&loaded.model, &batch, &targets, TargetKind::Logit, rules).unwrap();
+        assert_eq!(a, b);
+    }
+    // An encoder without a head: a direction on the final [CLS] vector.
+    let mlm = load(
+        common::fixture_model("tiny-mlm-k6").to_str().unwrap(),
+        &LoadOptions {
+            head: Some(genolens::model::HeadKind::Encoder { pooler: false }),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let width = mlm.model.config().hidden_size;
+    let direction: Vec<f32> = (0..width)
+        .map(|i| ((i * 7 % 5) as f32 - 2.0) / 3.0)
+        .collect();
+    let direction = candle_core::Tensor::new(direction.as_slice(), mlm.model.device()).unwrap();
+    let target = DirectionTarget {
+        hook: HookPoint::Cls,
+        direction: direction.clone(),
+        position: 0,
+    };
+    let results =
+        lrp_direction(&mlm.model, &batch, &target, Some(RelevanceRules::AttnLrp)).unwrap();
+    let cls = mlm.model.forward(&batch, &Hooks::none()).unwrap().cls;
+    let expected: Vec<f32> = cls
+        .broadcast_mul(&direction)
+        .unwrap()
+        .sum(1)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    for (r, e) in results.iter().zip(&expected) {
+        assert!((r.target - f64::from(*e)).abs() < 1e-5);
+        assert!(r.scores.iter().all(|v| v.is_finite()) && r.scores.iter().any(|v| *v != 0.0));
+    }
+    let bad = DirectionTarget {
+        direction: candle_core::Tensor::new(&[1f32, 2.0], mlm.model.device()).unwrap(),
+        ..target
+    };
+    assert!(lrp_direction(&mlm.model, &batch, &bad, None).is_err());
+}

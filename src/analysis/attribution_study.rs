@@ -141,6 +141,8 @@ pub struct AttributionStudy {
     pub logo_window_nt: usize,
     /// Sequences when `--limit` is not given (`None` = all of the split).
     pub default_sequences: Option<usize>,
+    /// Only the sequences whose `label` is this (a table's label column, as text).
+    pub only_label: Option<String>,
 }
 
 impl AttributionStudy {
@@ -159,6 +161,7 @@ impl AttributionStudy {
             logos: 3,
             logo_window_nt: 60,
             default_sequences: None,
+            only_label: None,
         }
     }
 }
@@ -246,7 +249,9 @@ fn select_rows(batch: &Batch, rows: &[usize]) -> anyhow::Result<Batch> {
 }
 
 /// Integrated gradients with enough steps: sequences whose |completeness gap| exceeds 1 % of
-/// |f(x) − f(baseline)| are rerun with twice the steps, up to 8× `settings.steps`.
+/// |f(x) − f(baseline)| are rerun with twice the steps, up to 8× `settings.steps`, as long as
+/// doubling at least halves their gap (a classifier that jumps along the path, as saturated ones
+/// do, has a gap no step count closes: the gap is reported, not chased).
 fn adaptive_ig(
     loaded: &LoadedModel,
     batch: &Batch,
@@ -266,20 +271,25 @@ fn adaptive_ig(
     let converged = |r: &crate::analysis::attribution::IgResult| {
         r.completeness_gap.abs() <= 0.01 * (r.target_at_input - r.target_at_baseline).abs()
     };
+    let mut open: Vec<usize> = (0..results.len())
+        .filter(|&i| !converged(&results[i].0))
+        .collect();
     let mut steps = settings.steps;
-    while steps < 8 * settings.steps {
-        let open: Vec<usize> = (0..results.len())
-            .filter(|&i| !converged(&results[i].0))
-            .collect();
-        if open.is_empty() {
-            break;
-        }
+    while steps < 8 * settings.steps && !open.is_empty() {
         steps *= 2;
         let sub_targets: Vec<usize> = open.iter().map(|&i| targets[i]).collect();
         let rerun = run(&select_rows(batch, &open)?, &sub_targets, steps)?;
+        let mut still_open = Vec::new();
         for (i, r) in open.into_iter().zip(rerun) {
-            results[i] = (r, steps);
+            let improving = r.completeness_gap.abs() <= 0.5 * results[i].0.completeness_gap.abs();
+            if improving {
+                results[i] = (r, steps);
+                if !converged(&results[i].0) {
+                    still_open.push(i);
+                }
+            }
         }
+        open = still_open;
     }
     Ok(results)
 }
@@ -477,7 +487,22 @@ pub fn run_attribution(
     if study.ig_steps == 0 || study.ism_batch_size == 0 {
         bail!("--ig-steps and --ism-batch-size must be at least 1");
     }
-    let mut examples = context.sequences(&study.default_data)?;
+    let mut examples = match &study.only_label {
+        None => context.sequences(&study.default_data)?,
+        Some(label) => {
+            let examples = context.sequences_where(&study.default_data, |e| {
+                e.label.as_deref() == Some(label.as_str())
+            })?;
+            if examples.is_empty() && !context.is_shard() {
+                bail!(
+                    "--label {label}: no sequence of the data (in this split) has this label; \
+                     the label column's values are the classes' ids (0, 1, …)"
+                );
+            }
+            context.set_config("only_label", label.clone());
+            examples
+        }
+    };
     if let (None, Some(default)) = (context.limit(), study.default_sequences) {
         examples.truncate(default);
         context.set_config("default_sequences", default);

@@ -27,13 +27,25 @@ CASES = [
     "embed:mini:1000",
     "embed:mini:10000",
     "patch-sweep:mini:2x200",
+    "backward:mini:64x200",
+    "attnlrp:mini:64x200",
+    "ig:mini:16x200",
+    "ism:mini:10x250",
 ]
+# Cases whose reference runs in the .venv-lxt environment (LXT 2.1 and captum need
+# transformers 4.46; `just attribution-fixtures` or `just bench` builds it).
+LXT_KINDS = ("attnlrp", "ig")
 REPO = Path(__file__).resolve().parents[2]
 
 
 def bench_ids(batch, tokens):
     """Same formula as genolens::bench::bench_ids."""
     return [[2] + [5 + ((row * 7919 + t * 104729) % 4096) for t in range(1, tokens - 1)] + [3] for row in range(batch)]
+
+
+def bench_sequence(index, length):
+    """Same formula as genolens::bench::bench_sequence."""
+    return "".join("ACGT"[(index * 7919 + p * 104729 + p * p) % 4] for p in range(length))
 
 
 def masked_positions(tokens):
@@ -74,6 +86,73 @@ def worker(case, root):
                 out.logits[:, 1].sum().backward()
                 (embedding.grad * embedding).sum(-1).tolist()
         seconds = timed_twice(work)
+    elif kind == "attnlrp":
+        # LXT's efficient BERT: the AttnLRP relevance of class 1 per token, a batch at once.
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from lxt_bert import attnlrp_bert
+
+        modeling_bert, _ = attnlrp_bert()
+        model = modeling_bert.BertForSequenceClassification.from_pretrained(
+            root / f"{shape}-cls", attn_implementation="eager").eval()
+        batch, tokens = map(int, size.split("x"))
+        ids = torch.tensor(bench_ids(batch, tokens))
+        mask, types = torch.ones_like(ids), torch.zeros_like(ids)
+        positions = torch.arange(tokens).expand_as(ids)
+
+        def work():
+            x = model.bert.embeddings.word_embeddings(ids).detach().requires_grad_(True)
+            logits = model(inputs_embeds=x, attention_mask=mask, token_type_ids=types, position_ids=positions).logits
+            logits[:, 1].sum().backward()
+            (x * x.grad).sum(-1).tolist()
+        seconds = timed_twice(work)
+    elif kind == "ig":
+        # captum's IntegratedGradients on inputs_embeds, 64 Gauss-Legendre steps, zero baseline,
+        # internal batching of 8 path points per pass (as genolens).
+        from captum.attr import IntegratedGradients
+
+        model = BertForSequenceClassification.from_pretrained(root / f"{shape}-cls", attn_implementation="eager").eval()
+        batch, tokens = map(int, size.split("x"))
+        ids = torch.tensor(bench_ids(batch, tokens))
+        mask, types = torch.ones_like(ids), torch.zeros_like(ids)
+
+        def forward(inputs_embeds):
+            repeat = inputs_embeds.shape[0] // batch
+            return model(inputs_embeds=inputs_embeds, attention_mask=mask.repeat(repeat, 1),
+                         token_type_ids=types.repeat(repeat, 1)).logits
+
+        ig = IntegratedGradients(forward)
+
+        def work():
+            x = model.bert.embeddings.word_embeddings(ids).detach()
+            attribution = ig.attribute(x, baselines=torch.zeros_like(x), target=1, n_steps=64,
+                                       method="gausslegendre", internal_batch_size=8 * batch)
+            attribution.sum(-1).tolist()
+        seconds = timed_twice(work)
+    elif kind == "ism":
+        # The tangermeme-style loop: per sequence and position, one batched forward of the three
+        # substituted sequences (re-tokenised), Δ of class 1's logit against the reference.
+        model = BertForSequenceClassification.from_pretrained(root / f"{shape}-cls", attn_implementation="eager").eval()
+        vocab = {token: index for index, token in enumerate((root / f"{shape}-cls" / "vocab.txt").read_text().split("\n"))}
+        count, length = map(int, size.split("x"))
+
+        def encode(sequences):
+            return torch.tensor([[2] + [vocab.get(s[i : i + 6], 1) for i in range(len(s) - 5)] + [3] for s in sequences])
+
+        def logit(sequences):
+            ids = encode(sequences)
+            return model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids)).logits[:, 1]
+
+        start = time.perf_counter()
+        with torch.no_grad():
+            for index in range(count):
+                sequence = bench_sequence(index, length)
+                reference = logit([sequence])[0]
+                deltas = []
+                for p, observed in enumerate(sequence):
+                    variants = [sequence[:p] + b + sequence[p + 1 :] for b in "ACGT" if b != observed]
+                    deltas.append((logit(variants) - reference).tolist())
+                assert len(deltas) == length
+        seconds = time.perf_counter() - start
     elif kind == "patch-sweep":
         # The TransformerLens-style loop: one full forward of the corrupt input per (layer,
         # position) cell, a forward pre-hook writing the clean run's layer input at that position.
@@ -178,7 +257,12 @@ def run_one(implementation, case, root, threads):
     if implementation == "genolens":
         command = [str(REPO / "target/release/genolens-bench"), "run", "--root", str(root), "--case", case]
     else:
-        command = [sys.executable, __file__, "worker", "--case", case, "--root", str(root)]
+        python = sys.executable
+        if case.split(":")[0] in LXT_KINDS:
+            python = str(REPO / ".venv-lxt/bin/python")
+            if not Path(python).exists():
+                raise SystemExit(f"{case} needs .venv-lxt (LXT and captum): run `just attribution-fixtures` once")
+        command = [python, __file__, "worker", "--case", case, "--root", str(root)]
     process = subprocess.run(command, stdout=subprocess.PIPE, env=env)
     if process.returncode != 0:
         raise SystemExit(f"{implementation} {case} failed (status {process.returncode})")

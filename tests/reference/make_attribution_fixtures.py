@@ -96,25 +96,12 @@ def lxt_relevance(model_dir, ids, mask, types, lengths):
     patch_cp_attention does) and no uniform rule inside attention (its cp_LRP maps keep only the
     LayerNorm, dropout and activation patches). Target = logit of TARGET; relevance = Σ_d
     inputs_embeds ⊙ grad."""
-    import importlib.util
-    import sys
-    import types as pytypes
-
     import lxt
-    import transformers.models.bert.modeling_bert as modeling_bert
 
-    # lxt.efficient.models imports every architecture on import (some need transformers 5):
-    # register a bare package so that only its BERT module is loaded.
-    models_dir = Path(importlib.util.find_spec("lxt.efficient").submodule_search_locations[0]) / "models"
-    package = pytypes.ModuleType("lxt.efficient.models")
-    package.__path__ = [str(models_dir)]
-    package.get_default_map = lambda *a, **k: {}
-    sys.modules["lxt.efficient.models"] = package
-    import lxt.efficient.models.bert as lxt_bert
-    from lxt.efficient import monkey_patch
+    from lxt_bert import attnlrp_bert
+
+    modeling_bert, lxt_bert = attnlrp_bert()
     from lxt.efficient.rules import stop_gradient
-
-    monkey_patch(modeling_bert, patch_map=lxt_bert.attnLRP, verbose=False)
     model = modeling_bert.BertForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager")
     model.eval()
     assert type(model.bert.encoder.layer[0].attention.self).__module__ == lxt_bert.__name__

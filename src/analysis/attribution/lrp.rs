@@ -24,6 +24,93 @@ pub struct LrpResult {
     pub conservation_error: f64,
 }
 
+/// A scalar to explain on a model with or without a head: the projection of the activation at
+/// `hook` on `direction` (an SAE feature's encoder row, a probe's weights, a unit vector), read
+/// at token `position` for token-resolved hooks ([b,t,d]) or directly for [b,d] hooks
+/// (`hook_cls`, `hook_pooled`).
+#[derive(Debug, Clone)]
+pub struct DirectionTarget {
+    /// Where the activation is read.
+    pub hook: HookPoint,
+    /// [d] direction.
+    pub direction: Tensor,
+    /// Token position for [b,t,d] hooks (0 = [CLS]).
+    pub position: usize,
+}
+
+/// LRP relevance (or plain gradient × input with `rules` = `None`) of a [`DirectionTarget`]:
+/// what `target` of each row is, and which tokens it comes from. Works on encoders without a
+/// head; `conservation_error` compares Σ relevance with the projection.
+pub fn lrp_direction(
+    model: &HookedModel,
+    batch: &Batch,
+    target: &DirectionTarget,
+    rules: Option<RelevanceRules>,
+) -> Result<Vec<LrpResult>> {
+    let embedding = model.word_embeddings(&batch.ids)?;
+    let variable = Var::from_tensor(&embedding)?;
+    let hooks = match rules {
+        Some(rules) => Hooks::none().with_rules(rules),
+        None => Hooks::none(),
+    };
+    let hooks = hooks
+        .capture_point(target.hook)
+        .capture_point(HookPoint::PosEmbed)
+        .capture_point(HookPoint::TokenTypeEmbed)
+        .intervene(
+            HookPoint::Embed,
+            Intervention::Replace {
+                value: variable.as_tensor().clone(),
+                positions: None,
+                heads: None,
+            },
+        );
+    let output = model.forward(batch, &hooks)?;
+    let activation = output
+        .cache
+        .get_point(target.hook)
+        .expect("captured")
+        .clone();
+    let activation = match activation.rank() {
+        2 => activation,
+        3 => {
+            let tokens = activation.dim(1)?;
+            if target.position >= tokens {
+                return Err(GenolensError::argument(
+                    "position",
+                    format!(
+                        "token {} is past the batch's {tokens} tokens",
+                        target.position
+                    ),
+                ));
+            }
+            activation.narrow(1, target.position, 1)?.squeeze(1)?
+        }
+        _ => {
+            return Err(GenolensError::hook(
+                target.hook,
+                "a direction target needs a [b,t,d] or [b,d] hook (not a head-resolved one)",
+            ))
+        }
+    };
+    let width = activation.dim(1)?;
+    if target.direction.dims() != [width] {
+        return Err(GenolensError::argument(
+            "direction",
+            format!(
+                "shape {:?} does not match the hook's width {width}",
+                target.direction.dims()
+            ),
+        ));
+    }
+    let direction = target
+        .direction
+        .to_dtype(activation.dtype())?
+        .to_device(activation.device())?;
+    let selected = activation.broadcast_mul(&direction)?.sum(1)?;
+    relevance_of(batch, &output, &variable, &embedding, &selected)
+}
+
 /// LRP relevance of each row's `targets[row]` class under `rules`, for the whole batch in one
 /// forward and one backward. `None` is plain gradient × input (the same read-outs).
 pub fn lrp(
@@ -58,15 +145,19 @@ pub fn lrp(
             },
         );
     let output = model.forward(batch, &hooks)?;
-    let logits = output.logits.filter(|l| l.rank() == 2).ok_or_else(|| {
-        GenolensError::hook(
-            "hook_logits",
-            format!(
-                "LRP needs a sequence classifier, and this model is a {}",
-                model.head_kind().hf_class()
-            ),
-        )
-    })?;
+    let logits = output
+        .logits
+        .clone()
+        .filter(|l| l.rank() == 2)
+        .ok_or_else(|| {
+            GenolensError::hook(
+                "hook_logits",
+                format!(
+                    "LRP needs a sequence classifier, and this model is a {}",
+                    model.head_kind().hf_class()
+                ),
+            )
+        })?;
     let scores = match kind {
         TargetKind::Logit => logits,
         TargetKind::LogProbability => candle_nn::ops::log_softmax(&logits, D::Minus1)?,
@@ -85,12 +176,24 @@ pub fn lrp(
     let selector =
         Tensor::from_vec(selector, (rows, classes), scores.device())?.to_dtype(scores.dtype())?;
     let selected = (scores * selector)?.sum(1)?;
+    relevance_of(batch, &output, &variable, &embedding, &selected)
+}
+
+/// Gradient × input at the word embeddings of `selected` [b] (one scalar per row), with the
+/// positional relevance and the conservation error.
+fn relevance_of(
+    batch: &Batch,
+    output: &crate::model::Output,
+    variable: &Var,
+    embedding: &Tensor,
+    selected: &Tensor,
+) -> Result<Vec<LrpResult>> {
     let target_values: Vec<f32> = selected.to_dtype(DType::F32)?.to_vec1()?;
     let gradients = selected.sum_all()?.backward()?;
     let gradient = gradients
         .get(variable.as_tensor())
         .ok_or_else(|| GenolensError::hook("hook_embed", "no relevance reached the embeddings"))?;
-    let token_scores: Vec<Vec<f32>> = (gradient * &embedding)?
+    let token_scores: Vec<Vec<f32>> = (gradient * embedding)?
         .sum(D::Minus1)?
         .to_dtype(DType::F32)?
         .to_vec2()?;

@@ -7,6 +7,7 @@ pub mod integrated_gradients;
 pub mod ism;
 pub mod lrp;
 pub mod nucleotides;
+pub mod planted;
 
 pub use attention_maps::{attention_maps, AttentionMaps};
 pub use chefer::{chefer_relevance, CheferRelevance};
@@ -14,7 +15,7 @@ pub use integrated_gradients::{
     integrated_gradients, path_points, Baseline, IgResult, IgSettings, Quadrature, TargetKind,
 };
 pub use ism::{ism, IsmResult};
-pub use lrp::{lrp, LrpResult};
+pub use lrp::{lrp, lrp_direction, DirectionTarget, LrpResult};
 pub use nucleotides::{kmer_scores_to_nucleotides, scale_to_unit, Spread};
 
 use crate::error::{GenolensError, Result};
