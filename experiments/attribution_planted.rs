@@ -1,9 +1,9 @@
 //! Do the attribution methods find a motif we planted? Random 100-nt sequences, half carrying
-//! the E-box CACGTG at a random place, half of the rest a one-mismatch decoy of it
+//! NF-κB's site GGGACTTTCC at a random place, half of the rest a one-mismatch decoy of it
 //! (`planted.parquet`, from the run's seed); the
 //! pretrained mini-dnabert6 fine-tuned to tell them apart (`model/`, with its MODEL.md); then
 //! every attribution method on 100 motif-carrying test sequences, and per sequence and method
-//! the localisation AUROC of the nucleotide scores for the six planted bases (signed score, and
+//! the localisation AUROC of the nucleotide scores for the ten planted bases (signed score, and
 //! |score|). ISM is scored by `ism_centred`.
 //!
 //! Map: `planted.parquet`, the attribution tables, `localisation.parquet`.
@@ -26,7 +26,7 @@ use genolens::report::{HtmlTable, ParquetTable, Provenance};
 
 /// Shown by `genolens experiment --list`.
 pub const DESCRIPTION: &str =
-    "attribution methods on a planted motif: fine-tune on random sequences with/without the E-box CACGTG, localisation AUROC of every method";
+    "attribution methods on a planted motif: fine-tune on random sequences with/without GGGACTTTCC (and one-mismatch decoys), localisation AUROC of every method";
 
 genolens::table_row! {
     /// One sequence's localisation AUROC by one method.
@@ -67,7 +67,7 @@ pub fn run(context: &mut ExperimentContext) -> anyhow::Result<()> {
         data: table.clone(),
         init: genolens::defaults::PRETRAINED_MODEL.into(),
         out: dir.join("model"),
-        epochs: 3,
+        epochs: 6,
         batch_size: 32,
         learning_rate: 1e-3,
         warmup_fraction: 0.1,
@@ -192,8 +192,8 @@ pub fn reduce(context: &mut ReduceContext) -> anyhow::Result<()> {
     context.figure(
         "localisation_auroc.svg",
         &svg,
-        "Per sequence, the AUROC of the method's signed nucleotide score for the six planted \
-         bases against the other 94; mean over sequences with its bootstrap CI. 0.5 = chance.",
+        "Per sequence, the AUROC of the method's signed nucleotide score for the ten planted \
+         bases against the other 90; mean over sequences with its bootstrap CI. 0.5 = chance.",
     )?;
     let mut html = HtmlTable::new(
         "Localisation AUROC per method (signed score; |score| beside it)",

@@ -656,3 +656,26 @@ fn a_direction_target_explains_any_hook_even_without_a_head() {
     };
     assert!(lrp_direction(&mlm.model, &batch, &bad, None).is_err());
 }
+
+#[test]
+fn classifier_logits_with_a_cls_only_last_block_equal_the_full_forward() {
+    let (loaded, batch) = fixture_batch();
+    let full: Vec<Vec<f32>> = loaded
+        .model
+        .forward(&batch, &genolens::model::Hooks::none())
+        .unwrap()
+        .logits
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    let fast: Vec<Vec<f32>> = loaded
+        .model
+        .classifier_logits(&batch)
+        .unwrap()
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    for (a, b) in full.iter().flatten().zip(fast.iter().flatten()) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}

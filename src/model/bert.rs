@@ -397,6 +397,48 @@ impl HookedModel {
         })
     }
 
+    /// A classifier's logits [b, classes] without hooks, the last block computed for the [CLS]
+    /// row only (its keys and values for every token, its query, attention, MLP and LayerNorms
+    /// for [CLS] alone: the head reads nothing else). The same values as [`forward`](Self::forward)
+    /// up to float rounding; ISM runs thousands of these. `None` for a model without a classifier.
+    pub fn classifier_logits(&self, batch: &Batch) -> Result<Option<Tensor>> {
+        let Head::Classifier(classifier) = &self.head else {
+            return Ok(None);
+        };
+        let hooks = Hooks::none();
+        let mut cache = ActivationCache::default();
+        let mut residual = self.embed(batch, &hooks, &mut cache)?;
+        let key_mask = additive_key_mask(&batch.attention_mask)?.to_device(&self.device)?;
+        let last = self.layers.len() - 1;
+        for (index, layer) in self.layers.iter().enumerate().take(last) {
+            residual = self.run_layer(index, layer, residual, &key_mask, &hooks, &mut cache)?;
+        }
+        let layer = &self.layers[last];
+        let (batch_size, tokens, _) = residual.dims3()?;
+        let (heads, head_dim) = (self.config.num_attention_heads, self.config.head_dim());
+        let cls_in = residual.narrow(1, 0, 1)?.contiguous()?;
+        let q = layer
+            .query
+            .forward(&cls_in)?
+            .reshape((batch_size, 1, heads, head_dim))?;
+        let k = layer
+            .key
+            .forward(&residual)?
+            .reshape((batch_size, tokens, heads, head_dim))?;
+        let v = layer
+            .value
+            .forward(&residual)?
+            .reshape((batch_size, tokens, heads, head_dim))?;
+        let z = self.unfused_attention(last, q, k, v, &key_mask, &hooks, &mut cache)?;
+        let cls = self.finish_after_z(last, layer, cls_in, z, &hooks, &mut cache)?;
+        let cls = cls.squeeze(1)?;
+        let pooler = self
+            .pooler
+            .as_ref()
+            .expect("classifier models always load a pooler");
+        Ok(Some(classifier.forward(&pooler.forward(&cls)?.tanh()?)?))
+    }
+
     /// Final hidden states [b,t,d] without any head or hooks: what training needs before it picks
     /// the positions a loss looks at (the MLM loss reads ~15 % of positions, so the vocabulary
     /// projection is applied to those rows only, see [`mlm_logits`](Self::mlm_logits)).
@@ -565,7 +607,6 @@ impl HookedModel {
         cache: &mut ActivationCache,
     ) -> Result<Tensor> {
         let point = |site| HookPoint::block(index, site);
-        let (batch_size, tokens, hidden) = residual.dims3()?;
         let head_dim = self.config.head_dim();
         // 1/√d_head applied to q (t·d_head values) rather than to the scores (t² values).
         let scale = (head_dim as f64).powf(-0.5);
@@ -577,6 +618,22 @@ impl HookedModel {
         } else {
             self.unfused_attention(index, q, k, v, key_mask, hooks, cache)?
         };
+        self.finish_after_z(index, layer, residual, z, hooks, cache)
+    }
+
+    /// The rest of a block after its attention: `z` [b,t,heads,d_head] for the rows of
+    /// `residual` [b,t,d] (all tokens, or the [CLS] row alone).
+    fn finish_after_z(
+        &self,
+        index: usize,
+        layer: &EncoderLayer,
+        residual: Tensor,
+        z: Tensor,
+        hooks: &Hooks,
+        cache: &mut ActivationCache,
+    ) -> Result<Tensor> {
+        let point = |site| HookPoint::block(index, site);
+        let (batch_size, tokens, hidden) = residual.dims3()?;
         let z = hooks.apply(point(BlockSite::Z), z, cache)?;
 
         let mut attention_out = layer

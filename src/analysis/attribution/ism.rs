@@ -72,7 +72,16 @@ pub fn ism(
             loaded.tokenizer.vocab.special.pad,
             loaded.model.device(),
         )?;
-        let logits = class_scores(&loaded.model, &batch, &Hooks::none(), kind, "ISM")?;
+        // The last block for [CLS] alone: the head reads nothing else.
+        let logits = match loaded.model.classifier_logits(&batch)? {
+            Some(logits) => match kind {
+                TargetKind::Logit => logits,
+                TargetKind::LogProbability => {
+                    candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?
+                }
+            },
+            None => class_scores(&loaded.model, &batch, &Hooks::none(), kind, "ISM")?,
+        };
         let classes = logits.dim(1)?;
         if target >= classes {
             return Err(GenolensError::argument(
