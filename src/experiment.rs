@@ -350,6 +350,15 @@ impl ExperimentContext {
         self.settings.shard.is_some()
     }
 
+    /// A study's default number of sequences, used when the user gave no `--limit` (applied
+    /// like `--limit`: before sharding, and recorded as `limit` in run.json).
+    pub fn set_default_limit(&mut self, sequences: usize) {
+        if self.settings.limit.is_none() {
+            self.settings.limit = Some(sequences);
+            self.set_config("default_sequences", sequences);
+        }
+    }
+
     /// The user's `--limit`, if any.
     pub fn limit(&self) -> Option<usize> {
         self.settings.limit

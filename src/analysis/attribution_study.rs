@@ -487,7 +487,10 @@ pub fn run_attribution(
     if study.ig_steps == 0 || study.ism_batch_size == 0 {
         bail!("--ig-steps and --ism-batch-size must be at least 1");
     }
-    let mut examples = match &study.only_label {
+    if let Some(default) = study.default_sequences {
+        context.set_default_limit(default);
+    }
+    let examples = match &study.only_label {
         None => context.sequences(&study.default_data)?,
         Some(label) => {
             let examples = context.sequences_where(&study.default_data, |e| {
@@ -503,10 +506,6 @@ pub fn run_attribution(
             examples
         }
     };
-    if let (None, Some(default)) = (context.limit(), study.default_sequences) {
-        examples.truncate(default);
-        context.set_config("default_sequences", default);
-    }
     if examples.is_empty() && !context.is_shard() {
         bail!("no sequences to attribute");
     }
