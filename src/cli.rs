@@ -1070,17 +1070,7 @@ impl AttentionArgs {
     /// Runs the attention study into the output folder.
     pub fn run(self, globals: &Globals) -> anyhow::Result<StudyRun> {
         use crate::analysis::attention_study::{reduce_attention, run_attention, AttentionStudy};
-        let stem = self
-            .data
-            .file_name()
-            .map(|s| {
-                s.to_string_lossy()
-                    .split('.')
-                    .next()
-                    .unwrap_or("data")
-                    .to_string()
-            })
-            .unwrap_or_else(|| "data".into());
+        let stem = data_stem(&self.data);
         let out = self
             .out
             .unwrap_or_else(|| PathBuf::from("reports/attention").join(stem));

@@ -47,25 +47,7 @@ pub fn lrp_direction(
     target: &DirectionTarget,
     rules: Option<RelevanceRules>,
 ) -> Result<Vec<LrpResult>> {
-    let embedding = model.word_embeddings(&batch.ids)?;
-    let variable = Var::from_tensor(&embedding)?;
-    let hooks = match rules {
-        Some(rules) => Hooks::none().with_rules(rules),
-        None => Hooks::none(),
-    };
-    let hooks = hooks
-        .capture_point(target.hook)
-        .capture_point(HookPoint::PosEmbed)
-        .capture_point(HookPoint::TokenTypeEmbed)
-        .intervene(
-            HookPoint::Embed,
-            Intervention::Replace {
-                value: variable.as_tensor().clone(),
-                positions: None,
-                heads: None,
-            },
-        );
-    let output = model.forward(batch, &hooks)?;
+    let (output, variable, embedding) = embedding_pass(model, batch, rules, Some(target.hook))?;
     let activation = output
         .cache
         .get_point(target.hook)
@@ -127,24 +109,7 @@ pub fn lrp(
             format!("{} targets for {rows} sequences", targets.len()),
         ));
     }
-    let embedding = model.word_embeddings(&batch.ids)?;
-    let variable = Var::from_tensor(&embedding)?;
-    let hooks = match rules {
-        Some(rules) => Hooks::none().with_rules(rules),
-        None => Hooks::none(),
-    };
-    let hooks = hooks
-        .capture_point(HookPoint::PosEmbed)
-        .capture_point(HookPoint::TokenTypeEmbed)
-        .intervene(
-            HookPoint::Embed,
-            Intervention::Replace {
-                value: variable.as_tensor().clone(),
-                positions: None,
-                heads: None,
-            },
-        );
-    let output = model.forward(batch, &hooks)?;
+    let (output, variable, embedding) = embedding_pass(model, batch, rules, None)?;
     let logits = output
         .logits
         .clone()
@@ -177,6 +142,38 @@ pub fn lrp(
         Tensor::from_vec(selector, (rows, classes), scores.device())?.to_dtype(scores.dtype())?;
     let selected = (scores * selector)?.sum(1)?;
     relevance_of(batch, &output, &variable, &embedding, &selected)
+}
+
+/// One forward (under `rules`) with the word embeddings as a leaf, the position and token-type
+/// embeddings (and `capture`, if any) captured: (output, the leaf, the embeddings).
+fn embedding_pass(
+    model: &HookedModel,
+    batch: &Batch,
+    rules: Option<RelevanceRules>,
+    capture: Option<HookPoint>,
+) -> Result<(crate::model::Output, Var, Tensor)> {
+    let embedding = model.word_embeddings(&batch.ids)?;
+    let variable = Var::from_tensor(&embedding)?;
+    let mut hooks = match rules {
+        Some(rules) => Hooks::none().with_rules(rules),
+        None => Hooks::none(),
+    };
+    if let Some(point) = capture {
+        hooks = hooks.capture_point(point);
+    }
+    let hooks = hooks
+        .capture_point(HookPoint::PosEmbed)
+        .capture_point(HookPoint::TokenTypeEmbed)
+        .intervene(
+            HookPoint::Embed,
+            Intervention::Replace {
+                value: variable.as_tensor().clone(),
+                positions: None,
+                heads: None,
+            },
+        );
+    let output = model.forward(batch, &hooks)?;
+    Ok((output, variable, embedding))
 }
 
 /// Gradient × input at the word embeddings of `selected` [b] (one scalar per row), with the
