@@ -48,6 +48,19 @@ def bench_sequence(index, length):
     return "".join("ACGT"[(index * 7919 + p * 104729 + p * p) % 4] for p in range(length))
 
 
+def from_folder(cls, folder):
+    """cls (a BERT class) with the folder's weights. transformers 4.x (the .venv-lxt cases) refuses
+    safetensors files without {"format": "pt"} metadata, which candle does not write, so the state
+    dict is loaded directly (strict: every tensor must match)."""
+    from safetensors.torch import load_file
+    from transformers import BertConfig
+
+    config = BertConfig.from_pretrained(folder)
+    model = cls._from_config(config, attn_implementation="eager")
+    model.load_state_dict(load_file(Path(folder) / "model.safetensors"), strict=True)
+    return model.eval()
+
+
 def masked_positions(tokens):
     return [t for t in range(1, tokens - 1) if t % 7 == 3]
 
@@ -92,8 +105,7 @@ def worker(case, root):
         from lxt_bert import attnlrp_bert
 
         modeling_bert, _ = attnlrp_bert()
-        model = modeling_bert.BertForSequenceClassification.from_pretrained(
-            root / f"{shape}-cls", attn_implementation="eager").eval()
+        model = from_folder(modeling_bert.BertForSequenceClassification, root / f"{shape}-cls")
         batch, tokens = map(int, size.split("x"))
         ids = torch.tensor(bench_ids(batch, tokens))
         mask, types = torch.ones_like(ids), torch.zeros_like(ids)
@@ -110,7 +122,7 @@ def worker(case, root):
         # internal batching of 8 path points per pass (as genolens).
         from captum.attr import IntegratedGradients
 
-        model = BertForSequenceClassification.from_pretrained(root / f"{shape}-cls", attn_implementation="eager").eval()
+        model = from_folder(BertForSequenceClassification, root / f"{shape}-cls")
         batch, tokens = map(int, size.split("x"))
         ids = torch.tensor(bench_ids(batch, tokens))
         mask, types = torch.ones_like(ids), torch.zeros_like(ids)
