@@ -10,8 +10,9 @@ use anyhow::{bail, Context};
 use candle_core::Tensor;
 
 use crate::analysis::attribution::{
-    attention_maps, chefer_relevance, integrated_gradients, ism, kmer_scores_to_nucleotides, lrp,
-    predicted_classes, scale_to_unit, Baseline, IgSettings, Quadrature, Spread, TargetKind,
+    argmax_rows, attention_maps, chefer_relevance, integrated_gradients, ism,
+    kmer_scores_to_nucleotides, lrp, scale_to_unit, Baseline, IgSettings, Quadrature, Spread,
+    TargetKind,
 };
 use crate::analysis::{run_batches, PreparedBatch};
 use crate::data::Example;
@@ -304,17 +305,17 @@ fn attribute_batch(
     let model = &loaded.model;
     let batch = &prepared.batch;
     let rows = batch.size();
-    let predicted = predicted_classes(model, batch)?;
+    // One forward gives the predicted classes (the default targets) and the targets' values.
+    let logits: Vec<Vec<f32>> = model
+        .classifier_logits(batch)?
+        .context("a classifier's logits")?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec2()?;
+    let predicted = argmax_rows(&logits);
     let targets: Vec<usize> = match study.target {
         Some(t) => vec![t; rows],
         None => predicted.clone(),
     };
-    let logits: Vec<Vec<f32>> = model
-        .forward(batch, &crate::model::Hooks::none())?
-        .logits
-        .context("a classifier's logits")?
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec2()?;
     let mut out: Vec<SequenceAttribution> = (0..rows)
         .map(|row| {
             let l = &logits[row];

@@ -183,18 +183,7 @@ pub fn chefer_relevance(
                 ),
             )
         })?;
-    let classes = logits.dim(1)?;
-    if let Some(&bad) = targets.iter().find(|&&t| t >= classes) {
-        return Err(GenolensError::argument(
-            "target",
-            format!("class {bad} is out of range: the classifier has {classes} classes (0-based)"),
-        ));
-    }
-    let mut one_hot = vec![0f32; rows * classes];
-    for (row, &t) in targets.iter().enumerate() {
-        one_hot[row * classes + t] = 1.0;
-    }
-    let one_hot = Tensor::from_vec(one_hot, (rows, classes), &device)?;
+    let one_hot = super::one_hot_targets(targets, logits.dim(1)?, &device, DType::F32)?;
     let gradients = (logits * one_hot.to_dtype(dtype)?)?.sum_all()?.backward()?;
     let attention_gradients = probes
         .iter()

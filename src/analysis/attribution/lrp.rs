@@ -127,19 +127,8 @@ pub fn lrp(
         TargetKind::Logit => logits,
         TargetKind::LogProbability => candle_nn::ops::log_softmax(&logits, D::Minus1)?,
     };
-    let classes = scores.dim(1)?;
-    if let Some(&bad) = targets.iter().find(|&&t| t >= classes) {
-        return Err(GenolensError::argument(
-            "target",
-            format!("class {bad} is out of range: the classifier has {classes} classes (0-based)"),
-        ));
-    }
-    let mut selector = vec![0f32; rows * classes];
-    for (row, &t) in targets.iter().enumerate() {
-        selector[row * classes + t] = 1.0;
-    }
     let selector =
-        Tensor::from_vec(selector, (rows, classes), scores.device())?.to_dtype(scores.dtype())?;
+        super::one_hot_targets(targets, scores.dim(1)?, scores.device(), scores.dtype())?;
     let selected = (scores * selector)?.sum(1)?;
     relevance_of(batch, &output, &variable, &embedding, &selected)
 }

@@ -49,17 +49,33 @@ pub fn class_scores(
     })
 }
 
-/// The class each sequence of `batch` is predicted as (argmax of the logits): the default target.
-pub fn predicted_classes(model: &HookedModel, batch: &Batch) -> Result<Vec<usize>> {
-    let logits = class_scores(
-        model,
-        batch,
-        &Hooks::none(),
-        TargetKind::Logit,
-        "a predicted class",
-    )?;
-    let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
-    Ok(logits
+/// The one-hot [rows, classes] selector of each row's target class (`dtype` on `device`), after
+/// checking every target is a class of the classifier.
+pub fn one_hot_targets(
+    targets: &[usize],
+    classes: usize,
+    device: &candle_core::Device,
+    dtype: candle_core::DType,
+) -> Result<candle_core::Tensor> {
+    if let Some(&bad) = targets.iter().find(|&&t| t >= classes) {
+        return Err(GenolensError::argument(
+            "target",
+            format!("class {bad} is out of range: the classifier has {classes} classes (0-based)"),
+        ));
+    }
+    let mut one_hot = vec![0f32; targets.len() * classes];
+    for (row, &t) in targets.iter().enumerate() {
+        one_hot[row * classes + t] = 1.0;
+    }
+    Ok(
+        candle_core::Tensor::from_vec(one_hot, (targets.len(), classes), device)?
+            .to_dtype(dtype)?,
+    )
+}
+
+/// The class each row of `logits` [b, classes] is predicted as (argmax).
+pub fn argmax_rows(logits: &[Vec<f32>]) -> Vec<usize> {
+    logits
         .iter()
         .map(|row| {
             row.iter()
@@ -73,5 +89,18 @@ pub fn predicted_classes(model: &HookedModel, batch: &Batch) -> Result<Vec<usize
                 })
                 .0
         })
-        .collect())
+        .collect()
+}
+
+/// The class each sequence of `batch` is predicted as (argmax of the logits): the default target.
+pub fn predicted_classes(model: &HookedModel, batch: &Batch) -> Result<Vec<usize>> {
+    let logits = class_scores(
+        model,
+        batch,
+        &Hooks::none(),
+        TargetKind::Logit,
+        "a predicted class",
+    )?;
+    let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+    Ok(argmax_rows(&logits))
 }
