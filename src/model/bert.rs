@@ -757,7 +757,10 @@ impl HookedModel {
                     cache,
                 )?;
                 if hooks.rules().is_some() {
-                    relevance::identity_rule(&pre, |x| self.config.hidden_act.apply(x))?
+                    match self.config.hidden_act {
+                        crate::model::Activation::GeluErf => relevance::gelu_identity_rule(&pre)?,
+                        act => relevance::identity_rule(&pre, |x| act.apply(x))?,
+                    }
                 } else {
                     self.config.hidden_act.apply(&pre)?
                 }
@@ -792,19 +795,21 @@ impl HookedModel {
                 x.contiguous()?
             })
         };
-        let (q, k, v) = (by_head(q)?, by_head(k)?, by_head(v)?);
         // Relevance rules (LXT's eager BERT): AttnLRP halves the gradient of both products'
         // outputs; CP-LRP detaches q and k (the pattern is a constant) and halves nothing.
+        // Halving the scores' gradient is halving q's and k's (the product is bilinear and ×0.5
+        // is exact), which keeps [t, d_head] tensors for the backward rather than [t, t] ones.
         let rules = hooks.rules();
         let (q, k) = match rules {
-            Some(RelevanceRules::CpLrp) => (q.detach(), k.detach()),
-            _ => (q, k),
+            Some(RelevanceRules::AttnLrp) => (
+                by_head(relevance::scaled(&q, scale, 0.5 * scale)?)?,
+                by_head(relevance::scale_gradient(&k, 0.5)?)?,
+            ),
+            Some(RelevanceRules::CpLrp) => ((by_head(q.detach())? * scale)?, by_head(k.detach())?),
+            None => ((by_head(q)? * scale)?, by_head(k)?),
         };
-        let product = batched_matmul(&(q * scale)?, &k.t()?)?;
-        let product = match rules {
-            Some(RelevanceRules::AttnLrp) => relevance::scale_gradient(&product, 0.5)?,
-            _ => product,
-        };
+        let v = by_head(v)?;
+        let product = batched_matmul(&q, &k.t()?)?;
         let pattern = if hooks.wants(point(BlockSite::AttnScores)) {
             let scores = product.broadcast_add(key_mask)?;
             let scores = hooks.apply(point(BlockSite::AttnScores), scores, cache)?;

@@ -206,7 +206,7 @@ fn gelu_derivative_value(x: f32) -> f32 {
 
 crate::simd_dispatch! {
     /// x·Φ(x) of every element.
-    fn gelu_slice(output: &mut [f32], input: &[f32]) {
+    pub(crate) fn gelu_slice(output: &mut [f32], input: &[f32]) {
         for (o, &x) in output.iter_mut().zip(input) {
             *o = gelu_value(x);
         }

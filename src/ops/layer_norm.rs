@@ -36,8 +36,16 @@ crate::simd_dispatch! {
 
 crate::simd_dispatch! {
     /// dx = (γg − mean(γg) − x̂ ⊙ mean(γg ⊙ x̂)) / σ of each row, from x, γ and the output
-    /// gradient g.
-    fn input_gradient_rows(output: &mut [f32], input: &[f32], grad: &[f32], scale: &[f32], eps: f32) {
+    /// gradient g; with `detached_std` (σ treated as a constant, the relevance rules' LayerNorm)
+    /// dx = (γg − mean(γg)) / σ.
+    fn input_gradient_rows(
+        output: &mut [f32],
+        input: &[f32],
+        grad: &[f32],
+        scale: &[f32],
+        eps: f32,
+        detached_std: bool,
+    ) {
         let width = scale.len();
         for ((out, row), g) in output.chunks_mut(width).zip(input.chunks(width)).zip(grad.chunks(width)) {
             let (mean, inverse_std) = row_statistics(row, out, eps);
@@ -46,6 +54,13 @@ crate::simd_dispatch! {
                 *o = gj * s;
             }
             let mean_scaled = vm::sum(out) / width as f32;
+            if detached_std {
+                // σ a constant: only the mean's term remains.
+                for o in out.iter_mut() {
+                    *o = (*o - mean_scaled) * inverse_std;
+                }
+                continue;
+            }
             let mut lanes = [0f32; 16];
             for (index, (&o, &x)) in out.iter().zip(row).enumerate() {
                 lanes[index % 16] += o * (x - mean) * inverse_std;
@@ -170,6 +185,8 @@ pub fn layer_norm_of_sum(
 
 struct AffineLayerNorm {
     eps: f32,
+    /// The backward treats σ as a constant (AttnLRP's and CP-LRP's LayerNorm rule).
+    detached_std: bool,
 }
 
 impl CustomOp3 for AffineLayerNorm {
@@ -213,9 +230,9 @@ impl CustomOp3 for AffineLayerNorm {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let eps = self.eps;
+        let (eps, detached_std) = (self.eps, self.detached_std);
         let x_grad = if x.track_op() {
-            Some(x.apply_op3_no_bwd(scale, &grad, &InputGradient { eps })?)
+            Some(x.apply_op3_no_bwd(scale, &grad, &InputGradient { eps, detached_std })?)
         } else {
             None
         };
@@ -237,6 +254,7 @@ impl CustomOp3 for AffineLayerNorm {
 
 struct InputGradient {
     eps: f32,
+    detached_std: bool,
 }
 
 impl CustomOp3 for InputGradient {
@@ -258,7 +276,14 @@ impl CustomOp3 for InputGradient {
         let grad = contiguous_f32(s3, l3, self.name())?;
         let output = new_row_blocks(x.len(), scale.len(), |start, out| {
             let rows = start..start + out.len();
-            input_gradient_rows(out, &x[rows.clone()], &grad[rows], scale, self.eps)
+            input_gradient_rows(
+                out,
+                &x[rows.clone()],
+                &grad[rows],
+                scale,
+                self.eps,
+                self.detached_std,
+            )
         });
         Ok((CpuStorage::F32(output), l1.shape().clone()))
     }
@@ -298,7 +323,10 @@ pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor, eps: f64) -> Resul
         x.contiguous()?.apply_op3(
             &scale.contiguous()?,
             &shift.contiguous()?,
-            AffineLayerNorm { eps: eps as f32 },
+            AffineLayerNorm {
+                eps: eps as f32,
+                detached_std: false,
+            },
         )
     } else if graft::applies(x) {
         graft::layer_norm(x, scale, shift, eps)
@@ -310,6 +338,27 @@ pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor, eps: f64) -> Resul
             .broadcast_mul(scale)?
             .broadcast_add(shift)
     }
+}
+
+/// LayerNorm whose backward treats σ as a constant (the mean stays in the graph): one fused op
+/// on CPU f32, `None` elsewhere (the caller composes it with `detach`).
+pub fn layer_norm_detached_std(
+    x: &Tensor,
+    scale: &Tensor,
+    shift: &Tensor,
+    eps: f64,
+) -> Result<Option<Tensor>> {
+    if !(fused(x) && fused(scale) && fused(shift) && scale.rank() == 1 && shift.rank() == 1) {
+        return Ok(None);
+    }
+    Ok(Some(x.contiguous()?.apply_op3(
+        &scale.contiguous()?,
+        &shift.contiguous()?,
+        AffineLayerNorm {
+            eps: eps as f32,
+            detached_std: true,
+        },
+    )?))
 }
 
 #[cfg(test)]
