@@ -69,7 +69,10 @@ pub fn run(context: &mut ExperimentContext) -> anyhow::Result<()> {
         out: dir.join("model"),
         epochs: 6,
         batch_size: 32,
-        learning_rate: 1e-3,
+        // At 1e-3 the loss sat at ln 2 for four epochs and the model learned only CTTTCC (one
+        // 6-mer); at 2e-4 it separates the validation split perfectly by epoch 4 and reads every
+        // base of the motif.
+        learning_rate: 2e-4,
         warmup_fraction: 0.1,
         adamw: genolens::train::adamw::AdamWSettings::with_weight_decay(0.01),
         seed: context.seed,

@@ -615,7 +615,16 @@ fn a_direction_target_explains_any_hook_even_without_a_head() {
     for rules in [None, Some(RelevanceRules::AttnLrp)] {
         let a = lrp_direction(&loaded.model, &batch, &target, rules).unwrap();
         let b = lrp(&loaded.model, &batch, &targets, TargetKind::Logit, rules).unwrap();
-        assert_eq!(a, b);
+        // Equal up to float rounding (`lrp` runs the last block for [CLS] alone).
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().zip(&b) {
+            assert!((a.target - b.target).abs() < 1e-5);
+            assert!((a.positional - b.positional).abs() < 1e-5);
+            assert_eq!(a.scores.len(), b.scores.len());
+            for (x, y) in a.scores.iter().zip(&b.scores) {
+                assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+            }
+        }
     }
     // An encoder without a head: a direction on the final [CLS] vector.
     let mlm = load(

@@ -402,16 +402,45 @@ impl HookedModel {
     /// for [CLS] alone: the head reads nothing else). The same values as [`forward`](Self::forward)
     /// up to float rounding; ISM runs thousands of these. `None` for a model without a classifier.
     pub fn classifier_logits(&self, batch: &Batch) -> Result<Option<Tensor>> {
+        Ok(self
+            .classifier_forward(batch, &Hooks::none())?
+            .map(|(logits, _)| logits))
+    }
+
+    /// A classifier's logits [b, classes] under `hooks` (and their relevance rules), with the
+    /// activation cache: the last block runs for the [CLS] row only, as in
+    /// [`classifier_logits`](Self::classifier_logits), unless a hook reads or changes one of its
+    /// sites (then the full forward runs). Gradients flow as in the full forward, and the work
+    /// of the other rows' last block (forward and backward) is skipped: what gradient × input,
+    /// integrated gradients and AttnLRP of a class need. `None` for a model without a classifier.
+    pub fn classifier_forward(
+        &self,
+        batch: &Batch,
+        hooks: &Hooks,
+    ) -> Result<Option<(Tensor, ActivationCache)>> {
         let Head::Classifier(classifier) = &self.head else {
             return Ok(None);
         };
-        let hooks = Hooks::none();
-        let mut cache = ActivationCache::default();
-        let mut residual = self.embed(batch, &hooks, &mut cache)?;
-        let key_mask = additive_key_mask(&batch.attention_mask)?.to_device(&self.device)?;
         let last = self.layers.len() - 1;
+        let last_block_hooked = HookPoint::all(self.layers.len())
+            .into_iter()
+            .any(|point| point.layer() == Some(last) && hooks.wants(point));
+        if last_block_hooked {
+            let output = self.forward(batch, hooks)?;
+            let logits = output
+                .logits
+                .expect("classifier models always produce logits");
+            return Ok(Some((logits, output.cache)));
+        }
+        hooks.validate(
+            self.config.num_hidden_layers,
+            self.config.num_attention_heads,
+        )?;
+        let mut cache = ActivationCache::default();
+        let mut residual = self.embed(batch, hooks, &mut cache)?;
+        let key_mask = additive_key_mask(&batch.attention_mask)?.to_device(&self.device)?;
         for (index, layer) in self.layers.iter().enumerate().take(last) {
-            residual = self.run_layer(index, layer, residual, &key_mask, &hooks, &mut cache)?;
+            residual = self.run_layer(index, layer, residual, &key_mask, hooks, &mut cache)?;
         }
         let layer = &self.layers[last];
         let (batch_size, tokens, _) = residual.dims3()?;
@@ -429,14 +458,21 @@ impl HookedModel {
             .value
             .forward(&residual)?
             .reshape((batch_size, tokens, heads, head_dim))?;
-        let z = self.unfused_attention(last, q, k, v, &key_mask, &hooks, &mut cache)?;
-        let cls = self.finish_after_z(last, layer, cls_in, z, &hooks, &mut cache)?;
-        let cls = cls.squeeze(1)?;
+        let z = self.unfused_attention(last, q, k, v, &key_mask, hooks, &mut cache)?;
+        let cls = self.finish_after_z(last, layer, cls_in, z, hooks, &mut cache)?;
+        let cls = hooks.apply(HookPoint::Cls, cls.squeeze(1)?, &mut cache)?;
         let pooler = self
             .pooler
             .as_ref()
             .expect("classifier models always load a pooler");
-        Ok(Some(classifier.forward(&pooler.forward(&cls)?.tanh()?)?))
+        let dense = pooler.forward(&cls)?;
+        let pooled = match hooks.rules() {
+            Some(_) => relevance::identity_rule(&dense, |x| x.tanh())?,
+            None => dense.tanh()?,
+        };
+        let pooled = hooks.apply(HookPoint::Pooled, pooled, &mut cache)?;
+        let logits = hooks.apply(HookPoint::Logits, classifier.forward(&pooled)?, &mut cache)?;
+        Ok(Some((logits, cache)))
     }
 
     /// Final hidden states [b,t,d] without any head or hooks: what training needs before it picks

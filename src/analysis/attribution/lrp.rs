@@ -47,7 +47,8 @@ pub fn lrp_direction(
     target: &DirectionTarget,
     rules: Option<RelevanceRules>,
 ) -> Result<Vec<LrpResult>> {
-    let (output, variable, embedding) = embedding_pass(model, batch, rules, Some(target.hook))?;
+    let (hooks, variable, embedding) = embedding_hooks(model, batch, rules, Some(target.hook))?;
+    let output = model.forward(batch, &hooks)?;
     let activation = output
         .cache
         .get_point(target.hook)
@@ -90,7 +91,7 @@ pub fn lrp_direction(
         .to_dtype(activation.dtype())?
         .to_device(activation.device())?;
     let selected = activation.broadcast_mul(&direction)?.sum(1)?;
-    relevance_of(batch, &output, &variable, &embedding, &selected)
+    relevance_of(batch, &output.cache, &variable, &embedding, &selected)
 }
 
 /// LRP relevance of each row's `targets[row]` class under `rules`, for the whole batch in one
@@ -109,20 +110,17 @@ pub fn lrp(
             format!("{} targets for {rows} sequences", targets.len()),
         ));
     }
-    let (output, variable, embedding) = embedding_pass(model, batch, rules, None)?;
-    let logits = output
-        .logits
-        .clone()
-        .filter(|l| l.rank() == 2)
-        .ok_or_else(|| {
-            GenolensError::hook(
-                "hook_logits",
-                format!(
-                    "LRP needs a sequence classifier, and this model is a {}",
-                    model.head_kind().hf_class()
-                ),
-            )
-        })?;
+    let (hooks, variable, embedding) = embedding_hooks(model, batch, rules, None)?;
+    // The last block for [CLS] only (the head reads nothing else): less forward and backward.
+    let (logits, cache) = model.classifier_forward(batch, &hooks)?.ok_or_else(|| {
+        GenolensError::hook(
+            "hook_logits",
+            format!(
+                "LRP needs a sequence classifier, and this model is a {}",
+                model.head_kind().hf_class()
+            ),
+        )
+    })?;
     let scores = match kind {
         TargetKind::Logit => logits,
         TargetKind::LogProbability => candle_nn::ops::log_softmax(&logits, D::Minus1)?,
@@ -130,17 +128,17 @@ pub fn lrp(
     let selector =
         super::one_hot_targets(targets, scores.dim(1)?, scores.device(), scores.dtype())?;
     let selected = (scores * selector)?.sum(1)?;
-    relevance_of(batch, &output, &variable, &embedding, &selected)
+    relevance_of(batch, &cache, &variable, &embedding, &selected)
 }
 
-/// One forward (under `rules`) with the word embeddings as a leaf, the position and token-type
-/// embeddings (and `capture`, if any) captured: (output, the leaf, the embeddings).
-fn embedding_pass(
+/// The hooks of a forward (under `rules`) with the word embeddings as a leaf, the position and
+/// token-type embeddings (and `capture`, if any) captured: (hooks, the leaf, the embeddings).
+fn embedding_hooks(
     model: &HookedModel,
     batch: &Batch,
     rules: Option<RelevanceRules>,
     capture: Option<HookPoint>,
-) -> Result<(crate::model::Output, Var, Tensor)> {
+) -> Result<(Hooks, Var, Tensor)> {
     let embedding = model.word_embeddings(&batch.ids)?;
     let variable = Var::from_tensor(&embedding)?;
     let mut hooks = match rules {
@@ -161,15 +159,14 @@ fn embedding_pass(
                 heads: None,
             },
         );
-    let output = model.forward(batch, &hooks)?;
-    Ok((output, variable, embedding))
+    Ok((hooks, variable, embedding))
 }
 
 /// Gradient × input at the word embeddings of `selected` [b] (one scalar per row), with the
 /// positional relevance and the conservation error.
 fn relevance_of(
     batch: &Batch,
-    output: &crate::model::Output,
+    cache: &crate::model::ActivationCache,
     variable: &Var,
     embedding: &Tensor,
     selected: &Tensor,
@@ -184,13 +181,11 @@ fn relevance_of(
         .to_dtype(DType::F32)?
         .to_vec2()?;
     // The embedding sum is word + position + token type: all three see the same gradient.
-    let positional = output
-        .cache
+    let positional = cache
         .get_point(HookPoint::PosEmbed)
         .expect("captured")
         .broadcast_add(
-            output
-                .cache
+            cache
                 .get_point(HookPoint::TokenTypeEmbed)
                 .expect("captured"),
         )?;

@@ -30,10 +30,10 @@ pub fn class_scores(
     kind: TargetKind,
     method: &str,
 ) -> Result<candle_core::Tensor> {
+    // The last block for [CLS] only unless a hook reads it (the head reads nothing else).
     let logits = model
-        .forward(batch, hooks)?
-        .logits
-        .filter(|l| l.rank() == 2)
+        .classifier_forward(batch, hooks)?
+        .map(|(logits, _)| logits)
         .ok_or_else(|| {
             GenolensError::hook(
                 "hook_logits",

@@ -8,9 +8,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// The planted motif: NF-κB's decameric site GGGACTTTCC, absent from every negative. (The
-/// six-base E-box CACGTG, one 6-mer token, was not learned in 8 epochs from the pretrained
-/// mini-dnabert6: validation AUROC stayed at 0.5.)
+/// The planted motif: NF-κB's decameric site GGGACTTTCC, absent from every negative (longer
+/// than one 6-mer token, so a model must combine overlapping tokens to read all of it).
 pub const PLANTED_MOTIF: &str = "GGGACTTTCC";
 
 crate::table_row! {
