@@ -13,6 +13,8 @@ pub fn keep_freed_memory() {
     // SAFETY: mallopt only changes glibc's allocation policy; it is called before any threads start.
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        // −1 disables trimming (mallopt(3)); i32::MAX (2 GiB) still trimmed after any pass
+        // whose tensors outgrew it, and the next pass faulted 1.5 M fresh pages back in.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
     }
 }
