@@ -359,6 +359,18 @@ impl ExperimentContext {
         }
     }
 
+    /// Takes the user's `--limit` for the study to apply its own way (faithfulness reads it as
+    /// sequences per class): later calls to [`sequences`](Self::sequences) are not limited.
+    pub fn take_limit(&mut self) -> Option<usize> {
+        self.settings.limit.take()
+    }
+
+    /// Whether the user gave `--model` or `--data` (a study over several default datasets then
+    /// runs the user's one alone).
+    pub fn overrides_model_or_data(&self) -> bool {
+        self.settings.model.is_some() || self.settings.data.is_some()
+    }
+
     /// The user's `--limit`, if any.
     pub fn limit(&self) -> Option<usize> {
         self.settings.limit

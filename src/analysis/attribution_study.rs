@@ -122,8 +122,12 @@ pub struct AttributionStudy {
     pub default_data: PathBuf,
     /// Methods to run.
     pub methods: Vec<Method>,
-    /// The class explained (None: each sequence's predicted class).
+    /// The class explained (None: each sequence's predicted class, or its label with
+    /// `target_label`).
     pub target: Option<usize>,
+    /// Explain each sequence's own class, read from its `label` column (faithfulness asks
+    /// whether changing what supports the true class breaks the prediction).
+    pub target_label: bool,
     /// Logit or log-probability of the class (gradient methods and ISM; Chefer's methods and
     /// GradCAM explain the logit, as their code does).
     pub target_kind: TargetKind,
@@ -144,6 +148,9 @@ pub struct AttributionStudy {
     pub default_sequences: Option<usize>,
     /// Only the sequences whose `label` is this (a table's label column, as text).
     pub only_label: Option<String>,
+    /// Appended to the three tables' names (a study attributing several datasets in one run
+    /// names each: `nucleotide_attributions_tf`).
+    pub table_suffix: String,
 }
 
 impl AttributionStudy {
@@ -154,6 +161,7 @@ impl AttributionStudy {
             default_data: data.into(),
             methods: Method::ALL.to_vec(),
             target: None,
+            target_label: false,
             target_kind: TargetKind::Logit,
             baseline: Baseline::Zero,
             ig_steps: 50,
@@ -163,6 +171,7 @@ impl AttributionStudy {
             logo_window_nt: 60,
             default_sequences: None,
             only_label: None,
+            table_suffix: String::new(),
         }
     }
 }
@@ -314,6 +323,29 @@ fn attribute_batch(
     let predicted = argmax_rows(&logits);
     let targets: Vec<usize> = match study.target {
         Some(t) => vec![t; rows],
+        None if study.target_label => prepared
+            .examples
+            .iter()
+            .map(|e| {
+                let label = e.label.as_deref().with_context(|| {
+                    format!(
+                        "{}: no label to explain (the data has no label column)",
+                        e.id
+                    )
+                })?;
+                let class: usize = label.parse().with_context(|| {
+                    format!("{}: label {label:?} is not a class id (0, 1, …)", e.id)
+                })?;
+                if class >= logits[0].len() {
+                    bail!(
+                        "{}: label {class} is not a class of this {}-class classifier",
+                        e.id,
+                        logits[0].len()
+                    );
+                }
+                Ok(class)
+            })
+            .collect::<anyhow::Result<_>>()?,
         None => predicted.clone(),
     };
     let mut out: Vec<SequenceAttribution> = (0..rows)
@@ -510,6 +542,20 @@ pub fn run_attribution(
     if examples.is_empty() && !context.is_shard() {
         bail!("no sequences to attribute");
     }
+    attribute_examples(context, study, &loaded, examples)
+}
+
+/// Every method of `study` on `examples` with `loaded` (a sequence classifier): writes
+/// `token_attributions`, `nucleotide_attributions` and `attribution_checks` into the run.
+pub fn attribute_examples(
+    context: &mut ExperimentContext,
+    study: &AttributionStudy,
+    loaded: &LoadedModel,
+    examples: Vec<Example>,
+) -> anyhow::Result<()> {
+    if study.ig_steps == 0 || study.ism_batch_size == 0 {
+        bail!("--ig-steps and --ism-batch-size must be at least 1");
+    }
     let k = loaded.tokenizer.k();
     context.set_config("k", k);
     context.set_config(
@@ -518,10 +564,11 @@ pub fn run_attribution(
     );
     context.set_config(
         "target",
-        study
-            .target
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| "predicted".into()),
+        match (study.target, study.target_label) {
+            (Some(t), _) => t.to_string(),
+            (None, true) => "label".into(),
+            (None, false) => "predicted".into(),
+        },
     );
     context.set_config(
         "target_kind",
@@ -547,10 +594,13 @@ pub fn run_attribution(
     );
     context.set_config("logos", study.logos);
     context.set_config("logo_window_nt", study.logo_window_nt);
-    let mut token_table = context.table::<TokenAttributionRow>("token_attributions")?;
+    let suffix = &study.table_suffix;
+    let mut token_table =
+        context.table::<TokenAttributionRow>(&format!("token_attributions{suffix}"))?;
     let mut nucleotide_table =
-        context.table::<NucleotideAttributionRow>("nucleotide_attributions")?;
-    let mut check_table = context.table::<AttributionCheckRow>("attribution_checks")?;
+        context.table::<NucleotideAttributionRow>(&format!("nucleotide_attributions{suffix}"))?;
+    let mut check_table =
+        context.table::<AttributionCheckRow>(&format!("attribution_checks{suffix}"))?;
     let options = context.batch_options("attribution");
     let mut seconds: BTreeMap<&'static str, f64> = BTreeMap::new();
     let vocab = &loaded.tokenizer.vocab;
@@ -560,7 +610,7 @@ pub fn run_attribution(
         examples.into_iter().map(Ok),
         &options,
         |prepared| {
-            attribute_batch(&loaded, prepared, study, &mut seconds)
+            attribute_batch(loaded, prepared, study, &mut seconds)
                 .map_err(|e| crate::error::GenolensError::argument("attribution", format!("{e:#}")))
         },
         |example: &Example, result: SequenceAttribution| {
