@@ -29,6 +29,13 @@ attribution-fixtures:
     .venv-lxt/bin/pip install -q -r tests/reference/requirements-lxt.txt
     .venv-lxt/bin/python tests/reference/make_attribution_fixtures.py
 
+# Quantus's explanation metrics for tests/faithfulness.rs (pinned in requirements-quantus.txt,
+# installed into .venv-ref); CI never needs it.
+faithfulness-fixtures:
+    test -x .venv-ref/bin/python || python3 -m venv .venv-ref
+    .venv-ref/bin/pip install -q -r tests/reference/requirements.txt -r tests/reference/requirements-quantus.txt
+    .venv-ref/bin/python tests/reference/make_explain_metric_fixtures.py
+
 # Reference motif hits from memelite's FIMO for tests/data.rs (needs `just data` for chr20).
 motif-fixtures:
     test -x .venv-ref/bin/python || python3 -m venv .venv-ref

@@ -76,6 +76,7 @@ impl FaithfulnessStudy {
 crate::table_row! {
     /// Seed 000's Table 1 cell: accuracy of a class after changing the top n nucleotides by a
     /// method (random: mean over repeats with a t 95 % CI; `none`: unchanged, n = 0).
+    /// (The t interval is clipped to [0, 1].)
     pub struct FaithfulnessSummaryRow {
         pub dataset: String,
         pub method: String,
@@ -323,13 +324,14 @@ fn explain_metric_rows(
 ) -> anyhow::Result<Vec<ExplainMetricRow>> {
     let suffix = &attribution.table_suffix;
     // (sequence, method) → scores, per level.
-    let mut levels: Vec<(&str, BTreeMap<(String, String), Vec<f64>>)> = Vec::new();
+    type Scores = BTreeMap<(String, String), Vec<f64>>;
+    let mut levels: Vec<(&str, Scores)> = Vec::new();
     let tokens = ParquetTable::read(
         &context
             .out_dir
             .join(format!("token_attributions{suffix}.parquet")),
     )?;
-    let mut by_key: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    let mut by_key = Scores::new();
     let (ids, methods, scores) = (
         tokens.strings("sequence_id")?,
         tokens.strings("method")?,
@@ -356,7 +358,7 @@ fn explain_metric_rows(
             .out_dir
             .join(format!("nucleotide_attributions{suffix}.parquet")),
     )?;
-    let mut by_key: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    let mut by_key = Scores::new();
     let (ids, methods, scores) = (
         nucleotides.strings("sequence_id")?,
         nucleotides.strings("method")?,
@@ -478,6 +480,8 @@ pub fn reduce_faithfulness(context: &mut ReduceContext) -> anyhow::Result<()> {
     let mut summary = Vec::new();
     for ((dataset, method, class, n), (sequences, values)) in &cells {
         let (accuracy, low, high) = mean_t_ci(values);
+        // An accuracy's interval stays inside [0, 1].
+        let (low, high) = (low.map(|v| v.max(0.0)), high.map(|v| v.min(1.0)));
         summary.push(FaithfulnessSummaryRow {
             dataset: dataset.clone(),
             method: method.clone(),

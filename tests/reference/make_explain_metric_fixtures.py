@@ -6,7 +6,7 @@ Jaccard (seed 001; not in Quantus) from a direct numpy transcription of methods.
 tests/fixtures/faithfulness/explain_metrics.json; the Rust test reads it, so CI needs no Python.
 
 Pinned: quantus==0.6.0, numpy (whatever .venv-ref has; recorded in the fixture).
-Run: `.venv-ref/bin/pip install quantus==0.6.0 && .venv-ref/bin/python tests/reference/make_explain_metric_fixtures.py`
+Run: `just faithfulness-fixtures` (pins in tests/reference/requirements-quantus.txt).
 """
 
 import json
