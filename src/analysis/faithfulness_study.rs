@@ -250,6 +250,7 @@ fn run_dataset(
         total,
         &format!("faithfulness ({name}): perturbed sequences"),
     );
+    let started = std::time::Instant::now();
     let mut rows: Vec<FaithfulnessRow> = Vec::new();
     if let Some(settings) = &top_n {
         context.set_config(
@@ -285,6 +286,16 @@ fn run_dataset(
         )?);
     }
     bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    context.set_config(
+        &format!("{name}_perturbed_sequences"),
+        serde_json::json!({
+            "sequences": total,
+            "seconds": seconds,
+            "per_second": total as f64 / seconds.max(1e-9),
+            "batch_size": study.batch_size,
+        }),
+    );
     Ok(rows)
 }
 
@@ -524,6 +535,33 @@ pub fn reduce_faithfulness(context: &mut ReduceContext) -> anyhow::Result<()> {
          change), seed 001's MIF/LIF curves and AOPC, and the explanations' sparseness.",
     );
 
+    let datasets: Vec<String> = context
+        .config("datasets")
+        .and_then(|v| v.as_array())
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let throughput: Vec<String> = datasets
+        .iter()
+        .filter_map(|name| {
+            let value = context.config(&format!("{name}_perturbed_sequences"))?;
+            Some(format!(
+                "{name}: {} perturbed sequences classified in {:.0} s ({:.0} per second, {} per \
+                 forward pass)",
+                value["sequences"],
+                value["seconds"].as_f64().unwrap_or(f64::NAN),
+                value["per_second"].as_f64().unwrap_or(f64::NAN),
+                value["batch_size"]
+            ))
+        })
+        .collect();
+    if !throughput.is_empty() {
+        context.report().paragraph(&throughput.join("; "));
+    }
     let mut groups: Vec<(String, i64)> = summary
         .iter()
         .map(|r| (r.dataset.clone(), r.class))

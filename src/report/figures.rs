@@ -389,7 +389,15 @@ pub fn line_plot(spec: &LinePlot) -> Result<String> {
         .all(|series| series.x.iter().all(|x| (x - x.round()).abs() < 1e-9));
     let (x_low, x_high) = padded(x_low, x_high);
     let (y_low, y_high) = padded(y_low, y_high);
-    draw(&spec.name, (760, 460), |root| {
+    // Many lines: a wider figure whose right part is left empty for the legend, so it does not
+    // cover them.
+    let crowded = spec.series.len() > 4;
+    let (x_high, size) = if crowded {
+        (x_high + (x_high - x_low) * 0.5, (1000, 520))
+    } else {
+        (x_high, (760, 460))
+    };
+    draw(&spec.name, size, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(&spec.title, (FONT, 18))
             .margin(14)
@@ -438,13 +446,31 @@ pub fn line_plot(spec: &LinePlot) -> Result<String> {
                 .copied()
                 .zip(series.y.iter().copied())
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(&series.name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+            // Past the palette's colours, lines are dashed (a colour then names two lines, told
+            // apart by the dash).
+            let dashed = index >= PALETTE.len();
+            let annotation = if dashed {
+                chart.draw_series(DashedLineSeries::new(
+                    points.clone(),
+                    7,
+                    4,
+                    colour.stroke_width(2),
+                ))
+            } else {
+                chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
+            }
+            .map_err(|e| e.to_string())?;
+            // The legend's sample: one 18-px stroke, or two dashes.
+            let (first, second) = if dashed {
+                ((0, 7), (11, 18))
+            } else {
+                ((0, 9), (9, 18))
+            };
+            annotation.label(&series.name).legend(move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(first.0, 0), (first.1, 0)], colour.stroke_width(2))
+                    + PathElement::new(vec![(second.0, 0), (second.1, 0)], colour.stroke_width(2))
+            });
             chart
                 .draw_series(
                     points
