@@ -326,56 +326,20 @@ crate::table_row! {
     }
 }
 
-/// Gini, entropy and pairwise continuous Jaccard of every sequence's attributions, at token and
-/// nucleotide level, from the run's attribution tables.
-fn explain_metric_rows(
-    context: &ExperimentContext,
-    attribution: &AttributionStudy,
-    dataset: &str,
-) -> anyhow::Result<Vec<ExplainMetricRow>> {
-    let suffix = &attribution.table_suffix;
-    // (sequence, method) → scores, per level.
-    type Scores = BTreeMap<(String, String), Vec<f64>>;
-    let mut levels: Vec<(&str, Scores)> = Vec::new();
-    let tokens = ParquetTable::read(
-        &context
-            .out_dir
-            .join(format!("token_attributions{suffix}.parquet")),
-    )?;
-    let mut by_key = Scores::new();
+/// (sequence, method) → scores in table order.
+type Scores = BTreeMap<(String, String), Vec<f64>>;
+
+/// Column `column` of an attribution table grouped by (sequence, method), ISM's per-base rows
+/// (`ism`) left out.
+fn scores_by_sequence(path: &std::path::Path, column: &str) -> anyhow::Result<Scores> {
+    let table = ParquetTable::read(path)?;
     let (ids, methods, scores) = (
-        tokens.strings("sequence_id")?,
-        tokens.strings("method")?,
-        tokens.f64s("score")?,
+        table.strings("sequence_id")?,
+        table.strings("method")?,
+        table.f64s(column)?,
     );
-    for i in 0..tokens.rows() {
-        by_key
-            .entry((ids[i].clone(), methods[i].clone()))
-            .or_default()
-            .push(scores[i]);
-    }
-    for values in by_key.values_mut() {
-        // [CLS] and [SEP] out, then scaled to [−1, 1] (seed 001).
-        let inner = if values.len() > 2 {
-            values[1..values.len() - 1].to_vec()
-        } else {
-            Vec::new()
-        };
-        *values = scale_to_unit(&inner);
-    }
-    levels.push(("token", by_key));
-    let nucleotides = ParquetTable::read(
-        &context
-            .out_dir
-            .join(format!("nucleotide_attributions{suffix}.parquet")),
-    )?;
     let mut by_key = Scores::new();
-    let (ids, methods, scores) = (
-        nucleotides.strings("sequence_id")?,
-        nucleotides.strings("method")?,
-        nucleotides.f64s("score_scaled")?,
-    );
-    for i in 0..nucleotides.rows() {
+    for i in 0..table.rows() {
         if methods[i] == "ism" {
             continue;
         }
@@ -384,6 +348,40 @@ fn explain_metric_rows(
             .or_default()
             .push(scores[i]);
     }
+    Ok(by_key)
+}
+
+/// Gini, entropy and pairwise continuous Jaccard of every sequence's attributions, at token and
+/// nucleotide level, from the run's attribution tables.
+fn explain_metric_rows(
+    context: &ExperimentContext,
+    attribution: &AttributionStudy,
+    dataset: &str,
+) -> anyhow::Result<Vec<ExplainMetricRow>> {
+    let suffix = &attribution.table_suffix;
+    let mut levels: Vec<(&str, Scores)> = Vec::new();
+    let mut tokens = scores_by_sequence(
+        &context
+            .out_dir
+            .join(format!("token_attributions{suffix}.parquet")),
+        "score",
+    )?;
+    for values in tokens.values_mut() {
+        // [CLS] and [SEP] out, then scaled to [−1, 1] (seed 001).
+        let inner = if values.len() > 2 {
+            values[1..values.len() - 1].to_vec()
+        } else {
+            Vec::new()
+        };
+        *values = scale_to_unit(&inner);
+    }
+    levels.push(("token", tokens));
+    let by_key = scores_by_sequence(
+        &context
+            .out_dir
+            .join(format!("nucleotide_attributions{suffix}.parquet")),
+        "score_scaled",
+    )?;
     levels.push(("nucleotide", by_key));
 
     let mut rows = Vec::new();
