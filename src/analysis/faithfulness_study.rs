@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::analysis::attribution_study::{attribute_examples, AttributionStudy, Method};
 use crate::analysis::explain_metrics::{continuous_jaccard, entropy, gini, scale_to_unit};
@@ -20,6 +19,7 @@ use crate::model::HeadKind;
 use crate::report::figures::{line_plot, LinePlot, Series};
 use crate::report::html::cell;
 use crate::report::{HtmlTable, ParquetTable};
+use crate::stats::summary::mean_with_ci;
 
 /// One dataset of a faithfulness run: a name (the tables' `dataset` column), a classifier and
 /// its labelled table.
@@ -425,19 +425,12 @@ fn explain_metric_rows(
     Ok(rows)
 }
 
-/// Mean and t 95 % CI of `values` (the CI is None for fewer than two values).
+/// Mean and t 95 % CI of `values` ([`mean_with_ci`]; the CI is None for fewer than two
+/// values).
 fn mean_t_ci(values: &[f64]) -> (f64, Option<f64>, Option<f64>) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() < 2 {
-        return (mean, None, None);
-    }
-    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    let t = StudentsT::new(0.0, 1.0, n - 1.0)
-        .map(|d| d.inverse_cdf(0.975))
-        .unwrap_or(f64::NAN);
-    let half = t * (variance / n).sqrt();
-    (mean, Some(mean - half), Some(mean + half))
+    let estimate = mean_with_ci(values, 0.95);
+    let known = |v: f64| (!v.is_nan()).then_some(v);
+    (estimate.mean, known(estimate.low), known(estimate.high))
 }
 
 /// Reads `faithfulness.parquet` back into rows.

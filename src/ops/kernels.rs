@@ -148,7 +148,7 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π).
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
-fn map_parallel(input: &[f32], slice_function: fn(&mut [f32], &[f32])) -> Vec<f32> {
+pub(crate) fn map_parallel(input: &[f32], slice_function: fn(&mut [f32], &[f32])) -> Vec<f32> {
     new_in_parallel(input.len(), MIN_ELEMENTS_PER_TASK, |start, out| {
         slice_function(out, &input[start..start + out.len()])
     })

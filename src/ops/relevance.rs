@@ -146,9 +146,7 @@ impl CustomOp1 for GeluIdentityRule {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let input = contiguous_f32(storage, layout, self.name())?;
-        let output = new_in_parallel(input.len(), BLOCK, |start, out| {
-            crate::ops::kernels::gelu_slice(out, &input[start..start + out.len()])
-        });
+        let output = crate::ops::kernels::map_parallel(input, crate::ops::kernels::gelu_slice);
         Ok((CpuStorage::F32(output), layout.shape().clone()))
     }
 
