@@ -197,3 +197,118 @@ fn explain_metrics_match_quantus_and_the_formulas_on_fixtures() {
         );
     }
 }
+
+/// TOMTOM against memelite 0.5.0 (tests/reference/make_tomtom_fixtures.py): 40 queries (perturbed
+/// JASPAR motifs, random matrices, consensus sites) against all 879 JASPAR 2024 vertebrate
+/// motifs, Euclidean columns, both strands, overlap ≥ 1 as memelite allows.
+#[test]
+fn tomtom_agrees_with_memelite() {
+    use genolens::motif::{read_meme, tomtom, ColumnSimilarity, TomtomOptions};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/fixtures/motifs/tomtom.json")).unwrap(),
+    )
+    .unwrap();
+    let targets: Vec<Vec<[f64; 4]>> =
+        read_meme(&root.join("data/jaspar/JASPAR2024_CORE_vertebrates.meme"))
+            .unwrap()
+            .into_iter()
+            .map(|m| m.columns)
+            .collect();
+    assert_eq!(targets.len() as u64, fixture["targets"].as_u64().unwrap());
+    let queries_json = fixture["queries"].as_array().unwrap();
+    let queries: Vec<Vec<[f64; 4]>> = queries_json
+        .iter()
+        .map(|q| {
+            q["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    let v: Vec<f64> = c
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap())
+                        .collect();
+                    [v[0], v[1], v[2], v[3]]
+                })
+                .collect()
+        })
+        .collect();
+    let options = TomtomOptions {
+        similarity: ColumnSimilarity::Euclidean,
+        min_overlap: 1,
+        ..TomtomOptions::default()
+    };
+    let ours = tomtom(&queries, &targets, &options);
+    let (mut worst_equal, mut worst_any) = (1.0f64, 1.0f64);
+    let (mut compared, mut equal, mut same_strand, mut same_offset) = (0, 0, 0, 0);
+    for (q, row) in queries_json.iter().zip(&ours) {
+        let kind = q["kind"].as_str().unwrap();
+        let theirs = q["matches"].as_array().unwrap();
+        let p_of = |m: &serde_json::Value| m["p_value"].as_f64().unwrap();
+        // Same top match (or one memelite ties with it).
+        let best = row
+            .iter()
+            .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
+            .unwrap();
+        let top = theirs[0]["target"].as_u64().unwrap() as usize;
+        let tied = theirs.iter().any(|m| {
+            m["target"].as_u64().unwrap() as usize == best.target && p_of(m) == p_of(&theirs[0])
+        });
+        assert!(
+            best.target == top || tied,
+            "{kind}: top {} vs memelite {top}",
+            best.target
+        );
+        for m in theirs {
+            let t = m["target"].as_u64().unwrap() as usize;
+            let o = &row[t];
+            let (p, score) = (p_of(m), m["score"].as_i64().unwrap());
+            let ratio = (o.p_value / p).max(p / o.p_value);
+            assert!(
+                (o.grid_score - score).abs() <= 2,
+                "{kind}: score {} vs {score}",
+                o.grid_score
+            );
+            // The exact median moves a column's grid by at most one step now and then.
+            assert!(ratio < 3.0, "{kind}: p {} vs memelite {p}", o.p_value);
+            worst_any = worst_any.max(ratio);
+            if o.grid_score == score {
+                assert!(
+                    ratio < 1.35,
+                    "{kind}: p {} vs memelite {p} at equal score",
+                    o.p_value
+                );
+                // Alignments can tie at two offsets: memelite keeps the later one, this the first.
+                if o.strand.symbol() == m["strand"].as_str().unwrap() {
+                    same_strand += 1;
+                    if o.offset == m["offset"].as_i64().unwrap() {
+                        same_offset += 1;
+                    }
+                }
+                assert_eq!(o.overlap as u64, m["overlap"].as_u64().unwrap(), "{kind}");
+                worst_equal = worst_equal.max(ratio);
+                equal += 1;
+            }
+            compared += 1;
+        }
+    }
+    eprintln!(
+        "{compared} matches, {equal} at equal score: p within {worst_equal:.3}x there, \
+         {worst_any:.3}x overall; same strand {same_strand}, of which same offset {same_offset}"
+    );
+    assert!(
+        equal * 10 >= compared * 9,
+        "{equal} of {compared} scores agree"
+    );
+    assert!(
+        same_strand * 50 >= equal * 49,
+        "{same_strand} of {equal} strands agree"
+    );
+    assert!(
+        same_offset * 50 >= same_strand * 49,
+        "{same_offset} of {same_strand} offsets agree"
+    );
+}

@@ -1,0 +1,566 @@
+//! Motif-to-motif comparison with p-values (TOMTOM's task: Gupta et al. 2007, complete scores).
+//!
+//! For each query column the null distribution of its similarity score is its score against every
+//! column of every target (both strands when asked): these scores are centred on their median,
+//! put on an integer grid of `score_bins` bins shared by all columns of the query, and
+//! histogrammed. The score of an alignment is the sum over aligned query columns of the centred
+//! similarity; an unaligned query column scores the median (0 after centring), so overhanging
+//! alignments are comparable with full ones ("complete" scores). The null distribution of the
+//! sum over every span of query columns follows by convolution, and the p-value of the best
+//! alignment of a target of width w is that of the maximum over all of its allowed alignments,
+//! taken as independent: p = 1 − Π_k P(S_k < s). With both strands the better strand is
+//! reported and p becomes 1 − (1 − p)², as in MEME's tomtom and memelite.
+//!
+//! Conventions follow memelite's `tomtom` (the reference `tests/motifs.rs` compares with): the
+//! Euclidean similarity is −‖q − t‖₂, the grid is `floor(bins / (max − floor(min)))` steps per
+//! unit, and `offset` places query column 0 at target column `offset` on the reported strand's
+//! orientation of the target. Differences, all deliberate: the median is exact (memelite bins
+//! it), alignments shorter than `min_overlap` columns count neither as matches nor in the null
+//! (memelite allows overlap 1), the product of the alignment CDFs is formed in logs so p-values
+//! far below 1e-16 keep their digits (memelite's 1 − CDF stops near 1e-16), a tie between two
+//! alignments keeps the longer overlap (memelite compares the offset with the overlap). A
+//! strand tie reports the reverse strand, as memelite does. Pearson column similarity (MEME's default) is the
+//! Pearson correlation of the four entries; a constant column correlates 0 with everything.
+
+use rayon::prelude::*;
+
+use crate::motif::scan::Strand;
+use crate::stats::hypothesis::benjamini_hochberg;
+
+/// How two motif columns are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnSimilarity {
+    /// Pearson correlation of the four entries (MEME tomtom's default, `-dist pearson`).
+    Pearson,
+    /// Minus the Euclidean distance (tomtom-lite / memelite).
+    Euclidean,
+}
+
+impl ColumnSimilarity {
+    /// `pearson` or `euclidean`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnSimilarity::Pearson => "pearson",
+            ColumnSimilarity::Euclidean => "euclidean",
+        }
+    }
+
+    /// Parses `pearson` or `euclidean`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pearson" => Some(ColumnSimilarity::Pearson),
+            "euclidean" => Some(ColumnSimilarity::Euclidean),
+            _ => None,
+        }
+    }
+
+    fn score(self, query: &[f64; 4], target: &[f64; 4]) -> f64 {
+        match self {
+            ColumnSimilarity::Euclidean => {
+                let d: f64 = (0..4).map(|k| (query[k] - target[k]).powi(2)).sum();
+                -d.sqrt()
+            }
+            ColumnSimilarity::Pearson => {
+                let mq = query.iter().sum::<f64>() / 4.0;
+                let mt = target.iter().sum::<f64>() / 4.0;
+                let (mut sqt, mut sqq, mut stt) = (0.0, 0.0, 0.0);
+                for k in 0..4 {
+                    let (a, b) = (query[k] - mq, target[k] - mt);
+                    sqt += a * b;
+                    sqq += a * a;
+                    stt += b * b;
+                }
+                if sqq <= 0.0 || stt <= 0.0 {
+                    0.0
+                } else {
+                    (sqt / (sqq * stt).sqrt()).clamp(-1.0, 1.0)
+                }
+            }
+        }
+    }
+}
+
+/// Options of a comparison.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TomtomOptions {
+    /// Column similarity.
+    pub similarity: ColumnSimilarity,
+    /// Bins of the integer score grid (TOMTOM's `t`; memelite's `n_score_bins`).
+    pub score_bins: usize,
+    /// Alignments with fewer aligned columns are not considered (capped at the shorter motif).
+    pub min_overlap: usize,
+    /// Compare with the reverse complement of every target too.
+    pub both_strands: bool,
+}
+
+impl Default for TomtomOptions {
+    /// Pearson, 100 bins, minimum overlap 5, both strands.
+    fn default() -> Self {
+        TomtomOptions {
+            similarity: ColumnSimilarity::Pearson,
+            score_bins: 100,
+            min_overlap: 5,
+            both_strands: true,
+        }
+    }
+}
+
+/// The best alignment of one query with one target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TomtomMatch {
+    /// Index of the target.
+    pub target: usize,
+    /// p-value of the best alignment (both strands merged when asked).
+    pub p_value: f64,
+    /// Score on the integer grid (memelite's score: includes `query width × grid offset`).
+    pub grid_score: i64,
+    /// The same score in similarity units: Σ over aligned columns of similarity − column median.
+    pub score: f64,
+    /// Target column (on `strand`) that query column 0 faces; negative when the query overhangs.
+    pub offset: i64,
+    /// Aligned columns.
+    pub overlap: usize,
+    /// Target strand of the best alignment.
+    pub strand: Strand,
+}
+
+/// A motif as columns of four values (A, C, G, T), 5' to 3'.
+pub type Columns = [[f64; 4]];
+
+/// Reverse complement of a matrix: columns reversed, A↔T and C↔G.
+pub fn reverse_complement(columns: &Columns) -> Vec<[f64; 4]> {
+    columns
+        .iter()
+        .rev()
+        .map(|c| [c[3], c[2], c[1], c[0]])
+        .collect()
+}
+
+/// Compares every query with every target: one row per query, one match per target (in target
+/// order). Queries run in parallel on rayon's pool. Empty motifs are an error of the caller:
+/// every query and target needs at least one column.
+pub fn tomtom(
+    queries: &[Vec<[f64; 4]>],
+    targets: &[Vec<[f64; 4]>],
+    options: &TomtomOptions,
+) -> Vec<Vec<TomtomMatch>> {
+    let database = TargetColumns::new(targets, options.both_strands);
+    queries
+        .par_iter()
+        .map(|query| compare_query(query, &database, options))
+        .collect()
+}
+
+/// Benjamini–Hochberg q-values of one query's matches (over all of its targets, as MEME's tomtom
+/// estimates them per query), in the matches' order.
+pub fn q_values(matches: &[TomtomMatch]) -> Vec<f64> {
+    let p: Vec<f64> = matches.iter().map(|m| m.p_value).collect();
+    benjamini_hochberg(&p)
+}
+
+/// All target columns in one array: the forward targets, then (with both strands) their reverse
+/// complements in the same order.
+struct TargetColumns {
+    columns: Vec<[f64; 4]>,
+    /// Per target and strand, (first column, width).
+    spans: Vec<(usize, usize)>,
+    targets: usize,
+    both_strands: bool,
+}
+
+impl TargetColumns {
+    fn new(targets: &[Vec<[f64; 4]>], both_strands: bool) -> Self {
+        let mut columns = Vec::new();
+        let mut spans = Vec::new();
+        for target in targets {
+            spans.push((columns.len(), target.len()));
+            columns.extend_from_slice(target);
+        }
+        if both_strands {
+            for target in targets {
+                spans.push((columns.len(), target.len()));
+                columns.extend(reverse_complement(target));
+            }
+        }
+        TargetColumns {
+            columns,
+            spans,
+            targets: targets.len(),
+            both_strands,
+        }
+    }
+}
+
+/// The null distribution of the score of every span of query columns, as survival functions.
+struct SpanNulls {
+    width: usize,
+    /// Grid offset: the integer score of a column at its median.
+    grid_offset: i64,
+    /// Indexed by `span_index(i, j)`: first grid value with mass, and P(S ≥ first + k).
+    survivals: Vec<(i64, Vec<f64>)>,
+}
+
+impl SpanNulls {
+    fn span_index(&self, i: usize, j: usize) -> usize {
+        i * self.width + j
+    }
+
+    /// ln P(S_{i..j} < s) for a complete score s (unaligned columns at the grid offset).
+    fn log_below(&self, i: usize, j: usize, s: i64) -> f64 {
+        let unaligned = (self.width - (j - i + 1)) as i64;
+        let v = s - unaligned * self.grid_offset;
+        let (first, survival) = &self.survivals[self.span_index(i, j)];
+        let k = v - first;
+        let tail = if k <= 0 {
+            1.0
+        } else if k as usize >= survival.len() {
+            0.0
+        } else {
+            survival[k as usize]
+        };
+        (-tail).ln_1p()
+    }
+
+    /// p-value of the best of the allowed alignments of a target of `target_width` columns
+    /// reaching complete score `s`.
+    fn p_value(&self, target_width: usize, min_overlap: usize, s: i64) -> f64 {
+        let nq = self.width;
+        let m = min_overlap.min(nq).min(target_width).max(1);
+        let mut log_all_below = 0.0;
+        let full = target_width.min(nq);
+        // Alignments with `full` aligned columns: every span of that length inside the query
+        // (target shorter), or the whole query once per placement (target longer).
+        if target_width < nq {
+            for i in 0..=nq - target_width {
+                log_all_below += self.log_below(i, i + target_width - 1, s);
+            }
+        } else {
+            let placements = (target_width - nq + 1) as f64;
+            log_all_below += placements * self.log_below(0, nq - 1, s);
+        }
+        // Overhangs on either end, with fewer than `full` columns aligned.
+        for o in m..full {
+            log_all_below += self.log_below(0, o - 1, s);
+            log_all_below += self.log_below(nq - o, nq - 1, s);
+        }
+        (-(log_all_below.exp_m1())).clamp(0.0, 1.0)
+    }
+}
+
+fn compare_query(
+    query: &[[f64; 4]],
+    database: &TargetColumns,
+    options: &TomtomOptions,
+) -> Vec<TomtomMatch> {
+    let nq = query.len();
+    let n_columns = database.columns.len();
+    // Similarity of every query column with every target column, and its median.
+    let mut scores = vec![0.0f64; nq * n_columns];
+    let mut medians = vec![0.0f64; nq];
+    let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut scratch = vec![0.0f64; n_columns];
+    for (i, q) in query.iter().enumerate() {
+        let row = &mut scores[i * n_columns..(i + 1) * n_columns];
+        for (value, t) in row.iter_mut().zip(&database.columns) {
+            *value = options.similarity.score(q, t);
+        }
+        scratch.copy_from_slice(row);
+        let median = median_in_place(&mut scratch);
+        medians[i] = median;
+        for &v in row.iter() {
+            low = low.min(v - median);
+            high = high.max(v - median);
+        }
+    }
+    // The integer grid: memelite's `i_min`, `bin_scale` and offset.
+    let i_min = low.floor();
+    let range = high - i_min;
+    let bins = options.score_bins as f64;
+    let scale = if range > 0.0 {
+        (bins / range).floor().max(1.0)
+    } else {
+        1.0
+    };
+    let grid_offset = (-i_min * scale) as i64;
+    // Grid values (0..=bins) of every pair, and each query column's histogram.
+    let mut grid = vec![0i64; nq * n_columns];
+    let mut histograms = vec![vec![0.0f64; options.score_bins + 1]; nq];
+    let weight = 1.0 / n_columns as f64;
+    for i in 0..nq {
+        let shift = medians[i] + i_min;
+        for j in 0..n_columns {
+            let x = ((scores[i * n_columns + j] - shift) * scale + 0.5).floor();
+            let x = (x.max(0.0) as usize).min(options.score_bins);
+            grid[i * n_columns + j] = x as i64;
+            histograms[i][x] += weight;
+        }
+    }
+    let nulls = span_nulls(&histograms, grid_offset);
+
+    // Best alignment per target and strand.
+    let strands = if database.both_strands { 2 } else { 1 };
+    let mut sums: Vec<i64> = Vec::new();
+    let mut matches = Vec::with_capacity(database.targets);
+    for target in 0..database.targets {
+        let mut best: Option<(Alignment, Strand)> = None;
+        for strand in 0..strands {
+            let (first, nt) = database.spans[target + strand * database.targets];
+            let m = options.min_overlap.min(nq).min(nt).max(1);
+            sums.clear();
+            sums.resize(nt + nq - 1, nq as i64 * grid_offset);
+            // Diagonal d aligns target column k with query column k + nq − 1 − d.
+            for k in 0..nt {
+                let column = first + k;
+                for q in 0..nq {
+                    let d = k + nq - 1 - q;
+                    sums[d] += grid[q * n_columns + column] - grid_offset;
+                }
+            }
+            let mut strand_best: Option<Alignment> = None;
+            for (d, &s) in sums.iter().enumerate() {
+                let overlap = (d + 1).min(nq) - (d + 1).saturating_sub(nt);
+                if overlap < m {
+                    continue;
+                }
+                let candidate = Alignment {
+                    score: s,
+                    offset: d as i64 - nq as i64 + 1,
+                    overlap,
+                };
+                if strand_best.is_none_or(|b| s > b.score || (s == b.score && overlap > b.overlap))
+                {
+                    strand_best = Some(candidate);
+                }
+            }
+            let Some(found) = strand_best else { continue };
+            let strand = if strand == 0 {
+                Strand::Forward
+            } else {
+                Strand::Reverse
+            };
+            // A tie goes to the reverse strand (memelite's rule).
+            if best.is_none_or(|(b, _)| found.score >= b.score) {
+                best = Some((found, strand));
+            }
+        }
+        let (alignment, strand) = best.expect("every target has at least one alignment");
+        let nt = database.spans[target].1;
+        let mut p = nulls.p_value(nt, options.min_overlap, alignment.score);
+        if database.both_strands {
+            p *= 2.0 - p;
+        }
+        matches.push(TomtomMatch {
+            target,
+            p_value: p,
+            grid_score: alignment.score,
+            score: (alignment.score - nq as i64 * grid_offset) as f64 / scale,
+            offset: alignment.offset,
+            overlap: alignment.overlap,
+            strand,
+        });
+    }
+    matches
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Alignment {
+    score: i64,
+    offset: i64,
+    overlap: usize,
+}
+
+/// Exact median (mean of the two middle values for an even count); reorders `values`.
+fn median_in_place(values: &mut [f64]) -> f64 {
+    let n = values.len();
+    let mid = n / 2;
+    let (_, upper, _) = values.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
+    let upper = *upper;
+    if n % 2 == 1 {
+        upper
+    } else {
+        let lower = values[..mid]
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        (lower + upper) / 2.0
+    }
+}
+
+/// Null distributions of Σ_{c=i..j} x_c for every span i ≤ j, by convolving the columns'
+/// histograms left to right from each start, each kept over its support only.
+fn span_nulls(histograms: &[Vec<f64>], grid_offset: i64) -> SpanNulls {
+    let nq = histograms.len();
+    let supports: Vec<(usize, usize)> = histograms
+        .iter()
+        .map(|h| {
+            let first = h.iter().position(|&p| p > 0.0).unwrap_or(0);
+            let last = h.iter().rposition(|&p| p > 0.0).unwrap_or(0);
+            (first, last)
+        })
+        .collect();
+    let mut survivals = vec![(0i64, Vec::new()); nq * nq];
+    let mut pdf: Vec<f64> = Vec::new();
+    let mut next: Vec<f64> = Vec::new();
+    for i in 0..nq {
+        let (lo, hi) = supports[i];
+        pdf.clear();
+        pdf.extend_from_slice(&histograms[i][lo..=hi]);
+        let mut first = lo;
+        survivals[i * nq + i] = (first as i64, survival_of(&pdf));
+        for j in i + 1..nq {
+            let (flo, fhi) = supports[j];
+            next.clear();
+            next.resize(pdf.len() + fhi - flo, 0.0);
+            for (l, &f) in histograms[j][flo..=fhi].iter().enumerate() {
+                if f == 0.0 {
+                    continue;
+                }
+                for (out, &a) in next[l..l + pdf.len()].iter_mut().zip(&pdf) {
+                    *out += f * a;
+                }
+            }
+            std::mem::swap(&mut pdf, &mut next);
+            first += flo;
+            survivals[i * nq + j] = (first as i64, survival_of(&pdf));
+        }
+    }
+    SpanNulls {
+        width: nq,
+        grid_offset,
+        survivals,
+    }
+}
+
+/// P(S ≥ first + k) for every k, summed from the upper tail so small tails keep their digits.
+fn survival_of(pdf: &[f64]) -> Vec<f64> {
+    let mut survival = vec![0.0; pdf.len()];
+    let mut tail = 0.0;
+    for k in (0..pdf.len()).rev() {
+        tail += pdf[k];
+        survival[k] = tail;
+    }
+    // The whole mass sums to 1 up to rounding; the first entry is 1 by definition.
+    if let Some(first) = survival.first_mut() {
+        *first = 1.0;
+    }
+    survival
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_hot(sequence: &str) -> Vec<[f64; 4]> {
+        sequence
+            .bytes()
+            .map(|b| {
+                let mut c = [0.02; 4];
+                let k = match b {
+                    b'A' => 0,
+                    b'C' => 1,
+                    b'G' => 2,
+                    _ => 3,
+                };
+                c[k] = 0.94;
+                c
+            })
+            .collect()
+    }
+
+    fn random_motifs(n: usize, seed: u64) -> Vec<Vec<[f64; 4]>> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                let width = rng.random_range(6..15);
+                (0..width)
+                    .map(|_| {
+                        let mut c = [0.0; 4];
+                        for v in c.iter_mut() {
+                            *v = rng.random::<f64>().powi(3) + 0.01;
+                        }
+                        let s: f64 = c.iter().sum();
+                        c.map(|v| v / s)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn median_is_exact() {
+        assert_eq!(median_in_place(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median_in_place(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn span_nulls_are_distributions() {
+        let h = vec![vec![0.25, 0.5, 0.25], vec![0.0, 0.5, 0.5]];
+        let nulls = span_nulls(&h, 0);
+        // S = x0 + x1 ranges over 1..=4: P(S ≥ 1) = 1, P(S ≥ 4) = 0.25 × 0.5.
+        assert!((nulls.log_below(0, 1, 1)).is_infinite());
+        let p4 = -(nulls.log_below(0, 1, 4).exp_m1());
+        assert!((p4 - 0.125).abs() < 1e-15);
+        assert_eq!(nulls.log_below(0, 1, 5), 0.0);
+    }
+
+    #[test]
+    fn a_planted_copy_is_the_top_match_on_both_strands() {
+        let mut targets = random_motifs(60, 7);
+        let planted = one_hot("TTGCATAACAATG");
+        targets[17] = planted.clone();
+        let query = one_hot("GCATAACAA");
+        let rc = reverse_complement(&query);
+        for similarity in [ColumnSimilarity::Pearson, ColumnSimilarity::Euclidean] {
+            let options = TomtomOptions {
+                similarity,
+                ..TomtomOptions::default()
+            };
+            let rows = tomtom(&[query.clone(), rc.clone()], &targets, &options);
+            for (row, strand) in rows.iter().zip([Strand::Forward, Strand::Reverse]) {
+                let best = row
+                    .iter()
+                    .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
+                    .unwrap();
+                assert_eq!(best.target, 17, "{similarity:?}");
+                assert_eq!(best.strand, strand);
+                assert_eq!(best.overlap, 9);
+                assert!(best.p_value < 1e-6, "{}", best.p_value);
+                let q = q_values(row);
+                assert!(q[17] < 0.01);
+            }
+            let forward = rows[0][17];
+            assert_eq!(forward.offset, 2, "query column 0 faces target column 2");
+            // On the reverse strand the reversed target is TTGCATAACAATG's complement read
+            // backwards, CATTGTTATGCAA; the query's complement GTTGTTATGC... starts at 2 too.
+            assert_eq!(rows[1][17].offset, 2);
+        }
+    }
+
+    #[test]
+    fn min_overlap_excludes_short_alignments() {
+        let targets = random_motifs(40, 3);
+        let query = one_hot("ACGTAC");
+        let options = TomtomOptions {
+            min_overlap: 5,
+            ..TomtomOptions::default()
+        };
+        for row in tomtom(&[query], &targets, &options) {
+            for m in row {
+                assert!(m.overlap >= 5.min(targets[m.target].len()));
+                assert!((0.0..=1.0).contains(&m.p_value));
+            }
+        }
+    }
+
+    #[test]
+    fn p_values_are_roughly_uniform_for_unrelated_motifs() {
+        let targets = random_motifs(200, 11);
+        let queries = random_motifs(20, 12);
+        let rows = tomtom(&queries, &targets, &TomtomOptions::default());
+        let p: Vec<f64> = rows.iter().flatten().map(|m| m.p_value).collect();
+        let below = p.iter().filter(|&&v| v < 0.05).count() as f64 / p.len() as f64;
+        // Independence of overlapping alignments makes TOMTOM somewhat conservative.
+        assert!(below < 0.1, "{below}");
+    }
+}
