@@ -23,6 +23,8 @@ pub enum BenchShape {
     /// A mini DNABERT-6 shape: 6 layers, hidden 256, 8 heads, MLP 1024, vocab 4101 (the default
     /// models' shape until they were retrained on the CPU at hidden 128; kept so bench rows compare).
     Mini,
+    /// No model: the JASPAR 2024 CORE vertebrate motifs (879), the `tomtom` case's database.
+    Jaspar,
 }
 
 impl BenchShape {
@@ -31,8 +33,9 @@ impl BenchShape {
         match name {
             "bert-base" => Ok(BenchShape::BertBase),
             "mini" => Ok(BenchShape::Mini),
+            "jaspar" => Ok(BenchShape::Jaspar),
             _ => Err(bench_error(format!(
-                "unknown shape {name:?} (bert-base, mini)"
+                "unknown shape {name:?} (bert-base, mini, jaspar)"
             ))),
         }
     }
@@ -42,14 +45,16 @@ impl BenchShape {
         match self {
             BenchShape::BertBase => "bert-base",
             BenchShape::Mini => "mini",
+            BenchShape::Jaspar => "jaspar",
         }
     }
 
-    /// The architecture.
-    pub fn config(self) -> ModelConfig {
+    /// The architecture (none for the motif database).
+    pub fn config(self) -> Option<ModelConfig> {
         match self {
-            BenchShape::BertBase => ModelConfig::bert(4101, 12, 768, 12, 3072, 512),
-            BenchShape::Mini => ModelConfig::bert(4101, 6, 256, 8, 1024, 512),
+            BenchShape::BertBase => Some(ModelConfig::bert(4101, 12, 768, 12, 3072, 512)),
+            BenchShape::Mini => Some(ModelConfig::bert(4101, 6, 256, 8, 1024, 512)),
+            BenchShape::Jaspar => None,
         }
     }
 }
@@ -76,7 +81,7 @@ pub fn make_inputs(root: &Path, seed: u64) -> Result<()> {
         ] {
             let dir = weights_dir(root, shape, head);
             std::fs::create_dir_all(&dir).map_err(|e| GenolensError::io(&dir, e))?;
-            let config = shape.config();
+            let config = shape.config().expect("a model shape");
             let model = HookedModel::random(&config, kind, seed, &Device::Cpu)?;
             let mut tensors: std::collections::HashMap<String, Tensor> = model
                 .named_parameters()
@@ -102,6 +107,7 @@ pub fn make_inputs(root: &Path, seed: u64) -> Result<()> {
                 .map_err(|e| GenolensError::io(&dir, e))?;
         }
     }
+    write_tomtom_inputs(root, seed)?;
     for count in [1000usize, 10_000] {
         let path = root.join(format!("sequences-{count}.fa"));
         let mut text = String::with_capacity(count * 220);
@@ -111,6 +117,47 @@ pub fn make_inputs(root: &Path, seed: u64) -> Result<()> {
         std::fs::write(&path, text).map_err(|e| GenolensError::io(&path, e))?;
     }
     Ok(())
+}
+
+/// The JASPAR vertebrate database the `tomtom` case compares with.
+pub const JASPAR_VERTEBRATES: &str =
+    include_str!("../data/jaspar/JASPAR2024_CORE_vertebrates.meme");
+
+/// `jaspar-vertebrates.meme` and `tomtom-queries.meme` (1000 queries: JASPAR motifs taken in turn,
+/// every column mixed 70/30 with a seeded random column, a seeded 0-2 columns trimmed from each
+/// end), read by both sides of the `tomtom` case.
+fn write_tomtom_inputs(root: &Path, seed: u64) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let database = root.join("jaspar-vertebrates.meme");
+    std::fs::write(&database, JASPAR_VERTEBRATES).map_err(|e| GenolensError::io(&database, e))?;
+    let targets = crate::motif::read_meme(&database)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x7070);
+    let queries: Vec<crate::motif::Motif> = (0..1000)
+        .map(|i| {
+            let motif = &targets[(i * 7) % targets.len()];
+            let width = motif.width();
+            let (mut left, mut right) = (rng.random_range(0..3), rng.random_range(0..3));
+            if width < left + right + 6 {
+                (left, right) = (0, 0);
+            }
+            let columns = motif.columns[left..width - right]
+                .iter()
+                .map(|c| {
+                    let noise: [f64; 4] = std::array::from_fn(|_| rng.random::<f64>());
+                    let total: f64 = noise.iter().sum();
+                    std::array::from_fn(|k| 0.7 * c[k] + 0.3 * noise[k] / total)
+                })
+                .collect();
+            crate::motif::Motif {
+                id: format!("q{i}"),
+                name: motif.id.clone(),
+                columns,
+            }
+        })
+        .collect();
+    let path = root.join("tomtom-queries.meme");
+    std::fs::write(&path, crate::motif::meme::meme_text(&queries, None))
+        .map_err(|e| GenolensError::io(&path, e))
 }
 
 /// A deterministic pseudo-random DNA sequence (same formula in the Python reference).
@@ -190,6 +237,7 @@ impl Case {
             "attnlrp",
             "ig",
             "ism",
+            "tomtom",
         ]
         .contains(kind)
         {
@@ -374,6 +422,29 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
             let start = Instant::now();
             run()?;
             Ok(start.elapsed().as_secs_f64())
+        }
+        "tomtom" => {
+            // `batch` queries of tomtom-queries.meme against JASPAR vertebrates, both strands, as
+            // memelite computes them: Euclidean columns, any overlap.
+            let read = |name: &str| -> Result<Vec<Vec<[f64; 4]>>> {
+                Ok(crate::motif::read_meme(&root.join(name))?
+                    .into_iter()
+                    .map(|m| m.columns)
+                    .collect())
+            };
+            let mut queries = read("tomtom-queries.meme")?;
+            queries.truncate(case.batch);
+            let targets = read("jaspar-vertebrates.meme")?;
+            let options = crate::motif::TomtomOptions {
+                similarity: crate::motif::ColumnSimilarity::Euclidean,
+                min_overlap: 1,
+                ..Default::default()
+            };
+            time_twice(|| {
+                let rows = crate::motif::tomtom(&queries, &targets, &options);
+                assert_eq!(rows.len(), queries.len());
+                Ok(())
+            })
         }
         other => Err(bench_error(format!("unknown kind {other}"))),
     }

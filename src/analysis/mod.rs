@@ -13,6 +13,7 @@ pub mod explain_metrics;
 pub mod faithfulness;
 pub mod faithfulness_study;
 pub mod gradient;
+pub mod motifs;
 pub mod patching;
 pub mod patching_study;
 pub mod pooling;

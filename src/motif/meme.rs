@@ -33,6 +33,29 @@ pub fn read_meme(path: &Path) -> Result<Vec<Motif>> {
     parse_meme(std::io::BufReader::new(file), path)
 }
 
+/// MEME minimal format text of `motifs` (DNA, uniform background), readable by `read_meme`,
+/// MEME suite tools and memelite. `sites` is written as `nsites=` when given.
+pub fn meme_text(motifs: &[Motif], sites: Option<&[usize]>) -> String {
+    let mut text = String::from(
+        "MEME version 4\n\nALPHABET= ACGT\n\nstrands: + -\n\n\
+         Background letter frequencies\nA 0.25 C 0.25 G 0.25 T 0.25\n\n",
+    );
+    for (index, motif) in motifs.iter().enumerate() {
+        text.push_str(&format!("MOTIF {} {}\n", motif.id, motif.name));
+        let nsites = sites.map(|s| s[index]).unwrap_or(20);
+        text.push_str(&format!(
+            "letter-probability matrix: alength= 4 w= {} nsites= {nsites} E= 0\n",
+            motif.width()
+        ));
+        for column in &motif.columns {
+            let row: Vec<String> = column.iter().map(|p| format!("{p:.6}")).collect();
+            text.push_str(&format!(" {}\n", row.join("  ")));
+        }
+        text.push('\n');
+    }
+    text
+}
+
 fn parse_meme(reader: impl BufRead, path: &Path) -> Result<Vec<Motif>> {
     let error = |line: usize, message: String| GenolensError::Data {
         path: path.to_path_buf(),
@@ -207,6 +230,14 @@ letter-probability matrix: alength= 4 w= 1 nsites= 10 E= 0
         assert_eq!(motifs[0].columns[1], [0.25; 4]);
         assert_eq!(motifs[1].name, "MA0002.1");
         assert_eq!(motifs[1].width(), 1);
+    }
+
+    #[test]
+    fn written_motifs_read_back() {
+        let motifs = parse(TWO).unwrap();
+        let again = parse(&meme_text(&motifs, Some(&[7, 9]))).unwrap();
+        assert_eq!(again, motifs);
+        assert!(meme_text(&motifs, Some(&[7, 9])).contains("w= 1 nsites= 9"));
     }
 
     #[test]

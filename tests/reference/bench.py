@@ -65,7 +65,29 @@ def masked_positions(tokens):
     return [t for t in range(1, tokens - 1) if t % 7 == 3]
 
 
+def tomtom_seconds(size, root):
+    """memelite's tomtom with its defaults (Euclidean columns, both strands, 100 score bins, target
+    columns hashed to 100 bins): `size` queries against JASPAR vertebrates, after a warm-up."""
+    import numpy
+    from memelite.io import read_meme
+    from memelite.tomtom import tomtom
+
+    def read(name):
+        return [numpy.asarray(m, dtype=numpy.float64) for m in read_meme(str(root / name)).values()]
+
+    queries, targets = read("tomtom-queries.meme")[:int(size)], read("jaspar-vertebrates.meme")
+    threads = int(os.environ.get("BENCH_THREADS", "2"))
+    tomtom(queries, targets, n_jobs=threads)
+    start = time.perf_counter()
+    tomtom(queries, targets, n_jobs=threads)
+    return time.perf_counter() - start
+
+
 def worker(case, root):
+    if case.startswith("tomtom:"):
+        seconds = tomtom_seconds(case.split(":")[2], Path(root))
+        print(json.dumps({"case": case, "seconds": seconds, "peak_rss_bytes": peak_rss_bytes()}))
+        return
     import torch
     import torch.nn.functional as F
     from transformers import BertForMaskedLM, BertForSequenceClassification
