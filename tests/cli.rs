@@ -273,7 +273,7 @@ fn the_binary_runs_inspect_embed_and_experiments() {
     let listed = String::from_utf8_lossy(&unknown.stderr);
     assert!(
         listed.contains(
-            "available: ablation-heads, attention-annotations, attention-entropy, attention-eqtl, attribution-planted, attribution-promoters, faithfulness-promoters, patching-eqtl"
+            "available: ablation-heads, attention-annotations, attention-entropy, attention-eqtl, attribution-planted, attribution-promoters, faithfulness-promoters, motifs-tf, patching-eqtl"
         ),
         "{listed}"
     );

@@ -300,7 +300,7 @@ fn run_dataset(
 }
 
 /// The per-position score names of `methods` in the nucleotide table (ISM: `ism_centred`).
-fn method_columns(methods: &[Method]) -> Vec<String> {
+pub(crate) fn method_columns(methods: &[Method]) -> Vec<String> {
     methods
         .iter()
         .map(|m| match m {
@@ -327,11 +327,11 @@ crate::table_row! {
 }
 
 /// (sequence, method) → scores in table order.
-type Scores = BTreeMap<(String, String), Vec<f64>>;
+pub(crate) type Scores = BTreeMap<(String, String), Vec<f64>>;
 
 /// Column `column` of an attribution table grouped by (sequence, method), ISM's per-base rows
 /// (`ism`) left out.
-fn scores_by_sequence(path: &std::path::Path, column: &str) -> anyhow::Result<Scores> {
+pub(crate) fn scores_by_sequence(path: &std::path::Path, column: &str) -> anyhow::Result<Scores> {
     let table = ParquetTable::read(path)?;
     let (ids, methods, scores) = (
         table.strings("sequence_id")?,

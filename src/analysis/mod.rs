@@ -14,6 +14,7 @@ pub mod faithfulness;
 pub mod faithfulness_study;
 pub mod gradient;
 pub mod motifs;
+pub mod motifs_study;
 pub mod patching;
 pub mod patching_study;
 pub mod pooling;
