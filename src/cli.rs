@@ -62,6 +62,9 @@ pub enum Command {
     /// (gradient x input, integrated gradients, ISM, attention, rollout, GradCAM, Chefer LRP,
     /// AttnLRP, CP-LRP), with conservation checks, logos and a report.
     Attribute(AttributeArgs),
+    /// Motifs a classifier reads: attributions of each class's sequences, seqlets (tangermeme's
+    /// recursive caller), clusters into PWMs/CWMs, and TOMTOM against a MEME database (JASPAR).
+    Motifs(MotifsArgs),
     /// Concatenate the shards of a sharded experiment run and write its statistics, figures and report.
     Merge(MergeArgs),
 }
@@ -1191,6 +1194,79 @@ impl AttributeArgs {
             out_dir,
             "nucleotide_attributions.parquet",
         ))
+    }
+}
+
+/// Arguments of `genolens motifs`.
+#[derive(Args)]
+pub struct MotifsArgs {
+    /// Model folder or hub id: a sequence classifier (default: the committed TF classifier).
+    #[arg(long, default_value = crate::defaults::TF_MODEL)]
+    pub model: String,
+    /// Labelled sequences: CSV/TSV or Parquet (id, sequence, label[, split]).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Attribution methods whose nucleotide scores give the seqlets (see `attribute`).
+    #[arg(long, default_value = "ism,attnlrp", value_delimiter = ',')]
+    pub method: Vec<String>,
+    /// Known motifs to compare with (MEME format).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/jaspar/JASPAR2024_CORE_vertebrates.meme"))]
+    pub database: PathBuf,
+    /// Column similarity of the comparison: pearson (MEME's tomtom) or euclidean (tomtom-lite).
+    #[arg(long, default_value = "pearson")]
+    pub similarity: String,
+    /// Seqlet p-value threshold (the span and every inner span sharing its end).
+    #[arg(long, default_value_t = 0.01)]
+    pub seqlet_p: f64,
+    /// Seqlets a motif needs.
+    #[arg(long, default_value_t = 20)]
+    pub min_seqlets: usize,
+    /// Rows of a table with a `split` column: train, valid, test (default) or all.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Sequences per class (default 300).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Sequences per pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Output folder (default reports/motifs/<data stem>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl MotifsArgs {
+    /// Runs the motif study into the output folder.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<StudyRun> {
+        use crate::analysis::attribution_study::parse_methods;
+        use crate::analysis::motifs_study::{reduce_motifs, run_motifs, MotifStudy};
+        let stem = data_stem(&self.data);
+        let out = self
+            .out
+            .unwrap_or_else(|| PathBuf::from("reports/motifs").join(stem));
+        let mut study = MotifStudy::new(&self.model, self.data.clone());
+        study.attribution.methods = parse_methods(&self.method)?;
+        study.database = self.database;
+        study.tomtom.similarity = crate::motif::ColumnSimilarity::parse(&self.similarity)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--similarity {:?}: use pearson or euclidean",
+                    self.similarity
+                )
+            })?;
+        if !(self.seqlet_p > 0.0 && self.seqlet_p < 1.0) {
+            anyhow::bail!("--seqlet-p {} must be between 0 and 1", self.seqlet_p);
+        }
+        study.seqlets.threshold = self.seqlet_p;
+        study.clusters.min_seqlets = self.min_seqlets;
+        let mut settings = command_settings(globals, "motifs", self.model, Some(self.data), out);
+        settings.split = self.split;
+        settings.limit = self.limit;
+        settings.batch_size = self.batch_size;
+        let mut context = ExperimentContext::new("motifs", settings)?;
+        run_motifs(&mut context, &study)?;
+        let out_dir = context.finish(Some(reduce_motifs))?;
+        Ok(StudyRun::new("motifs", out_dir, "motif_matches.parquet"))
     }
 }
 

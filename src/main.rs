@@ -26,6 +26,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ablate(args) => eprintln!("{}", args.run(&globals)?),
         Command::Attention(args) => eprintln!("{}", args.run(&globals)?),
         Command::Attribute(args) => eprintln!("{}", args.run(&globals)?),
+        Command::Motifs(args) => eprintln!("{}", args.run(&globals)?),
         Command::Data(action) => match action {
             DataCommand::Info(args) => print!("{}", args.run()?),
             DataCommand::Scan(args) => eprintln!("{}", args.run(&globals)?),

@@ -46,7 +46,8 @@ fn attnlrp_and_ism_beat_random_positions_on_a_planted_motif_model() {
         "the tiny model did not learn the motif (test accuracy {}): the check below would mean nothing",
         report.test.accuracy
     );
-    let loaded = load(settings.out.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let model_dir = settings.out.clone();
+    let loaded = load(model_dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
     // The motif-carrying test sequences, explained for class 1 by AttnLRP and ISM.
     let positives: Vec<_> = rows
         .iter()
@@ -153,6 +154,69 @@ fn attnlrp_and_ism_beat_random_positions_on_a_planted_motif_model() {
             drop("lif")
         );
     }
+
+    // Motif discovery on the same model: ISM seqlets of the test positives cluster into the
+    // planted κB site, and TOMTOM names the NF-κB family among all 879 JASPAR vertebrate motifs.
+    let out = dir.path().join("motifs");
+    let output = common::genolens(&[
+        "motifs",
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--data",
+        table.to_str().unwrap(),
+        "--method",
+        "ism",
+        "--min-seqlets",
+        "10",
+        "--limit",
+        "60",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let motifs = genolens::report::ParquetTable::read(&out.join("motifs.parquet")).unwrap();
+    let matches = genolens::report::ParquetTable::read(&out.join("motif_matches.parquet")).unwrap();
+    let (ids, classes, consensus) = (
+        motifs.strings("motif_id").unwrap(),
+        motifs.integers("class").unwrap(),
+        motifs.strings("consensus").unwrap(),
+    );
+    let planted = (0..motifs.rows())
+        .find(|&i| {
+            let c = consensus[i].to_uppercase();
+            classes[i] == 1 && (c.contains("GGACTTTC") || c.contains("GAAAGTCC"))
+        })
+        .unwrap_or_else(|| panic!("no class-1 motif holds the planted site: {consensus:?}"));
+    let (match_ids, ranks, names, q) = (
+        matches.strings("motif_id").unwrap(),
+        matches.integers("rank").unwrap(),
+        matches.strings("jaspar_name").unwrap(),
+        matches.f64s("q_value").unwrap(),
+    );
+    let best = (0..matches.rows())
+        .find(|&i| match_ids[i] == ids[planted] && ranks[i] == 1)
+        .unwrap();
+    eprintln!(
+        "planted motif {} ({}): best JASPAR match {} q {:.2e}",
+        ids[planted], consensus[planted], names[best], q[best]
+    );
+    let family = ["REL", "RELA", "RELB", "NFKB1", "NFKB2"];
+    assert!(
+        family.iter().any(|f| names[best].eq_ignore_ascii_case(f)) && q[best] < 0.05,
+        "best match of {}: {} (q {})",
+        consensus[planted],
+        names[best],
+        q[best]
+    );
+    for name in ["seqlets", "motif_columns"] {
+        assert!(out.join(format!("{name}.parquet")).exists());
+    }
+    assert!(out.join("motifs.meme").exists());
+    assert!(out.join("report.html").exists());
 }
 
 #[test]

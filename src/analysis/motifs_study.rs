@@ -484,23 +484,36 @@ pub fn reduce_motifs(context: &mut ReduceContext) -> anyhow::Result<()> {
         let Some(m) = matrices.get(&ids[i]) else {
             continue;
         };
+        // Every panel spans the same columns, so the match sits under the motif.
+        let width = m.pwm.len() as i64;
+        let (first, last) = match &m.jaspar {
+            Some((f, j)) => ((*f).min(0), (f + j.len() as i64).max(width)),
+            None => (0, width),
+        };
+        let pad = |start: i64, heights: Vec<[f64; 4]>| -> Vec<[f64; 4]> {
+            let mut out = vec![[0.0; 4]; (last - first) as usize];
+            for (k, h) in heights.into_iter().enumerate() {
+                out[(start - first) as usize + k] = h;
+            }
+            out
+        };
         let mut panels = vec![
             SequenceLogo {
                 name: format!("motif_{}.svg", ids[i]),
                 title: format!("{} ({} seqlets): PWM", ids[i], counts[i]),
                 y_label: "bits".into(),
-                heights: information_heights(&m.pwm),
-                first_position: 0,
+                heights: pad(0, information_heights(&m.pwm)),
+                first_position: first,
             },
             SequenceLogo {
                 name: format!("motif_{}.svg", ids[i]),
                 title: "CWM (mean attribution)".into(),
                 y_label: "attribution".into(),
-                heights: m.cwm.clone(),
-                first_position: 0,
+                heights: pad(0, m.cwm.clone()),
+                first_position: first,
             },
         ];
-        if let (Some((first, jaspar)), Some(b)) = (&m.jaspar, best.get(&ids[i])) {
+        if let (Some((start, jaspar)), Some(b)) = (&m.jaspar, best.get(&ids[i])) {
             panels.push(SequenceLogo {
                 name: format!("motif_{}.svg", ids[i]),
                 title: format!(
@@ -511,8 +524,8 @@ pub fn reduce_motifs(context: &mut ReduceContext) -> anyhow::Result<()> {
                     crate::report::figures::format_number(b.4)
                 ),
                 y_label: "bits".into(),
-                heights: information_heights(jaspar),
-                first_position: *first,
+                heights: pad(*start, information_heights(jaspar)),
+                first_position: first,
             });
         }
         let file = format!("motif_{}.svg", ids[i]);

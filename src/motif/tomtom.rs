@@ -54,7 +54,8 @@ impl ColumnSimilarity {
         }
     }
 
-    fn score(self, query: &[f64; 4], target: &[f64; 4]) -> f64 {
+    /// Similarity of two columns (the reference formula; `tomtom` evaluates it in bulk).
+    pub fn score(self, query: &[f64; 4], target: &[f64; 4]) -> f64 {
         match self {
             ColumnSimilarity::Euclidean => {
                 let d: f64 = (0..4).map(|k| (query[k] - target[k]).powi(2)).sum();
@@ -144,7 +145,7 @@ pub fn tomtom(
     targets: &[Vec<[f64; 4]>],
     options: &TomtomOptions,
 ) -> Vec<Vec<TomtomMatch>> {
-    let database = TargetColumns::new(targets, options.both_strands);
+    let database = TargetColumns::new(targets, options.both_strands, options.similarity);
     queries
         .par_iter()
         .map(|query| compare_query(query, &database, options))
@@ -158,10 +159,14 @@ pub fn q_values(matches: &[TomtomMatch]) -> Vec<f64> {
     benjamini_hochberg(&p)
 }
 
-/// All target columns in one array: the forward targets, then (with both strands) their reverse
-/// complements in the same order.
+/// All target columns: the forward targets, then (with both strands) their reverse complements in
+/// the same order, stored by letter (structure of arrays) so the similarity loops vectorise.
 struct TargetColumns {
-    columns: Vec<[f64; 4]>,
+    /// Per letter, every column's value; for Pearson the column centred and scaled to norm 1
+    /// (a constant column is all 0), so the correlation is a dot product.
+    letters: [Vec<f64>; 4],
+    /// Squared norms (Euclidean).
+    norms: Vec<f64>,
     /// Per target and strand, (first column, width).
     spans: Vec<(usize, usize)>,
     targets: usize,
@@ -169,8 +174,8 @@ struct TargetColumns {
 }
 
 impl TargetColumns {
-    fn new(targets: &[Vec<[f64; 4]>], both_strands: bool) -> Self {
-        let mut columns = Vec::new();
+    fn new(targets: &[Vec<[f64; 4]>], both_strands: bool, similarity: ColumnSimilarity) -> Self {
+        let mut columns: Vec<[f64; 4]> = Vec::new();
         let mut spans = Vec::new();
         for target in targets {
             spans.push((columns.len(), target.len()));
@@ -182,12 +187,75 @@ impl TargetColumns {
                 columns.extend(reverse_complement(target));
             }
         }
+        if similarity == ColumnSimilarity::Pearson {
+            for c in columns.iter_mut() {
+                *c = standardised(c);
+            }
+        }
+        let letters = std::array::from_fn(|k| columns.iter().map(|c| c[k]).collect());
+        let norms = columns
+            .iter()
+            .map(|c| c.iter().map(|v| v * v).sum())
+            .collect();
         TargetColumns {
-            columns,
+            letters,
+            norms,
             spans,
             targets: targets.len(),
             both_strands,
         }
+    }
+
+    fn len(&self) -> usize {
+        self.norms.len()
+    }
+
+    /// Similarity of query column `q` with every target column, into `row`; returns (min, max).
+    #[inline(never)]
+    fn similarities(
+        &self,
+        q: &[f64; 4],
+        similarity: ColumnSimilarity,
+        row: &mut [f64],
+    ) -> (f64, f64) {
+        let [a, c, g, t] = &self.letters;
+        match similarity {
+            ColumnSimilarity::Pearson => {
+                let q = standardised(q);
+                for (j, out) in row.iter_mut().enumerate() {
+                    let r = q[0] * a[j] + q[1] * c[j] + q[2] * g[j] + q[3] * t[j];
+                    *out = r.clamp(-1.0, 1.0);
+                }
+            }
+            ColumnSimilarity::Euclidean => {
+                let qn: f64 = q.iter().map(|v| v * v).sum();
+                let q2 = q.map(|v| 2.0 * v);
+                for (j, out) in row.iter_mut().enumerate() {
+                    let z = qn + self.norms[j]
+                        - q2[0] * a[j]
+                        - q2[1] * c[j]
+                        - q2[2] * g[j]
+                        - q2[3] * t[j];
+                    *out = -(z.max(0.0)).sqrt();
+                }
+            }
+        }
+        row.iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            })
+    }
+}
+
+/// A column centred on its mean and scaled to norm 1 (all 0 when constant).
+fn standardised(column: &[f64; 4]) -> [f64; 4] {
+    let mean = column.iter().sum::<f64>() / 4.0;
+    let centred = column.map(|v| v - mean);
+    let norm = centred.iter().map(|v| v * v).sum::<f64>().sqrt();
+    if norm <= 1e-12 {
+        [0.0; 4]
+    } else {
+        centred.map(|v| v / norm)
     }
 }
 
@@ -223,6 +291,7 @@ impl SpanNulls {
 
     /// p-value of the best of the allowed alignments of a target of `target_width` columns
     /// reaching complete score `s`.
+    #[inline(never)]
     fn p_value(&self, target_width: usize, min_overlap: usize, s: i64) -> f64 {
         let nq = self.width;
         let m = min_overlap.min(nq).min(target_width).max(1);
@@ -253,24 +322,20 @@ fn compare_query(
     options: &TomtomOptions,
 ) -> Vec<TomtomMatch> {
     let nq = query.len();
-    let n_columns = database.columns.len();
+    let n_columns = database.len();
     // Similarity of every query column with every target column, and its median.
     let mut scores = vec![0.0f64; nq * n_columns];
     let mut medians = vec![0.0f64; nq];
     let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
-    let mut scratch = vec![0.0f64; n_columns];
+    let mut scratch = Vec::with_capacity(n_columns);
+    let mut bin_buffer = Vec::with_capacity(n_columns);
     for (i, q) in query.iter().enumerate() {
         let row = &mut scores[i * n_columns..(i + 1) * n_columns];
-        for (value, t) in row.iter_mut().zip(&database.columns) {
-            *value = options.similarity.score(q, t);
-        }
-        scratch.copy_from_slice(row);
-        let median = median_in_place(&mut scratch);
+        let (lo, hi) = database.similarities(q, options.similarity, row);
+        let median = median_of(row, lo, hi, &mut bin_buffer, &mut scratch);
         medians[i] = median;
-        for &v in row.iter() {
-            low = low.min(v - median);
-            high = high.max(v - median);
-        }
+        low = low.min(lo - median);
+        high = high.max(hi - median);
     }
     // The integer grid: memelite's `i_min`, `bin_scale` and offset.
     let i_min = low.floor();
@@ -282,24 +347,40 @@ fn compare_query(
         1.0
     };
     let grid_offset = (-i_min * scale) as i64;
-    // Grid values (0..=bins) of every pair, and each query column's histogram.
-    let mut grid = vec![0i64; nq * n_columns];
+    // Grid values (0..=bins) minus the offset, per query column (rows contiguous over target
+    // columns so every loop below vectorises), and each query column's histogram.
+    let mut grid = vec![0i32; nq * n_columns];
     let mut histograms = vec![vec![0.0f64; options.score_bins + 1]; nq];
     let weight = 1.0 / n_columns as f64;
+    let mut counts = vec![0u32; options.score_bins + 1];
+    let top = options.score_bins as f64;
     for i in 0..nq {
         let shift = medians[i] + i_min;
-        for j in 0..n_columns {
-            let x = ((scores[i * n_columns + j] - shift) * scale + 0.5).floor();
-            let x = (x.max(0.0) as usize).min(options.score_bins);
-            grid[i * n_columns + j] = x as i64;
-            histograms[i][x] += weight;
+        let row = &mut grid[i * n_columns..(i + 1) * n_columns];
+        // floor(v + 0.5) clamped to [0, bins]: truncation equals floor for v ≥ 0, and anything
+        // below 0 clamps to 0 either way.
+        for (x, &score) in row
+            .iter_mut()
+            .zip(&scores[i * n_columns..(i + 1) * n_columns])
+        {
+            *x = ((score - shift) * scale + 0.5).clamp(0.0, top) as i32;
+        }
+        counts.fill(0);
+        for &x in row.iter() {
+            counts[x as usize] += 1;
+        }
+        for (h, &c) in histograms[i].iter_mut().zip(&counts) {
+            *h = c as f64 * weight;
+        }
+        for x in row.iter_mut() {
+            *x -= grid_offset as i32;
         }
     }
     let nulls = span_nulls(&histograms, grid_offset);
 
     // Best alignment per target and strand.
     let strands = if database.both_strands { 2 } else { 1 };
-    let mut sums: Vec<i64> = Vec::new();
+    let mut sums: Vec<i32> = Vec::new();
     let mut matches = Vec::with_capacity(database.targets);
     for target in 0..database.targets {
         let mut best: Option<(Alignment, Strand)> = None;
@@ -307,13 +388,13 @@ fn compare_query(
             let (first, nt) = database.spans[target + strand * database.targets];
             let m = options.min_overlap.min(nq).min(nt).max(1);
             sums.clear();
-            sums.resize(nt + nq - 1, nq as i64 * grid_offset);
-            // Diagonal d aligns target column k with query column k + nq − 1 − d.
-            for k in 0..nt {
-                let column = first + k;
-                for q in 0..nq {
-                    let d = k + nq - 1 - q;
-                    sums[d] += grid[q * n_columns + column] - grid_offset;
+            sums.resize(nt + nq - 1, nq as i32 * grid_offset as i32);
+            // Diagonal d = k + nq − 1 − q aligns target column k with query column q.
+            for q in 0..nq {
+                let row = &grid[q * n_columns + first..q * n_columns + first + nt];
+                let d0 = nq - 1 - q;
+                for (sum, &value) in sums[d0..d0 + nt].iter_mut().zip(row) {
+                    *sum += value;
                 }
             }
             let mut strand_best: Option<Alignment> = None;
@@ -322,14 +403,14 @@ fn compare_query(
                 if overlap < m {
                     continue;
                 }
-                let candidate = Alignment {
-                    score: s,
-                    offset: d as i64 - nq as i64 + 1,
-                    overlap,
-                };
+                let s = s as i64;
                 if strand_best.is_none_or(|b| s > b.score || (s == b.score && overlap > b.overlap))
                 {
-                    strand_best = Some(candidate);
+                    strand_best = Some(Alignment {
+                        score: s,
+                        offset: d as i64 - nq as i64 + 1,
+                        overlap,
+                    });
                 }
             }
             let Some(found) = strand_best else { continue };
@@ -369,25 +450,67 @@ struct Alignment {
     overlap: usize,
 }
 
-/// Exact median (mean of the two middle values for an even count); reorders `values`.
-fn median_in_place(values: &mut [f64]) -> f64 {
+/// Exact median (mean of the two middle values for an even count) of `values`, all within
+/// [low, high]: a 1024-bin histogram finds the bins holding the middle ranks, and only their
+/// values are sorted. `bins` and `scratch` are reused buffers.
+#[inline(never)]
+fn median_of(
+    values: &[f64],
+    low: f64,
+    high: f64,
+    bins: &mut Vec<u16>,
+    scratch: &mut Vec<f64>,
+) -> f64 {
     let n = values.len();
-    let mid = n / 2;
-    let (_, upper, _) = values.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
-    let upper = *upper;
-    if n % 2 == 1 {
-        upper
-    } else {
-        let lower = values[..mid]
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
-        (lower + upper) / 2.0
+    if n == 0 {
+        return f64::NAN;
     }
+    if high <= low {
+        return low;
+    }
+    const BINS: usize = 1024;
+    let scale = (BINS - 1) as f64 / (high - low);
+    // Bin indices in their own loop (it vectorises); every value is in [low, high].
+    bins.clear();
+    bins.extend(
+        values
+            .iter()
+            .map(|&v| (((v - low) * scale) as usize).min(BINS - 1) as u16),
+    );
+    let mut counts = [0u32; BINS];
+    for &b in bins.iter() {
+        counts[b as usize] += 1;
+    }
+    // Ranks (0-based) of the middle values.
+    let (r_low, r_high) = ((n - 1) / 2, n / 2);
+    let mut below = 0usize;
+    let mut first_bin = 0usize;
+    while below + counts[first_bin] as usize <= r_low {
+        below += counts[first_bin] as usize;
+        first_bin += 1;
+    }
+    let mut last_bin = first_bin;
+    let mut through = below + counts[first_bin] as usize;
+    while through <= r_high {
+        last_bin += 1;
+        through += counts[last_bin] as usize;
+    }
+    // One unsigned comparison per value (a value outside the middle bins wraps above `span`):
+    // the branch is then almost never taken, where two comparisons split values 50/50.
+    let (first_bin, span) = (first_bin as u16, (last_bin - first_bin) as u16);
+    scratch.clear();
+    for (&v, &b) in values.iter().zip(bins.iter()) {
+        if b.wrapping_sub(first_bin) <= span {
+            scratch.push(v);
+        }
+    }
+    scratch.sort_unstable_by(|a, b| a.total_cmp(b));
+    (scratch[r_low - below] + scratch[r_high - below]) / 2.0
 }
 
 /// Null distributions of Σ_{c=i..j} x_c for every span i ≤ j, by convolving the columns'
 /// histograms left to right from each start, each kept over its support only.
+#[inline(never)]
 fn span_nulls(histograms: &[Vec<f64>], grid_offset: i64) -> SpanNulls {
     let nq = histograms.len();
     let supports: Vec<(usize, usize)> = histograms
@@ -489,8 +612,48 @@ mod tests {
 
     #[test]
     fn median_is_exact() {
-        assert_eq!(median_in_place(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median_in_place(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        let (mut bins, mut scratch) = (Vec::new(), Vec::new());
+        assert_eq!(
+            median_of(&[3.0, 1.0, 2.0], 1.0, 3.0, &mut bins, &mut scratch),
+            2.0
+        );
+        assert_eq!(
+            median_of(&[4.0, 1.0, 3.0, 2.0], 1.0, 4.0, &mut bins, &mut scratch),
+            2.5
+        );
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for n in [1usize, 2, 5, 1000, 1001, 20_000] {
+            let mut v: Vec<f64> = (0..n)
+                .map(|_| (rng.random::<f64>() * 10.0).round() / 3.0)
+                .collect();
+            let (lo, hi) = v
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                    (a.min(x), b.max(x))
+                });
+            let m = median_of(&v, lo, hi, &mut bins, &mut scratch);
+            v.sort_by(|a, b| a.total_cmp(b));
+            assert_eq!(m, (v[(n - 1) / 2] + v[n / 2]) / 2.0, "{n}");
+        }
+    }
+
+    #[test]
+    fn similarities_equal_the_column_formulas() {
+        let targets = random_motifs(30, 5);
+        let queries = random_motifs(3, 6);
+        for similarity in [ColumnSimilarity::Pearson, ColumnSimilarity::Euclidean] {
+            let database = TargetColumns::new(&targets, true, similarity);
+            let mut all: Vec<[f64; 4]> = targets.iter().flatten().copied().collect();
+            all.extend(targets.iter().flat_map(|t| reverse_complement(t)));
+            let mut row = vec![0.0; database.len()];
+            for q in queries.iter().flatten() {
+                database.similarities(q, similarity, &mut row);
+                for (value, t) in row.iter().zip(&all) {
+                    assert!((value - similarity.score(q, t)).abs() < 1e-12);
+                }
+            }
+        }
     }
 
     #[test]
