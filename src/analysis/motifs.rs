@@ -95,7 +95,7 @@ pub fn recursive_seqlets(scores: &[Vec<f64>], settings: &SeqletSettings) -> Vec<
     }
     let mut survival: Vec<Vec<f64>> = vec![Vec::new(); max_len + 1];
     let mut pdf = f.clone();
-    for length in 1..=max_len {
+    for (length, slot) in survival.iter_mut().enumerate().skip(1) {
         if length > 1 {
             let mut next = vec![0.0f64; bins * length];
             for (i, &a) in pdf.iter().enumerate() {
@@ -117,7 +117,7 @@ pub fn recursive_seqlets(scores: &[Vec<f64>], settings: &SeqletSettings) -> Vec<
             }
             *value = tail;
         }
-        survival[length] = s;
+        *slot = s;
     }
 
     let mut seqlets = Vec::new();
@@ -362,8 +362,8 @@ impl Cluster {
                 continue;
             }
             let c = c as usize;
-            for k in 0..4 {
-                self.sums[c][k] += row[k];
+            for (sum, value) in self.sums[c].iter_mut().zip(row) {
+                *sum += value;
             }
             if let Some(k) = base {
                 self.counts[c][*k] += 1.0;
@@ -455,7 +455,7 @@ pub fn cluster_seqlets(
         .filter(|c| c.members.len() >= settings.min_seqlets.max(1))
         .filter_map(|c| finish(c, settings))
         .collect();
-    motifs.sort_by(|a, b| b.members.len().cmp(&a.members.len()));
+    motifs.sort_by_key(|m| std::cmp::Reverse(m.members.len()));
     motifs
 }
 
