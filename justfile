@@ -42,6 +42,8 @@ motif-fixtures:
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
     .venv-ref/bin/python tests/reference/make_motif_fixtures.py
     .venv-ref/bin/python tests/reference/make_tomtom_fixtures.py
+    .venv-ref/bin/pip install -q tangermeme==1.6.0 --no-deps
+    .venv-ref/bin/python tests/reference/make_seqlet_fixtures.py
 
 # Train the default models from `just data` output with fixed seeds and store them as f16 under
 # data/models/ (scripts/train-defaults.sh). The committed ones were trained this way on a 2-core

@@ -376,3 +376,59 @@ fn tomtom_agrees_with_memelite() {
         "{same_offset} of {same_strand} offsets agree"
     );
 }
+
+/// Recursive seqlets against tangermeme 1.6.0 (tests/reference/make_seqlet_fixtures.py): 40
+/// noisy tracks with planted spans, its defaults.
+#[test]
+fn recursive_seqlets_agree_with_tangermeme() {
+    use genolens::analysis::motifs::{recursive_seqlets, SeqletSettings};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/fixtures/motifs/seqlets.json")).unwrap(),
+    )
+    .unwrap();
+    let scores: Vec<Vec<f64>> = fixture["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    let mut ours = recursive_seqlets(&scores, &SeqletSettings::default());
+    ours.sort_by_key(|s| (s.sequence, s.start));
+    let mut theirs: Vec<(usize, usize, usize, f64, f64)> = fixture["seqlets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["example"].as_u64().unwrap() as usize,
+                s["start"].as_u64().unwrap() as usize,
+                s["end"].as_u64().unwrap() as usize,
+                s["attribution"].as_f64().unwrap(),
+                s["p_value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    theirs.sort_by_key(|s| (s.0, s.1));
+    assert_eq!(ours.len(), theirs.len());
+    assert!(
+        ours.len() >= 40,
+        "the fixture should call most planted spans"
+    );
+    for (o, t) in ours.iter().zip(&theirs) {
+        assert_eq!((o.sequence, o.start, o.end), (t.0, t.1, t.2));
+        assert!((o.attribution - t.3).abs() < 1e-9);
+        assert!(
+            (o.p_value / t.4 - 1.0).abs() < 1e-9,
+            "{} vs {}",
+            o.p_value,
+            t.4
+        );
+    }
+}

@@ -1,13 +1,14 @@
 //! Motif discovery from nucleotide attributions: seqlets, clusters, trimmed PWMs/CWMs.
 //!
-//! Seqlets are called with tangermeme's recursive algorithm (`recursive_seqlets`): every
-//! attribution of every sequence is binned (1000 bins between the smallest and largest value),
-//! the null of a span of L positions is the L-fold convolution of that histogram (positions taken
-//! as independent), and a span is a seqlet when its own p-value and that of every span inside it
-//! sharing its end, down to the minimum length, are below the threshold (p 0.01, lengths 4–25).
-//! Spans are taken longest first; the positions of a seqlet cannot start another. Two of
-//! tangermeme's edge effects are not copied: its last position can never be part of a seqlet, and
-//! spans touching position `length − min_length` are refused at lengths below the minimum.
+//! Seqlets are called with tangermeme's recursive algorithm (`recursive_seqlets`, as tangermeme
+//! 1.6.0 computes it; `tests/faithfulness.rs` checks the seqlets and p-values against it): every
+//! attribution of every sequence is binned (1000 bins between the smallest and largest value), a
+//! span's statistic is the sum of its positions' bins, its null is the L-fold convolution of the
+//! bin histogram (positions taken as independent) and its p-value P(S ≥ s). A span is a seqlet
+//! when its p-value, that of every span it starts (shorter, same start) and that of every span
+//! inside it sharing its end, down to the minimum length, are below the threshold (p 0.01,
+//! lengths 4–25). Spans are taken longest first, most significant first; the positions of a
+//! seqlet cannot be part of another.
 //!
 //! Seqlets are then clustered greedily, strongest first: a seqlet joins the cluster whose
 //! running contribution-weight matrix (CWM: mean attribution of each base at each column) it
@@ -61,7 +62,8 @@ pub struct Seqlet {
     pub end: usize,
     /// Sum of the attributions over the span.
     pub attribution: f64,
-    /// p-value of the span as called (before flanks).
+    /// p-value of the span as called (before flanks): its sum's tail probability under the null
+    /// of its length.
     pub p_value: f64,
 }
 
@@ -82,13 +84,13 @@ pub fn recursive_seqlets(scores: &[Vec<f64>], settings: &SeqletSettings) -> Vec<
     }
     let bins = settings.bins;
     let width = (high - low) / (bins - 1) as f64;
-    let bin_of = |x: f64, length: usize| -> usize {
-        (((x - low * length as f64) / width).floor().max(0.0) as usize).min(bins * length - 1)
-    };
+    // A position's bin; a span's statistic is the sum of its positions' bins (what the null
+    // below is the distribution of).
+    let bin_of = |x: f64| -> usize { (((x - low) / width).max(0.0) as usize).min(bins - 1) };
     // Histogram of single positions, then survival functions of span sums by length.
     let mut f = vec![0.0f64; bins];
     for v in scores.iter().flatten().filter(|v| v.is_finite()) {
-        f[bin_of(*v, 1)] += 1.0;
+        f[bin_of(*v)] += 1.0;
     }
     for p in f.iter_mut() {
         *p /= count as f64;
@@ -108,14 +110,12 @@ pub fn recursive_seqlets(scores: &[Vec<f64>], settings: &SeqletSettings) -> Vec<
             }
             pdf = next;
         }
-        // P(S > bin), tangermeme's `rcdfs` (1 − CDF, floored at 0).
+        // P(S ≥ k), summed from the top so small tails keep their digits (tangermeme's `rcdfs`).
         let mut s = vec![0.0f64; bins * length];
-        let mut tail = 1.0f64;
-        for (k, value) in s.iter_mut().enumerate() {
-            if k > 0 {
-                tail = (tail - pdf[k]).max(0.0);
-            }
-            *value = tail;
+        let mut tail = 0.0f64;
+        for k in (0..s.len()).rev() {
+            tail += pdf[k];
+            s[k] = tail;
         }
         *slot = s;
     }
@@ -127,9 +127,15 @@ pub fn recursive_seqlets(scores: &[Vec<f64>], settings: &SeqletSettings) -> Vec<
             continue;
         }
         let mut csum = vec![0.0f64; l + 1];
+        let mut bin_csum = vec![0usize; l + 1];
         for (j, v) in sequence.iter().enumerate() {
-            csum[j + 1] = csum[j] + if v.is_finite() { *v } else { 0.0 };
+            let v = if v.is_finite() { *v } else { 0.0 };
+            csum[j + 1] = csum[j] + v;
+            bin_csum[j + 1] = bin_csum[j] + bin_of(v);
         }
+        let span_p = |start: usize, length: usize| -> f64 {
+            survival[length][bin_csum[start + length] - bin_csum[start]]
+        };
         // p[length][start]; lengths below the minimum pass (0), as in tangermeme.
         let mut p = vec![vec![1.0f64; l]; max_len + 1];
         for row in p.iter_mut().take(min_len) {
@@ -137,9 +143,7 @@ pub fn recursive_seqlets(scores: &[Vec<f64>], settings: &SeqletSettings) -> Vec<
         }
         for length in min_len..=max_len.min(l) {
             for k in 0..=l - length {
-                let sum = csum[k + length] - csum[k];
-                let value = survival[length][bin_of(sum, length)];
-                p[length][k] = value.max(p[length - 1][k]);
+                p[length][k] = span_p(k, length).max(p[length - 1][k]);
             }
         }
         for length in (min_len..=max_len.min(l)).rev() {
@@ -161,6 +165,8 @@ pub fn recursive_seqlets(scores: &[Vec<f64>], settings: &SeqletSettings) -> Vec<
                         row[position] = 1.0;
                     }
                 }
+                // The seqlet's own p-value (its span's tail probability), as tangermeme reports.
+                let own = span_p(start, length);
                 let first = start.saturating_sub(settings.additional_flanks);
                 let end = (start + length + settings.additional_flanks).min(l);
                 seqlets.push(Seqlet {
@@ -168,7 +174,7 @@ pub fn recursive_seqlets(scores: &[Vec<f64>], settings: &SeqletSettings) -> Vec<
                     start: first,
                     end,
                     attribution: csum[end] - csum[first],
-                    p_value: best,
+                    p_value: own,
                 });
             }
         }
