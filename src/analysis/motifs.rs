@@ -142,8 +142,10 @@ pub fn recursive_seqlets(scores: &[Vec<f64>], settings: &SeqletSettings) -> Vec<
             row.fill(0.0);
         }
         for length in min_len..=max_len.min(l) {
-            for k in 0..=l - length {
-                p[length][k] = span_p(k, length).max(p[length - 1][k]);
+            let (shorter, longer) = p.split_at_mut(length);
+            let previous = &shorter[length - 1];
+            for (k, value) in longer[0][..=l - length].iter_mut().enumerate() {
+                *value = span_p(k, length).max(previous[k]);
             }
         }
         for length in (min_len..=max_len.min(l)).rev() {
