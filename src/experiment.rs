@@ -233,6 +233,19 @@ impl ExperimentContext {
         };
         let loaded = crate::model::load(&id, &options)?;
         self.provenance = self.provenance.clone().with_model(&loaded.source);
+        // A study over several models (one per dataset) lists them all; `model` is the last.
+        let entry = serde_json::json!({
+            "id": loaded.source.id.clone(),
+            "sha256": loaded.source.weights_sha256.clone(),
+        });
+        let mut models = match self.config.get("models") {
+            Some(serde_json::Value::Array(list)) => list.clone(),
+            _ => Vec::new(),
+        };
+        if !models.contains(&entry) {
+            models.push(entry);
+        }
+        self.set_config("models", models);
         self.set_config("model", id);
         let training_data = crate::datasets::model_data::recorded_training_data(&loaded)?;
         self.model = Some((

@@ -16,7 +16,7 @@ use crate::analysis::faithfulness::{
 };
 use crate::experiment::{ExperimentContext, ReduceContext};
 use crate::model::HeadKind;
-use crate::report::figures::{line_plot, LinePlot, Series};
+use crate::report::figures::{box_plot, line_plot, BoxPlot, LinePlot, Series};
 use crate::report::html::cell;
 use crate::report::{HtmlTable, ParquetTable};
 use crate::stats::summary::mean_with_ci;
@@ -674,59 +674,75 @@ pub fn reduce_faithfulness(context: &mut ReduceContext) -> anyhow::Result<()> {
         .collect();
     perturbations.sort();
     perturbations.dedup();
+    // One figure for MIF and one for LIF (with the random baseline in both): a dozen curves
+    // each, where one figure with both had two dozen.
     for (dataset, class) in &groups {
         for perturbation in &perturbations {
-            let mut lines: BTreeMap<String, BTreeMap<u64, (f64, Vec<f64>)>> = BTreeMap::new();
-            for r in rows.iter().filter(|r| {
-                &r.dataset == dataset
-                    && &r.perturbation == perturbation
-                    && r.class == *class
-                    && r.k_percent.is_some()
-            }) {
-                let k = r.k_percent.unwrap_or_default();
-                lines
-                    .entry(format!("{} {}", r.method, r.protocol.to_uppercase()))
-                    .or_default()
-                    .entry(k.to_bits())
-                    .or_insert((k, Vec::new()))
-                    .1
-                    .push(r.probability_drop.unwrap_or(f64::NAN));
+            for protocol in ["mif", "lif"] {
+                let mut lines: BTreeMap<String, BTreeMap<u64, (f64, Vec<f64>)>> = BTreeMap::new();
+                for r in rows.iter().filter(|r| {
+                    &r.dataset == dataset
+                        && &r.perturbation == perturbation
+                        && r.class == *class
+                        && r.k_percent.is_some()
+                        && (r.protocol == protocol || r.method == "random")
+                }) {
+                    let k = r.k_percent.unwrap_or_default();
+                    lines
+                        .entry(r.method.clone())
+                        .or_default()
+                        .entry(k.to_bits())
+                        .or_insert((k, Vec::new()))
+                        .1
+                        .push(r.probability_drop.unwrap_or(f64::NAN));
+                }
+                if lines.len() <= 1 {
+                    continue;
+                }
+                let series = lines
+                    .into_iter()
+                    .map(|(name, points)| {
+                        let mut line = Series::banded(name);
+                        for (k, drops) in points.values() {
+                            let (mean, low, high) = mean_t_ci(drops);
+                            line.push_banded(*k, mean, low.unwrap_or(mean), high.unwrap_or(mean));
+                        }
+                        if line.name != "random" {
+                            line.band = None;
+                        }
+                        line
+                    })
+                    .collect();
+                let (which, reading) = match protocol {
+                    "mif" => ("most", "a faithful method's curve rises well above random"),
+                    _ => (
+                        "least",
+                        "a faithful method's curve stays at or below random",
+                    ),
+                };
+                let file = format!("{protocol}_{dataset}_{perturbation}_class{class}.svg");
+                let svg = line_plot(&LinePlot {
+                    name: file.clone(),
+                    title: format!(
+                        "{dataset}, class {class}, {perturbation}: {} probability drop",
+                        protocol.to_uppercase()
+                    ),
+                    x_label: "k (% of nucleotides changed)".into(),
+                    y_label: "mean drop of the class's probability".into(),
+                    series,
+                })?;
+                context.figure(
+                    &file,
+                    &svg,
+                    &format!(
+                        "{dataset}, class {class}: the drop of the class's probability when the \
+                         {which} important k % of nucleotides are changed ({perturbation}; \
+                         {}; seed 001 Fig. 3): {reading}. random = random positions, with a t \
+                         95 % CI band.",
+                        protocol.to_uppercase()
+                    ),
+                )?;
             }
-            if lines.is_empty() {
-                continue;
-            }
-            let series = lines
-                .into_iter()
-                .map(|(name, points)| {
-                    let mut line = Series::banded(name);
-                    for (k, drops) in points.values() {
-                        let (mean, low, high) = mean_t_ci(drops);
-                        line.push_banded(*k, mean, low.unwrap_or(mean), high.unwrap_or(mean));
-                    }
-                    if !line.name.starts_with("random") {
-                        line.band = None;
-                    }
-                    line
-                })
-                .collect();
-            let file = format!("mif_lif_{dataset}_{perturbation}_class{class}.svg");
-            let svg = line_plot(&LinePlot {
-                name: file.clone(),
-                title: format!("{dataset}, class {class}, {perturbation}: probability drop"),
-                x_label: "k (% of nucleotides changed)".into(),
-                y_label: "mean drop of the class's probability".into(),
-                series,
-            })?;
-            context.figure(
-                &file,
-                &svg,
-                &format!(
-                    "{dataset}, class {class}: the drop of the class's probability when the most \
-                     (MIF) or least (LIF) important k % of nucleotides are changed \
-                     ({perturbation}; seed 001 Fig. 3). A faithful method has a high MIF curve \
-                     and a flat LIF curve; random = random positions, with a t 95 % CI band."
-                ),
-            )?;
         }
     }
     if !aopc_rows.is_empty() {
@@ -755,6 +771,86 @@ pub fn reduce_faithfulness(context: &mut ReduceContext) -> anyhow::Result<()> {
         context.report().table(html);
     }
     metrics_table(context)?;
+    jaccard_figures(context)?;
+    Ok(())
+}
+
+/// Seed 001's Fig. 2 for this project: per dataset and level, the distribution over sequences of
+/// each method's continuous Jaccard similarity with a reference method (ISM at nucleotide level,
+/// the one method that reads the model without a relevance rule; AttnLRP at token level).
+fn jaccard_figures(context: &mut ReduceContext) -> anyhow::Result<()> {
+    let table = context.read_table("explain_metrics")?;
+    let (dataset, level, method, other, metric, value) = (
+        table.strings("dataset")?,
+        table.strings("level")?,
+        table.strings("method")?,
+        table.optional_strings("other_method")?,
+        table.strings("metric")?,
+        table.optional_f64s("value")?,
+    );
+    // (dataset, level) → (method, other) → values.
+    type Pairs = BTreeMap<(String, String), Vec<f64>>;
+    let mut groups: BTreeMap<(String, String), Pairs> = BTreeMap::new();
+    for i in 0..table.rows() {
+        let (Some(o), Some(v)) = (&other[i], value[i]) else {
+            continue;
+        };
+        if metric[i] != "continuous_jaccard" {
+            continue;
+        }
+        groups
+            .entry((dataset[i].clone(), level[i].clone()))
+            .or_default()
+            .entry((method[i].clone(), o.clone()))
+            .or_default()
+            .push(v);
+    }
+    for ((dataset, level), pairs) in groups {
+        let has = |m: &str| pairs.keys().any(|(a, b)| a == m || b == m);
+        let Some(reference) = ["ism_centred", "attnlrp"]
+            .into_iter()
+            .find(|m| has(m))
+            .map(str::to_string)
+            .or_else(|| pairs.keys().next().map(|(a, _)| a.clone()))
+        else {
+            continue;
+        };
+        let mut categories = Vec::new();
+        let mut values = Vec::new();
+        for ((a, b), v) in &pairs {
+            let partner = if *a == reference {
+                b
+            } else if *b == reference {
+                a
+            } else {
+                continue;
+            };
+            categories.push(partner.clone());
+            values.push(v.clone());
+        }
+        if categories.is_empty() {
+            continue;
+        }
+        let file = format!("cj_{dataset}_{level}.svg");
+        let svg = box_plot(&BoxPlot {
+            name: file.clone(),
+            title: format!("{dataset}, {level} level: continuous Jaccard with {reference}"),
+            x_label: "method".into(),
+            y_label: format!("CJ with {reference}"),
+            categories,
+            values,
+        })?;
+        context.figure(
+            &file,
+            &svg,
+            &format!(
+                "{dataset}: the continuous Jaccard similarity of each method's {level}-level \
+                 attribution (scaled to [−1, 1]) with {reference}'s, per sequence (seed 001 \
+                 Fig. 2): box = quartiles, line = median, dot = mean, whiskers = 5th–95th \
+                 percentiles. 1 = the same relevance, 0 = none shared, negative = opposite signs."
+            ),
+        )?;
+    }
     Ok(())
 }
 

@@ -18,7 +18,8 @@
 //! otherwise it starts a cluster. Clusters with fewer than `min_seqlets` members are dropped. A
 //! cluster's PWM counts the bases of its aligned members per column (columns covered by fewer
 //! than half of them dropped), and both matrices are trimmed to the columns from the first to the
-//! last with information content ≥ 0.6 bits, widened to at least 6 columns around that core.
+//! last with information content ≥ 0.6 bits, widened to at least 6 columns around that core
+//! within the covered columns; a cluster that cannot give 6 columns is dropped.
 
 use crate::motif::tomtom::reverse_complement;
 use crate::motif::Strand;
@@ -193,7 +194,8 @@ pub struct ClusterSettings {
     pub min_seqlets: usize,
     /// Columns with less information (bits) are trimmed from the ends.
     pub min_information: f64,
-    /// Trimmed motifs are widened to at least this many columns.
+    /// Trimmed motifs are widened to at least this many columns (within the columns most members
+    /// cover); a cluster that cannot reach it is dropped.
     pub min_width: usize,
     /// Widest cluster (columns); members extend a cluster up to this.
     pub max_width: usize,
@@ -516,6 +518,11 @@ fn finish(cluster: Cluster, settings: &ClusterSettings) -> Option<DiscoveredMoti
             (_, Some(_)) => end += 1,
             (None, None) => break,
         }
+    }
+    // A cluster whose members agree on fewer columns is not a motif (and TOMTOM's minimum
+    // overlap could not compare it): its seqlets stay unassigned.
+    if end - start < settings.min_width {
+        return None;
     }
     let cwm = (start..end).map(|c| cluster.cwm_column(c)).collect();
     Some(DiscoveredMotif {

@@ -86,7 +86,7 @@ impl ColumnSimilarity {
 pub struct TomtomOptions {
     /// Column similarity.
     pub similarity: ColumnSimilarity,
-    /// Bins of the integer score grid (TOMTOM's `t`; memelite's `n_score_bins`).
+    /// Bins of the integer score grid (TOMTOM's `t`; memelite's `n_score_bins`; 1 to 65 536).
     pub score_bins: usize,
     /// Alignments with fewer aligned columns are not considered (capped at the shorter motif).
     pub min_overlap: usize,
@@ -148,8 +148,19 @@ pub fn tomtom(
     let database = TargetColumns::new(targets, options.both_strands, options.similarity);
     queries
         .par_iter()
-        .map(|query| compare_query(query, &database, options))
+        .map_init(Workspace::default, |work, query| {
+            compare_query(query, &database, options, work)
+        })
         .collect()
+}
+
+/// Buffers one thread reuses from query to query.
+#[derive(Default)]
+struct Workspace {
+    scores: Vec<f64>,
+    grid: Vec<i32>,
+    bins: Vec<u16>,
+    scratch: Vec<f64>,
 }
 
 /// Benjamini–Hochberg q-values of one query's matches (over all of its targets, as MEME's tomtom
@@ -320,19 +331,26 @@ fn compare_query(
     query: &[[f64; 4]],
     database: &TargetColumns,
     options: &TomtomOptions,
+    work: &mut Workspace,
 ) -> Vec<TomtomMatch> {
     let nq = query.len();
     let n_columns = database.len();
+    // The grid needs at least one bin, and its values must fit the i32 sums below.
+    let score_bins = options.score_bins.clamp(1, 1 << 16);
     // Similarity of every query column with every target column, and its median.
-    let mut scores = vec![0.0f64; nq * n_columns];
+    let Workspace {
+        scores,
+        grid,
+        bins: bin_buffer,
+        scratch,
+    } = work;
+    scores.resize(nq * n_columns, 0.0);
     let mut medians = vec![0.0f64; nq];
     let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
-    let mut scratch = Vec::with_capacity(n_columns);
-    let mut bin_buffer = Vec::with_capacity(n_columns);
     for (i, q) in query.iter().enumerate() {
         let row = &mut scores[i * n_columns..(i + 1) * n_columns];
         let (lo, hi) = database.similarities(q, options.similarity, row);
-        let median = median_of(row, lo, hi, &mut bin_buffer, &mut scratch);
+        let median = median_of(row, lo, hi, bin_buffer, scratch);
         medians[i] = median;
         low = low.min(lo - median);
         high = high.max(hi - median);
@@ -340,7 +358,7 @@ fn compare_query(
     // The integer grid: memelite's `i_min`, `bin_scale` and offset.
     let i_min = low.floor();
     let range = high - i_min;
-    let bins = options.score_bins as f64;
+    let bins = score_bins as f64;
     let scale = if range > 0.0 {
         (bins / range).floor().max(1.0)
     } else {
@@ -349,11 +367,11 @@ fn compare_query(
     let grid_offset = (-i_min * scale) as i64;
     // Grid values (0..=bins) minus the offset, per query column (rows contiguous over target
     // columns so every loop below vectorises), and each query column's histogram.
-    let mut grid = vec![0i32; nq * n_columns];
-    let mut histograms = vec![vec![0.0f64; options.score_bins + 1]; nq];
+    grid.resize(nq * n_columns, 0);
+    let mut histograms = vec![vec![0.0f64; score_bins + 1]; nq];
     let weight = 1.0 / n_columns as f64;
-    let mut counts = vec![0u32; options.score_bins + 1];
-    let top = options.score_bins as f64;
+    let mut counts = vec![0u32; score_bins + 1];
+    let top = score_bins as f64;
     for i in 0..nq {
         let shift = medians[i] + i_min;
         let row = &mut grid[i * n_columns..(i + 1) * n_columns];
@@ -363,12 +381,12 @@ fn compare_query(
             .iter_mut()
             .zip(&scores[i * n_columns..(i + 1) * n_columns])
         {
-            *x = ((score - shift) * scale + 0.5).clamp(0.0, top) as i32;
+            // max/min return the other operand for NaN, so v is finite and in [0, bins].
+            let v = ((score - shift) * scale + 0.5).max(0.0).min(top);
+            // SAFETY: v is finite and within i32's range (bins is a usize below 2³¹ here).
+            *x = unsafe { v.to_int_unchecked::<i32>() };
         }
-        counts.fill(0);
-        for &x in row.iter() {
-            counts[x as usize] += 1;
-        }
+        count_into(row, |x| x as usize, &mut counts);
         for (h, &c) in histograms[i].iter_mut().zip(&counts) {
             *h = c as f64 * weight;
         }
@@ -450,6 +468,30 @@ struct Alignment {
     overlap: usize,
 }
 
+/// Counts of each value of `values` (as indices below `counts.len()`), in four interleaved tables
+/// so that repeated values do not wait on each other's increments.
+fn count_into<T: Copy>(values: &[T], index: impl Fn(T) -> usize, counts: &mut [u32]) {
+    let n = counts.len();
+    let mut tables = vec![0u32; 4 * n];
+    let (t0, rest) = tables.split_at_mut(n);
+    let (t1, rest) = rest.split_at_mut(n);
+    let (t2, t3) = rest.split_at_mut(n);
+    let chunks = values.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        t0[index(c[0])] += 1;
+        t1[index(c[1])] += 1;
+        t2[index(c[2])] += 1;
+        t3[index(c[3])] += 1;
+    }
+    for &v in tail {
+        t0[index(v)] += 1;
+    }
+    for (k, count) in counts.iter_mut().enumerate() {
+        *count = t0[k] + t1[k] + t2[k] + t3[k];
+    }
+}
+
 /// Exact median (mean of the two middle values for an even count) of `values`, all within
 /// [low, high]: a 1024-bin histogram finds the bins holding the middle ranks, and only their
 /// values are sorted. `bins` and `scratch` are reused buffers.
@@ -472,15 +514,15 @@ fn median_of(
     let scale = (BINS - 1) as f64 / (high - low);
     // Bin indices in their own loop (it vectorises); every value is in [low, high].
     bins.clear();
-    bins.extend(
-        values
-            .iter()
-            .map(|&v| (((v - low) * scale) as usize).min(BINS - 1) as u16),
-    );
+    let top = (BINS - 1) as f64;
+    bins.extend(values.iter().map(|&v| {
+        // max/min return the other operand for NaN: finite and in [0, BINS − 1].
+        let b = ((v - low) * scale).max(0.0).min(top);
+        // SAFETY: b is finite and within u16's range.
+        unsafe { b.to_int_unchecked::<u16>() }
+    }));
     let mut counts = [0u32; BINS];
-    for &b in bins.iter() {
-        counts[b as usize] += 1;
-    }
+    count_into(bins, |b| b as usize, &mut counts);
     // Ranks (0-based) of the middle values.
     let (r_low, r_high) = ((n - 1) / 2, n / 2);
     let mut below = 0usize;

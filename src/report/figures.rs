@@ -60,6 +60,17 @@ fn padded(low: f64, high: f64) -> (f64, f64) {
     (low - 0.05 * span, high + 0.05 * span)
 }
 
+/// An axis tick: `format_number`, with a tick within rounding of zero (e.g. 5.55e-17 between
+/// −0.1 and 0.1) written as 0.
+fn axis_number(value: f64, low: f64, high: f64) -> String {
+    let scale = (high - low).abs().max(f64::MIN_POSITIVE);
+    format_number(if value.abs() < scale * 1e-9 {
+        0.0
+    } else {
+        value
+    })
+}
+
 /// Short numeric labels (3 significant digits).
 pub fn format_number(value: f64) -> String {
     if value == 0.0 {
@@ -283,11 +294,7 @@ fn colour_bar(
         .disable_mesh()
         .disable_x_axis()
         .y_labels(6)
-        .y_label_formatter(&|v| {
-            // A tick within rounding of zero (e.g. -1.39e-17 between -0.1 and 0) reads as 0.
-            let scale = (high - low).abs().max(f64::MIN_POSITIVE);
-            format_number(if v.abs() < scale * 1e-9 { 0.0 } else { *v })
-        })
+        .y_label_formatter(&|v| axis_number(*v, low, high))
         .y_desc(label)
         .label_style((FONT, 12))
         .axis_desc_style((FONT, 13))
@@ -418,7 +425,7 @@ pub fn line_plot(spec: &LinePlot) -> Result<String> {
                     format_number(*v)
                 }
             })
-            .y_label_formatter(&|v| format_number(*v))
+            .y_label_formatter(&|v| axis_number(*v, y_low, y_high))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
             .draw()
@@ -561,7 +568,7 @@ pub fn bar_chart(spec: &BarChart) -> Result<String> {
             .light_line_style(RGBColor(235, 235, 235))
             .x_labels(count)
             .x_label_formatter(&label)
-            .y_label_formatter(&|v| format_number(*v))
+            .y_label_formatter(&|v| axis_number(*v, low, high))
             .x_desc(&spec.x_label)
             .y_desc(&spec.y_label)
             .label_style((FONT, 13))
@@ -593,6 +600,132 @@ pub fn bar_chart(spec: &BarChart) -> Result<String> {
                         BLACK.stroke_width(2),
                     )
                 }))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}
+
+/// One box per category: the distribution of its values.
+#[derive(Debug, Clone)]
+pub struct BoxPlot {
+    /// File name of the figure (for errors).
+    pub name: String,
+    /// Title above the plot.
+    pub title: String,
+    /// Category axis label.
+    pub x_label: String,
+    /// Value axis label.
+    pub y_label: String,
+    /// Category names, left to right.
+    pub categories: Vec<String>,
+    /// Values per category (non-finite values are left out).
+    pub values: Vec<Vec<f64>>,
+}
+
+/// Linear-interpolation quantile (numpy's default) of sorted values.
+fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    let position = q * (sorted.len() - 1) as f64;
+    let (lower, upper) = (position.floor() as usize, position.ceil() as usize);
+    sorted[lower] + (sorted[upper] - sorted[lower]) * (position - lower as f64)
+}
+
+/// Draws box plots: box from the first to the third quartile, a line at the median, whiskers to
+/// the 5th and 95th percentiles, the mean as a dot; the count under each category name.
+pub fn box_plot(spec: &BoxPlot) -> Result<String> {
+    let count = spec.categories.len();
+    if count == 0 || spec.values.len() != count {
+        return Err(figure_error(
+            &spec.name,
+            format!("{} value lists for {count} categories", spec.values.len()),
+        ));
+    }
+    let sorted: Vec<Vec<f64>> = spec
+        .values
+        .iter()
+        .map(|v| {
+            let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v
+        })
+        .collect();
+    let (low, high) = finite_range(&spec.name, sorted.iter().flatten().copied())?;
+    let (low, high) = padded(low, high);
+    let labels: Vec<String> = spec
+        .categories
+        .iter()
+        .zip(&sorted)
+        .map(|(c, v)| format!("{c} (n={})", v.len()))
+        .collect();
+    let width = (160 + 70 * count as u32).clamp(520, 1400);
+    draw(&spec.name, (width, 460), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(&spec.title, (FONT, 18))
+            .margin(14)
+            .x_label_area_size(60)
+            .y_label_area_size(64)
+            .build_cartesian_2d((0..count).into_segmented(), low..high)
+            .map_err(|e| e.to_string())?;
+        let label = |v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .light_line_style(RGBColor(235, 235, 235))
+            .x_labels(count)
+            .x_label_formatter(&label)
+            .y_label_formatter(&|v| axis_number(*v, low, high))
+            .x_desc(&spec.x_label)
+            .y_desc(&spec.y_label)
+            .label_style((FONT, 12))
+            .axis_desc_style((FONT, 14))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let colour = series_colour(0);
+        for (i, v) in sorted.iter().enumerate() {
+            if v.is_empty() {
+                continue;
+            }
+            let q = |p: f64| quantile_sorted(v, p);
+            let (q1, median, q3) = (q(0.25), q(0.5), q(0.75));
+            let mut body = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), q1),
+                    (SegmentValue::Exact(i + 1), q3),
+                ],
+                colour.mix(0.35).filled(),
+            );
+            body.set_margin(0, 0, 14, 14);
+            chart
+                .draw_series(std::iter::once(body))
+                .map_err(|e| e.to_string())?;
+            let centre = || SegmentValue::CenterOf(i);
+            let whiskers = [(q(0.05), q1), (q3, q(0.95))];
+            chart
+                .draw_series(whiskers.iter().map(|&(a, b)| {
+                    PathElement::new(vec![(centre(), a), (centre(), b)], BLACK.stroke_width(1))
+                }))
+                .map_err(|e| e.to_string())?;
+            let mut line = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), median),
+                    (SegmentValue::Exact(i + 1), median),
+                ],
+                BLACK.stroke_width(3),
+            );
+            line.set_margin(0, 0, 14, 14);
+            chart
+                .draw_series(std::iter::once(line))
+                .map_err(|e| e.to_string())?;
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            chart
+                .draw_series(std::iter::once(Circle::new(
+                    (centre(), mean),
+                    4,
+                    BLACK.filled(),
+                )))
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -699,7 +832,7 @@ fn draw_logo(
         .disable_x_mesh()
         .light_line_style(RGBColor(235, 235, 235))
         .x_label_formatter(&|v| format!("{}", v.round() as i64))
-        .y_label_formatter(&|v| format_number(*v))
+        .y_label_formatter(&|v| axis_number(*v, low, high))
         .x_desc("position")
         .y_desc(&spec.y_label)
         .label_style((FONT, 12))
@@ -848,6 +981,17 @@ mod tests {
         })
         .unwrap();
         assert!(bars.contains("L0H1"));
+        let boxes = box_plot(&BoxPlot {
+            name: "boxes.svg".into(),
+            title: "CJ".into(),
+            x_label: "pair".into(),
+            y_label: "continuous Jaccard".into(),
+            categories: vec!["a vs b".into(), "a vs c".into()],
+            values: vec![vec![0.1, 0.2, 0.3, f64::NAN], vec![-0.2, 0.0]],
+        })
+        .unwrap();
+        assert!(boxes.contains("a vs b (n=3)") && boxes.contains("<circle"));
+        assert_eq!(quantile_sorted(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.5);
         let logo = sequence_logo(&SequenceLogo {
             name: "logo.svg".into(),
             title: "TATA".into(),
