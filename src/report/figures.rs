@@ -657,7 +657,7 @@ pub fn box_plot(spec: &BoxPlot) -> Result<String> {
         .zip(&sorted)
         .map(|(c, v)| format!("{c} (n={})", v.len()))
         .collect();
-    let width = (160 + 70 * count as u32).clamp(520, 1400);
+    let width = (160 + 110 * count as u32).clamp(520, 1800);
     draw(&spec.name, (width, 460), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(&spec.title, (FONT, 18))
