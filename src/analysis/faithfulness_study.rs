@@ -153,21 +153,22 @@ pub fn run_faithfulness(
     Ok(())
 }
 
-/// One dataset: its sequences, attributions and both protocols.
-fn run_dataset(
+/// The study's classifier (an error for any other head) and the first `per_class` sequences of
+/// each class in the data's order; a sequence without a label is an error naming it. `study`
+/// names the caller in errors.
+pub(crate) fn classifier_and_examples(
     context: &mut ExperimentContext,
-    study: &FaithfulnessStudy,
     attribution: &AttributionStudy,
     per_class: usize,
-    name: &str,
-) -> anyhow::Result<Vec<FaithfulnessRow>> {
+    study: &str,
+) -> anyhow::Result<(crate::model::LoadedModel, Vec<crate::data::Example>)> {
     let loaded = context.load_model(&attribution.default_model)?;
     if !matches!(
         loaded.model.head_kind(),
         HeadKind::SequenceClassification { .. }
     ) {
         bail!(
-            "faithfulness needs a sequence classifier, and {} is a {}",
+            "{study} needs a sequence classifier, and {} is a {}",
             loaded.source.id,
             loaded.model.head_kind().hf_class()
         );
@@ -184,10 +185,23 @@ fn run_dataset(
     })?;
     if let Some(e) = examples.iter().find(|e| e.label.is_none()) {
         bail!(
-            "{}: faithfulness needs each sequence's class (a table with a label column)",
+            "{}: {study} needs each sequence's class (a table with a label column)",
             e.id
         );
     }
+    Ok((loaded, examples))
+}
+
+/// One dataset: its sequences, attributions and both protocols.
+fn run_dataset(
+    context: &mut ExperimentContext,
+    study: &FaithfulnessStudy,
+    attribution: &AttributionStudy,
+    per_class: usize,
+    name: &str,
+) -> anyhow::Result<Vec<FaithfulnessRow>> {
+    let (loaded, examples) =
+        classifier_and_examples(context, attribution, per_class, "faithfulness")?;
     if examples.is_empty() {
         bail!("{name}: no labelled sequences in the split");
     }

@@ -12,12 +12,13 @@ use anyhow::{bail, Context};
 
 use crate::analysis::attribution::TargetKind;
 use crate::analysis::attribution_study::{attribute_examples, AttributionStudy, Method};
-use crate::analysis::faithfulness_study::{method_columns, scores_by_sequence};
+use crate::analysis::faithfulness_study::{
+    classifier_and_examples, method_columns, scores_by_sequence,
+};
 use crate::analysis::motifs::{
     cluster_seqlets, recursive_seqlets, ClusterSettings, DiscoveredMotif, SeqletSettings,
 };
 use crate::experiment::{ExperimentContext, ReduceContext};
-use crate::model::HeadKind;
 use crate::motif::tomtom::{q_values, reverse_complement, tomtom, TomtomOptions};
 use crate::motif::{read_meme, Motif, Strand};
 use crate::report::figures::{stacked_logos, SequenceLogo};
@@ -151,33 +152,8 @@ pub fn run_motifs(context: &mut ExperimentContext, study: &MotifStudy) -> anyhow
     let database = read_meme(&study.database)?;
 
     let attribution = &study.attribution;
-    let loaded = context.load_model(&attribution.default_model)?;
-    if !matches!(
-        loaded.model.head_kind(),
-        HeadKind::SequenceClassification { .. }
-    ) {
-        bail!(
-            "motif discovery explains a classifier's classes, and {} is a {}",
-            loaded.source.id,
-            loaded.model.head_kind().hf_class()
-        );
-    }
-    let taken = std::cell::RefCell::new(BTreeMap::<String, usize>::new());
-    let examples = context.sequences_where(&attribution.default_data, |e| {
-        let Some(label) = &e.label else {
-            return true;
-        };
-        let mut taken = taken.borrow_mut();
-        let count = taken.entry(label.clone()).or_default();
-        *count += 1;
-        *count <= per_class
-    })?;
-    if let Some(e) = examples.iter().find(|e| e.label.is_none()) {
-        bail!(
-            "{}: motif discovery needs each sequence's class (a table with a label column)",
-            e.id
-        );
-    }
+    let (loaded, examples) =
+        classifier_and_examples(context, attribution, per_class, "motif discovery")?;
     if examples.is_empty() {
         bail!("no labelled sequences in the split");
     }
