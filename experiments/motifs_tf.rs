@@ -11,19 +11,34 @@
 //! Map: the attribution tables, `seqlets.parquet`, `motifs.parquet`, `motif_matches.parquet`,
 //! `motif_columns.parquet`, `motifs.meme`. Reduce: logos beside the best match, report.
 
-use genolens::analysis::motifs_study::{reduce_motifs, run_motifs, MotifStudy};
+use genolens::analysis::motifs_study::{reduce_motifs, run_motifs, ExpectedFamily, MotifStudy};
 use genolens::experiment::{ExperimentContext, ReduceContext};
 
 /// Shown by `genolens experiment --list`.
 pub const DESCRIPTION: &str =
     "motifs from ISM/AttnLRP seqlets of tf-oct4-mafk (mini-dnabert6-tf), matched to JASPAR vertebrates by TOMTOM";
 
-/// The study: 300 test peaks per class.
+/// The study: 300 test peaks per class; the report says whether the MAF family (class 0, MafK)
+/// and the POU and SOX families (class 1, Oct4) were found, and where their sites are.
 pub fn study() -> MotifStudy {
-    MotifStudy::new(
+    let mut study = MotifStudy::new(
         genolens::defaults::TF_MODEL,
         concat!(env!("CARGO_MANIFEST_DIR"), "/data/tf-oct4-mafk.parquet"),
-    )
+    );
+    let family = |class: i64, family: &str, prefixes: &[&str], site: &str| ExpectedFamily {
+        class,
+        family: family.into(),
+        name_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+        site: site.into(),
+    };
+    study.expected = vec![
+        // The MARE half site (TGCTGAC of TGCTGAC(G)TCAGCA).
+        family(0, "MAF", &["MAF", "NRL", "Bach", "NFE2"], "TGCTGA"),
+        // The octamer and the SOX core of the Sox2–Oct4 composite.
+        family(1, "POU", &["POU", "Pou"], "ATGCAAAT"),
+        family(1, "SOX", &["SOX", "Sox", "Sry"], "ACAAAG"),
+    ];
+    study
 }
 
 /// The map step.

@@ -42,6 +42,55 @@ pub struct MotifStudy {
     pub database: PathBuf,
     /// Matches kept per motif.
     pub top_matches: usize,
+    /// Motif families the study expects per class: the report says plainly whether each was
+    /// found (q < 0.05) and what was measured about its site.
+    pub expected: Vec<ExpectedFamily>,
+}
+
+/// A motif family a class should show, with a consensus site to look for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectedFamily {
+    /// Class (label) whose sequences should show it.
+    pub class: i64,
+    /// Family name for the report (e.g. `POU`).
+    pub family: String,
+    /// A database motif belongs to the family when its name starts with one of these
+    /// (case-insensitive).
+    pub name_prefixes: Vec<String>,
+    /// A consensus site of the family, looked for on both strands.
+    pub site: String,
+}
+
+crate::table_row! {
+    /// Per method and expected family: the best family match among the class's motifs (q over
+    /// the database), and where the family's site occurs: in how many of the class's sequences,
+    /// and how many seqlets overlap an occurrence.
+    pub struct ExpectedFamilyRow {
+        pub method: String,
+        pub class: i64,
+        pub family: String,
+        pub site: String,
+        pub sequences: i64,
+        pub sequences_with_site: i64,
+        pub seqlets: i64,
+        pub seqlets_on_site: i64,
+        pub best_motif_id: Option<String>,
+        pub best_jaspar_id: Option<String>,
+        pub best_jaspar_name: Option<String>,
+        pub best_q_value: Option<f64>,
+        pub found: String,
+    }
+}
+
+/// Start positions of `site` and of its reverse complement in `sequence`.
+fn site_occurrences(sequence: &[u8], site: &[u8]) -> Vec<usize> {
+    let reverse = crate::datasets::genome::reverse_complement(site);
+    sequence
+        .windows(site.len())
+        .enumerate()
+        .filter(|(_, w)| *w == site || *w == reverse.as_slice())
+        .map(|(i, _)| i)
+        .collect()
 }
 
 impl MotifStudy {
@@ -64,6 +113,7 @@ impl MotifStudy {
             )
             .into(),
             top_matches: 5,
+            expected: Vec::new(),
         }
     }
 }
@@ -167,6 +217,7 @@ pub fn run_motifs(context: &mut ExperimentContext, study: &MotifStudy) -> anyhow
     let mut motif_table = context.table::<MotifRow>("motifs")?;
     let mut match_table = context.table::<MotifMatchRow>("motif_matches")?;
     let mut column_table = context.table::<MotifColumnRow>("motif_columns")?;
+    let mut expected_table = context.table::<ExpectedFamilyRow>("expected_families")?;
     let mut discovered: Vec<Motif> = Vec::new();
     let mut discovered_sites: Vec<usize> = Vec::new();
     let mut classes: Vec<i64> = examples
@@ -231,12 +282,66 @@ pub fn run_motifs(context: &mut ExperimentContext, study: &MotifStudy) -> anyhow
                     strand: found.map(|f| f.1.symbol().to_string()),
                 })?;
             }
-            if motifs.is_empty() {
-                continue;
-            }
             let queries: Vec<Vec<[f64; 4]>> = motifs.iter().map(|m| m.pwm.clone()).collect();
             let targets: Vec<Vec<[f64; 4]>> = database.iter().map(|m| m.columns.clone()).collect();
-            let rows = tomtom(&queries, &targets, &study.tomtom);
+            let rows = if motifs.is_empty() {
+                Vec::new()
+            } else {
+                tomtom(&queries, &targets, &study.tomtom)
+            };
+            for expected in study.expected.iter().filter(|e| e.class == class) {
+                let site = expected.site.to_ascii_uppercase().into_bytes();
+                let occurrences: Vec<Vec<usize>> = sequences
+                    .iter()
+                    .map(|s| site_occurrences(s, &site))
+                    .collect();
+                let on_site = seqlets
+                    .iter()
+                    .filter(|s| {
+                        occurrences[s.sequence]
+                            .iter()
+                            .any(|&o| o < s.end && o + site.len() > s.start)
+                    })
+                    .count();
+                let in_family = |name: &str| {
+                    let name = name.to_ascii_lowercase();
+                    expected
+                        .name_prefixes
+                        .iter()
+                        .any(|p| name.starts_with(&p.to_ascii_lowercase()))
+                };
+                let mut best: Option<(usize, usize, f64)> = None;
+                for (m, matches) in rows.iter().enumerate() {
+                    let q = q_values(matches);
+                    for (t, found) in matches.iter().enumerate() {
+                        if in_family(&database[found.target].name)
+                            && best.is_none_or(|b| q[t] < b.2)
+                        {
+                            best = Some((m, found.target, q[t]));
+                        }
+                    }
+                }
+                expected_table.write(&ExpectedFamilyRow {
+                    method: method.clone(),
+                    class,
+                    family: expected.family.clone(),
+                    site: expected.site.clone(),
+                    sequences: sequences.len() as i64,
+                    sequences_with_site: occurrences.iter().filter(|o| !o.is_empty()).count()
+                        as i64,
+                    seqlets: seqlets.len() as i64,
+                    seqlets_on_site: on_site as i64,
+                    best_motif_id: best.map(|b| ids[b.0].clone()),
+                    best_jaspar_id: best.map(|b| database[b.1].id.clone()),
+                    best_jaspar_name: best.map(|b| database[b.1].name.clone()),
+                    best_q_value: best.map(|b| b.2),
+                    found: if best.is_some_and(|b| b.2 < 0.05) {
+                        "yes".into()
+                    } else {
+                        "no".into()
+                    },
+                })?;
+            }
             for ((id, motif), matches) in ids.iter().zip(&motifs).zip(&rows) {
                 write_motif(
                     &mut motif_table,
@@ -261,6 +366,7 @@ pub fn run_motifs(context: &mut ExperimentContext, study: &MotifStudy) -> anyhow
     motif_table.finish()?;
     match_table.finish()?;
     column_table.finish()?;
+    expected_table.finish()?;
     let meme = context.out_dir.join("motifs.meme");
     crate::report::atomic::write_atomic(
         &meme,
@@ -412,6 +518,7 @@ pub fn reduce_motifs(context: &mut ReduceContext) -> anyhow::Result<()> {
             seqlets.rows()
         ),
     );
+    expected_paragraphs(context)?;
     let mut table = HtmlTable::new(
         "Seqlets per attribution method and class.",
         &["method", "class", "seqlets", "motifs"],
@@ -514,6 +621,68 @@ pub fn reduce_motifs(context: &mut ReduceContext) -> anyhow::Result<()> {
                 ids[i]
             ),
         )?;
+    }
+    Ok(())
+}
+
+/// One plain sentence per expected family and method: found or not, and what was measured.
+fn expected_paragraphs(context: &mut ReduceContext) -> anyhow::Result<()> {
+    let Ok(table) = context.read_table("expected_families") else {
+        return Ok(());
+    };
+    let (method, class, family, site) = (
+        table.strings("method")?,
+        table.integers("class")?,
+        table.strings("family")?,
+        table.strings("site")?,
+    );
+    let (sequences, with_site) = (
+        table.integers("sequences")?,
+        table.integers("sequences_with_site")?,
+    );
+    let (seqlets, on_site) = (
+        table.integers("seqlets")?,
+        table.integers("seqlets_on_site")?,
+    );
+    let (motif, name, q) = (
+        table.optional_strings("best_motif_id")?,
+        table.optional_strings("best_jaspar_name")?,
+        table.optional_f64s("best_q_value")?,
+    );
+    for i in 0..table.rows() {
+        let share = |a: i64, b: i64| {
+            if b > 0 {
+                format!("{:.0} %", 100.0 * a as f64 / b as f64)
+            } else {
+                "—".into()
+            }
+        };
+        let best = match (&motif[i], &name[i], q[i]) {
+            (Some(m), Some(n), Some(q)) => format!(
+                "the best {} match is {n} for {m} (q {})",
+                family[i],
+                crate::report::figures::format_number(q)
+            ),
+            _ => format!("no motif of this class has a {} match", family[i]),
+        };
+        let verdict = if q[i].is_some_and(|q| q < 0.05) {
+            "found"
+        } else {
+            "not found at q < 0.05"
+        };
+        context.report().paragraph(&format!(
+            "Class {} by {}: {} family {verdict}; {best}. Its site {} (either strand) is in {} of \
+             the class's {} sequences, and {} of {} seqlets ({}) overlap it.",
+            class[i],
+            method[i],
+            family[i],
+            site[i],
+            share(with_site[i], sequences[i]),
+            sequences[i],
+            on_site[i],
+            seqlets[i],
+            share(on_site[i], seqlets[i]),
+        ));
     }
     Ok(())
 }
