@@ -200,6 +200,7 @@ pub fn run_motifs(context: &mut ExperimentContext, study: &MotifStudy) -> anyhow
     context.set_config("tomtom_min_overlap", study.tomtom.min_overlap);
     context.set_config("database", study.database.display().to_string());
     let database = read_meme(&study.database)?;
+    let targets: Vec<Vec<[f64; 4]>> = database.iter().map(|m| m.columns.clone()).collect();
 
     let attribution = &study.attribution;
     let (loaded, examples) =
@@ -283,12 +284,13 @@ pub fn run_motifs(context: &mut ExperimentContext, study: &MotifStudy) -> anyhow
                 })?;
             }
             let queries: Vec<Vec<[f64; 4]>> = motifs.iter().map(|m| m.pwm.clone()).collect();
-            let targets: Vec<Vec<[f64; 4]>> = database.iter().map(|m| m.columns.clone()).collect();
             let rows = if motifs.is_empty() {
                 Vec::new()
             } else {
                 tomtom(&queries, &targets, &study.tomtom)
             };
+            // Per motif, the BH q-value of every database motif.
+            let qs: Vec<Vec<f64>> = rows.iter().map(|m| q_values(m)).collect();
             for expected in study.expected.iter().filter(|e| e.class == class) {
                 let site = expected.site.to_ascii_uppercase().into_bytes();
                 let occurrences: Vec<Vec<usize>> = sequences
@@ -311,8 +313,7 @@ pub fn run_motifs(context: &mut ExperimentContext, study: &MotifStudy) -> anyhow
                         .any(|p| name.starts_with(&p.to_ascii_lowercase()))
                 };
                 let mut best: Option<(usize, usize, f64)> = None;
-                for (m, matches) in rows.iter().enumerate() {
-                    let q = q_values(matches);
+                for (m, (matches, q)) in rows.iter().zip(&qs).enumerate() {
                     for (t, found) in matches.iter().enumerate() {
                         if in_family(&database[found.target].name)
                             && best.is_none_or(|b| q[t] < b.2)
@@ -342,14 +343,14 @@ pub fn run_motifs(context: &mut ExperimentContext, study: &MotifStudy) -> anyhow
                     },
                 })?;
             }
-            for ((id, motif), matches) in ids.iter().zip(&motifs).zip(&rows) {
+            for (((id, motif), matches), q) in ids.iter().zip(&motifs).zip(&rows).zip(&qs) {
                 write_motif(
                     &mut motif_table,
                     &mut column_table,
                     &mut match_table,
                     (id, &method, class),
                     motif,
-                    matches,
+                    (matches, q),
                     &database,
                     study.top_matches,
                 )?;
@@ -388,7 +389,7 @@ fn write_motif(
     match_table: &mut crate::report::TableWriter<MotifMatchRow>,
     (id, method, class): (&String, &String, i64),
     motif: &DiscoveredMotif,
-    matches: &[crate::motif::TomtomMatch],
+    (matches, q): (&[crate::motif::TomtomMatch], &[f64]),
     database: &[Motif],
     top: usize,
 ) -> anyhow::Result<()> {
@@ -415,7 +416,6 @@ fn write_motif(
             })?;
         }
     }
-    let q = q_values(matches);
     let mut order: Vec<usize> = (0..matches.len()).collect();
     order.sort_by(|&a, &b| {
         matches[a]
