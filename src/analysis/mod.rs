@@ -19,6 +19,7 @@ pub mod patching;
 pub mod patching_study;
 pub mod pooling;
 pub mod promoter_patching;
+pub mod sae;
 pub mod variant_pairs;
 
 use candle_core::Device;
