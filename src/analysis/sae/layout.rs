@@ -1,9 +1,12 @@
 //! SAELens's on-disk layout (sae-lens 6.x `SAE.load_from_disk`): `sae_weights.safetensors` with
 //! `W_enc` [d_in, d_sae], `b_enc`, `W_dec` [d_sae, d_in], `b_dec` (strict names), and `cfg.json`
-//! with `d_in`, `d_sae`, `dtype`, `architecture` (`standard` = ReLU, `topk` with `k`),
+//! with `d_in`, `d_sae`, `dtype`, `architecture` (`standard` = ReLU, `topk` with `k`,
+//! `jumprelu` with a `threshold` tensor = BatchTopK at inference, as SAELens saves it),
 //! `apply_b_dec_to_input` true, `normalize_activations` "none" (a normalisation factor is folded
 //! into the weights before saving, as SAELens's trainer does) and `metadata.sae_lens_version`
-//! ≥ 6 (else SAELens takes its legacy-config path) with `hook_name`.
+//! ≥ 6 (else SAELens takes its legacy-config path) with `hook_name`. A top-level `genolens` block
+//! (dropped by SAELens, which ignores unknown keys) keeps what SAELens has no key for: the
+//! genolens architecture name with its λ or k, the rows (cls/mean/tokens) and the folded factor.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,10 +19,11 @@ use crate::error::{GenolensError, Result};
 /// The SAELens version whose config layout is written.
 pub const SAE_LENS_VERSION: &str = "6.18.0";
 
-/// Writes `sae` to `dir` in SAELens's layout; `hook_name` is the genolens hook it was trained on.
-pub fn save(sae: &Sae, dir: &Path, hook_name: &str) -> Result<()> {
+/// Writes `sae` to `dir` in SAELens's layout; `hook_name` is the genolens hook it was trained
+/// on; `extra` goes into the `genolens` block beside the architecture (rows, scale, ...).
+pub fn save(sae: &Sae, dir: &Path, hook_name: &str, extra: serde_json::Value) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| GenolensError::io(dir, e))?;
-    let tensors: HashMap<String, Tensor> = [
+    let mut tensors: HashMap<String, Tensor> = [
         ("W_enc", sae.w_enc.as_tensor().clone()),
         ("b_enc", sae.b_enc.as_tensor().clone()),
         ("W_dec", sae.w_dec.as_tensor().clone()),
@@ -28,7 +32,19 @@ pub fn save(sae: &Sae, dir: &Path, hook_name: &str) -> Result<()> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    candle_core::safetensors::save(&tensors, dir.join("sae_weights.safetensors"))?;
+    if let Architecture::BatchTopK { .. } = sae.architecture {
+        let threshold = sae.threshold.clone().ok_or_else(|| {
+            GenolensError::argument(
+                "sae",
+                "a BatchTopK SAE is saved after training (it has no threshold yet)",
+            )
+        })?;
+        tensors.insert("threshold".into(), threshold);
+    }
+    let weights = dir.join("sae_weights.safetensors");
+    let temp = crate::report::atomic::temp_path(&weights);
+    candle_core::safetensors::save(&tensors, &temp)?;
+    std::fs::rename(&temp, &weights).map_err(|e| GenolensError::io(&weights, e))?;
     let (d_in, d_sae) = sae.w_enc.as_tensor().dims2()?;
     let mut cfg = serde_json::json!({
         "d_in": d_in,
@@ -44,20 +60,29 @@ pub fn save(sae: &Sae, dir: &Path, hook_name: &str) -> Result<()> {
             "model_class_name": "genolens",
         },
     });
+    let mut genolens = serde_json::to_value(sae.architecture).expect("architecture serialises");
+    if let (Some(block), Some(extra)) = (genolens.as_object_mut(), extra.as_object()) {
+        block.extend(extra.clone());
+    }
+    cfg["genolens"] = genolens;
     match sae.architecture {
-        Architecture::ReluL1 { .. } => cfg["architecture"] = "standard".into(),
+        Architecture::ReluL1 { .. } | Architecture::ReluL1UnitNorm { .. } => {
+            cfg["architecture"] = "standard".into()
+        }
         Architecture::TopK { k } => {
             cfg["architecture"] = "topk".into();
             cfg["k"] = k.into();
             cfg["rescale_acts_by_decoder_norm"] = false.into();
         }
+        Architecture::BatchTopK { .. } => cfg["architecture"] = "jumprelu".into(),
     }
     let path = dir.join("cfg.json");
     crate::report::atomic::write_atomic(&path, cfg.to_string().as_bytes())
 }
 
-/// Reads an SAE saved in SAELens's layout (`standard` or `topk`); errors name the file and key.
-pub fn load(dir: &Path) -> Result<(Sae, String)> {
+/// Reads an SAE saved in SAELens's layout (`standard`, `topk`, `jumprelu`); errors name the file
+/// and key. Returns the SAE, its hook name and cfg.json (for the `genolens` block).
+pub fn load(dir: &Path) -> Result<(Sae, String, serde_json::Value)> {
     let cfg_path = dir.join("cfg.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| GenolensError::io(&cfg_path, e))?;
     let bad = |message: String| GenolensError::Data {
@@ -67,8 +92,14 @@ pub fn load(dir: &Path) -> Result<(Sae, String)> {
     };
     let cfg: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let ours = &cfg["genolens"];
+    let l1 = ours["l1"].as_f64().unwrap_or(0.0);
     let architecture = match cfg["architecture"].as_str() {
-        Some("standard") => Architecture::ReluL1 { l1: 0.0 },
+        Some("standard") if ours["name"] == "relu-l1-unit" => Architecture::ReluL1UnitNorm { l1 },
+        Some("standard") => Architecture::ReluL1 { l1 },
+        Some("jumprelu") => Architecture::BatchTopK {
+            k: ours["k"].as_u64().unwrap_or(0) as usize,
+        },
         Some("topk") => Architecture::TopK {
             k: cfg["k"]
                 .as_u64()
@@ -77,7 +108,7 @@ pub fn load(dir: &Path) -> Result<(Sae, String)> {
         },
         other => {
             return Err(bad(format!(
-                "architecture {other:?}: genolens reads `standard` and `topk`"
+                "architecture {other:?}: genolens reads `standard`, `topk` and `jumprelu`"
             )))
         }
     };
@@ -96,12 +127,17 @@ pub fn load(dir: &Path) -> Result<(Sae, String)> {
         })?;
         Ok(Var::from_tensor(&t.to_dtype(candle_core::DType::F32)?)?)
     };
+    let threshold = match architecture {
+        Architecture::BatchTopK { .. } => Some(take("threshold")?.as_tensor().clone()),
+        _ => None,
+    };
     let sae = Sae {
         w_enc: take("W_enc")?,
         b_enc: take("b_enc")?,
         w_dec: take("W_dec")?,
         b_dec: take("b_dec")?,
         architecture,
+        threshold,
     };
     let (d_in, d_sae) = sae.w_enc.as_tensor().dims2()?;
     if cfg["d_in"].as_u64() != Some(d_in as u64) || cfg["d_sae"].as_u64() != Some(d_sae as u64) {
@@ -110,7 +146,18 @@ pub fn load(dir: &Path) -> Result<(Sae, String)> {
             cfg["d_in"], cfg["d_sae"]
         )));
     }
-    Ok((sae, hook))
+    if sae.w_dec.as_tensor().dims() != [d_sae, d_in]
+        || sae.b_enc.as_tensor().dims() != [d_sae]
+        || sae.b_dec.as_tensor().dims() != [d_in]
+        || sae.threshold.as_ref().is_some_and(|t| t.dims() != [d_sae])
+    {
+        return Err(GenolensError::Data {
+            path: weights,
+            line: 0,
+            message: format!("tensor shapes disagree with W_enc [{d_in}, {d_sae}] (W_dec [d_sae, d_in], b_enc [d_sae], b_dec [d_in], threshold [d_sae])"),
+        });
+    }
+    Ok((sae, hook, cfg))
 }
 
 #[cfg(test)]
@@ -123,11 +170,25 @@ mod tests {
         for architecture in [
             Architecture::TopK { k: 3 },
             Architecture::ReluL1 { l1: 0.1 },
+            Architecture::ReluL1UnitNorm { l1: 0.2 },
+            Architecture::BatchTopK { k: 2 },
         ] {
-            let sae = Sae::new(8, 16, architecture, 4).unwrap();
-            save(&sae, dir.path(), "hook_cls").unwrap();
-            let (again, hook) = load(dir.path()).unwrap();
+            let mut sae = Sae::new(8, 16, architecture, 4).unwrap();
+            if let Architecture::BatchTopK { .. } = architecture {
+                assert!(save(&sae, dir.path(), "hook_cls", serde_json::json!({})).is_err());
+                sae.threshold = Some(Tensor::full(0.3f32, 16, &Device::Cpu).unwrap());
+            }
+            save(
+                &sae,
+                dir.path(),
+                "hook_cls",
+                serde_json::json!({"rows": "none"}),
+            )
+            .unwrap();
+            let (again, hook, cfg) = load(dir.path()).unwrap();
             assert_eq!(hook, "hook_cls");
+            assert_eq!(again.architecture, architecture);
+            assert_eq!(cfg["genolens"]["rows"], "none");
             let x = Tensor::randn(0f32, 1.0, (5, 8), &Device::Cpu).unwrap();
             let a = sae.encode(&x).unwrap().to_vec2::<f32>().unwrap();
             let b = again.encode(&x).unwrap().to_vec2::<f32>().unwrap();

@@ -1,6 +1,8 @@
 //! Reconstruction and sparsity metrics of an SAE on a set of activations.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, D};
+
+use crate::analysis::sae::cache::RowSource;
 
 use crate::analysis::sae::model::Sae;
 use crate::error::Result;
@@ -21,30 +23,50 @@ pub struct SaeMetrics {
     pub explained_norm: f64,
 }
 
-/// Metrics of `sae` on `x` [n, d_in].
-pub fn metrics(sae: &Sae, x: &Tensor) -> Result<SaeMetrics> {
-    let f = sae.encode(x)?;
-    let x_hat = sae.decode(&f)?;
-    let active = f.gt(0.0)?.to_dtype(candle_core::DType::F32)?;
-    let l0 = active.sum(D::Minus1)?.mean_all()?.to_scalar::<f32>()? as f64;
-    let fired = active.max(0)?.to_vec1::<f32>()?;
-    let dead = fired.iter().filter(|&&v| v == 0.0).count() as f64 / fired.len().max(1) as f64;
-    let residual = (&x_hat - x)?.sqr()?;
-    let mse = residual.mean_all()?.to_scalar::<f32>()? as f64;
-    let residual_rows = residual.sum(D::Minus1)?;
-    let centred = x.broadcast_sub(&x.mean_keepdim(0)?)?.sqr()?.sum_all()?;
-    let explained_variance = 1.0
-        - residual_rows.sum_all()?.to_scalar::<f32>()? as f64
-            / (centred.to_scalar::<f32>()? as f64).max(f64::MIN_POSITIVE);
-    let norms = x.sqr()?.sum(D::Minus1)?;
-    let per_row = (residual_rows / norms.clamp(1e-12, f64::MAX)?)?;
-    let explained_norm = 1.0 - per_row.mean_all()?.to_scalar::<f32>()? as f64;
+/// Metrics of `sae` on every row of `source` (streamed shard by shard, 4096 rows at a time).
+pub fn metrics(sae: &Sae, source: &dyn RowSource) -> Result<SaeMetrics> {
+    let d_in = source.d_in();
+    let mut fired = vec![false; sae.d_sae()];
+    let (mut rows, mut l0, mut squared_error, mut squared_norm, mut per_row) =
+        (0usize, 0f64, 0f64, 0f64, 0f64);
+    let mut sum = vec![0f64; d_in];
+    for s in 0..source.shards() {
+        let shard = source.shard(s)?;
+        let n = shard.dim(0)?;
+        let mut start = 0;
+        while start < n {
+            let len = 4096.min(n - start);
+            let x = shard.narrow(0, start, len)?;
+            start += len;
+            let f = sae.encode(&x)?;
+            let x_hat = sae.decode(&f)?;
+            let active = f.gt(0.0)?.to_dtype(DType::F32)?;
+            l0 += active.sum_all()?.to_scalar::<f32>()? as f64;
+            for (seen, v) in fired.iter_mut().zip(active.max(0)?.to_vec1::<f32>()?) {
+                *seen |= v > 0.0;
+            }
+            let residual_rows = (&x_hat - &x)?.sqr()?.sum(D::Minus1)?.to_vec1::<f32>()?;
+            let norms = x.sqr()?.sum(D::Minus1)?.to_vec1::<f32>()?;
+            for (r, norm) in residual_rows.iter().zip(&norms) {
+                squared_error += *r as f64;
+                squared_norm += *norm as f64;
+                per_row += *r as f64 / (*norm as f64).max(1e-12);
+            }
+            for (a, b) in sum.iter_mut().zip(x.sum(0)?.to_vec1::<f32>()?) {
+                *a += b as f64;
+            }
+            rows += len;
+        }
+    }
+    let n = rows.max(1) as f64;
+    let mean_norm: f64 = sum.iter().map(|s| (s / n) * (s / n)).sum();
+    let total = squared_norm - n * mean_norm;
     Ok(SaeMetrics {
-        l0,
-        dead_fraction: dead,
-        mse,
-        explained_variance,
-        explained_norm,
+        l0: l0 / n,
+        dead_fraction: fired.iter().filter(|&&f| !f).count() as f64 / fired.len().max(1) as f64,
+        mse: squared_error / (n * d_in.max(1) as f64),
+        explained_variance: 1.0 - squared_error / total.max(f64::MIN_POSITIVE),
+        explained_norm: 1.0 - per_row / n,
     })
 }
 
@@ -52,7 +74,7 @@ pub fn metrics(sae: &Sae, x: &Tensor) -> Result<SaeMetrics> {
 mod tests {
     use super::*;
     use crate::analysis::sae::model::Architecture;
-    use candle_core::Device;
+    use candle_core::{Device, Tensor};
 
     #[test]
     fn a_perfect_identity_explains_everything() {

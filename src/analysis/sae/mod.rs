@@ -1,6 +1,8 @@
-//! Sparse autoencoders on any hook's activations (work in progress on branch sae-wip: the model
-//! and its training; caching, metrics, meaning, SAELens layout and probes follow).
+//! Sparse autoencoders on any hook's activations (methods.md §6): an on-disk activation cache
+//! ([`cache`]), the SAE and its training ([`model`]), reconstruction metrics ([`metrics`]) and
+//! SAELens's on-disk layout ([`layout`]).
 
+pub mod cache;
 pub mod layout;
 pub mod metrics;
 pub mod model;
