@@ -502,7 +502,7 @@ pub fn cache_from_model(
             let activation = output.cache.get_point(point).expect("captured hook");
             batch_rows(point, activation, &prepared.batch, kind)
         },
-        |example, rows: Vec<(u32, Vec<f32>)>| {
+        |example, rows: SequenceRows| {
             let index = writer.add_sequence(
                 &example.id,
                 example.label.clone(),
@@ -517,13 +517,16 @@ pub fn cache_from_model(
     writer.finish()
 }
 
-/// The rows of one batch's activation: per sequence, (token position, vector) pairs.
+/// One sequence's rows: (token position, vector) pairs.
+pub type SequenceRows = Vec<(u32, Vec<f32>)>;
+
+/// The rows of one batch's activation, per sequence.
 pub fn batch_rows(
     point: HookPoint,
     activation: &Tensor,
     batch: &Batch,
     kind: RowKind,
-) -> Result<Vec<Vec<(u32, Vec<f32>)>>> {
+) -> Result<Vec<SequenceRows>> {
     let to_rows = |t: Tensor| -> Result<Vec<Vec<f32>>> {
         Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.to_vec2()?)
     };
