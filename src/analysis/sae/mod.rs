@@ -3,6 +3,8 @@
 //! SAELens's on-disk layout ([`layout`]).
 
 pub mod cache;
+pub mod fidelity;
 pub mod layout;
+pub mod meaning;
 pub mod metrics;
 pub mod model;

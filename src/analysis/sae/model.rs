@@ -120,7 +120,8 @@ impl Architecture {
     }
 }
 
-/// A sparse autoencoder's parameters.
+/// A sparse autoencoder's parameters (cloning shares the tensors).
+#[derive(Clone)]
 pub struct Sae {
     /// Encoder [d_in, d_sae].
     pub w_enc: Var,
