@@ -65,8 +65,24 @@ pub enum Command {
     /// Motifs a classifier reads: attributions of each class's sequences, seqlets (tangermeme's
     /// recursive caller), clusters into PWMs/CWMs, and TOMTOM against a MEME database (JASPAR).
     Motifs(MotifsArgs),
+    /// Sparse autoencoders on any hook: train one (ReLU-L1, TopK, BatchTopK; SAELens layout) and
+    /// ask what its features mean (class statistics, top sequences, JASPAR enrichment, fidelity).
+    #[command(subcommand)]
+    Sae(SaeCommand),
+    /// Linear probes by layer ([CLS] and k-mer mean): where the label becomes linearly decodable.
+    Probe(ProbeArgs),
     /// Concatenate the shards of a sharded experiment run and write its statistics, figures and report.
     Merge(MergeArgs),
+}
+
+#[derive(Subcommand)]
+pub enum SaeCommand {
+    /// Cache a hook's activations (or read an embeddings.parquet), train an SAE on the training
+    /// split, then measure it on held-out sequences.
+    Train(SaeTrainArgs),
+    /// A saved SAE (SAELens layout, from `sae train`) on held-out sequences: metrics, fidelity,
+    /// class statistics, top sequences, JASPAR enrichment.
+    Analyze(SaeAnalyzeArgs),
 }
 
 #[derive(Subcommand)]
@@ -1337,5 +1353,300 @@ impl fmt::Display for StudyRun {
             self.out_dir.join(self.table).display(),
             self.out_dir.join("report.html").display()
         )
+    }
+}
+
+/// Options of `sae train` and `sae analyze` about what the features mean.
+#[derive(Args, Clone)]
+pub struct SaeMeaningArgs {
+    /// Top activating sequences kept per feature (and tested for motifs).
+    #[arg(long, default_value_t = 20)]
+    pub top_k: usize,
+    /// JASPAR motifs (MEME format) for the enrichment in top sequences.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/jaspar/JASPAR2024_CORE_vertebrates.meme"))]
+    pub motifs: PathBuf,
+    /// Skip the motif enrichment.
+    #[arg(long)]
+    pub no_motifs: bool,
+    /// Features whose top sequences are tested (most class-specific first).
+    #[arg(long, default_value_t = 20)]
+    pub enrich_features: usize,
+    /// Skip the fidelity check (splicing the reconstruction back in).
+    #[arg(long)]
+    pub no_fidelity: bool,
+    /// Held-out split the features are measured on (`all` = every row).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// At most N sequences per split.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+}
+
+impl SaeMeaningArgs {
+    fn apply(&self, study: &mut crate::analysis::sae::study::SaeStudy) {
+        study.top_k = self.top_k;
+        study.motifs = (!self.no_motifs).then(|| self.motifs.clone());
+        study.enrich_features = self.enrich_features;
+        study.fidelity = !self.no_fidelity;
+    }
+}
+
+/// Arguments of `genolens sae train`.
+#[derive(Args)]
+pub struct SaeTrainArgs {
+    /// Train on an embeddings.parquet written by `genolens embed` instead of running a model.
+    #[arg(long, conflicts_with_all = ["model", "data", "hook", "rows"])]
+    pub embeddings: Option<PathBuf>,
+    /// Model folder or hub id (default: the committed promoter classifier).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Sequences: FASTA, CSV, TSV or Parquet (a `split` column selects train and held-out rows).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Hook to model: hook_cls (final [CLS], default), or a token hook such as
+    /// blocks.3.hook_resid_post with --rows.
+    #[arg(long)]
+    pub hook: Option<String>,
+    /// Rows of a token hook: cls, mean (over k-mer tokens) or tokens (every k-mer token).
+    #[arg(long, value_enum)]
+    pub rows: Option<crate::analysis::sae::cache::RowKind>,
+    /// Latents (default 8 × the hook's width).
+    #[arg(long)]
+    pub latents: Option<usize>,
+    /// relu-l1 (L1 on f·‖W_dec‖; default), relu-l1-unit (unit-norm decoder), topk (with AuxK)
+    /// or batchtopk.
+    #[arg(long)]
+    pub architecture: Option<String>,
+    /// L1 weight λ of the ReLU forms, on rows normalised to unit mean squared norm (default 0.2).
+    #[arg(long)]
+    pub l1: Option<f64>,
+    /// Active latents per row of the TopK forms (default 16).
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// `seed-004`: seed 004's ReLU SAE (2048 latents, lr 1e-3, batch 32, 50 epochs, λ 1e-3);
+    /// explicit options still apply on top.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Epochs (default 30; 50 with the seed-004 preset).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Rows per training step (default 64; 32 with the seed-004 preset).
+    #[arg(long)]
+    pub sae_batch_size: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Split the SAE is trained on.
+    #[arg(long, default_value = "train")]
+    pub train_split: String,
+    /// Also train SAEs at other sparsities (ReLU-L1 λ 0.05-0.8, TopK k 4-32) for the L0-vs-EV figure.
+    #[arg(long)]
+    pub sweep: bool,
+    /// Also fit linear probes by layer.
+    #[arg(long)]
+    pub probes: bool,
+    #[command(flatten)]
+    pub meaning: SaeMeaningArgs,
+    /// Output folder (default reports/sae/<data stem>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl SaeTrainArgs {
+    /// Trains and measures the SAE into the output folder.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<StudyRun> {
+        use crate::analysis::sae::model::{seed_004_preset, Architecture};
+        use crate::analysis::sae::study::{reduce_sae, run_sae, SaeStudy};
+        let model = self
+            .model
+            .unwrap_or_else(|| crate::defaults::MODEL.to_string());
+        let data = self
+            .data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::defaults::DATA));
+        let mut study = SaeStudy::new(&model, data.clone());
+        study.embeddings = self.embeddings.clone();
+        if let Some(hook) = self.hook {
+            study.hook = hook;
+        }
+        if let Some(rows) = self.rows {
+            study.rows = rows;
+        }
+        match self.preset.as_deref() {
+            None => {}
+            Some("seed-004") => {
+                let (latents, architecture, train) = seed_004_preset();
+                study.latents = Some(latents);
+                study.architecture = architecture;
+                study.train = train;
+            }
+            Some(other) => bail!("--preset {other:?}: the one preset is seed-004"),
+        }
+        if self.architecture.is_some() || self.l1.is_some() || self.k.is_some() {
+            let (current_l1, current_k) = match study.architecture {
+                Architecture::ReluL1 { l1 } | Architecture::ReluL1UnitNorm { l1 } => (l1, 16),
+                Architecture::TopK { k } | Architecture::BatchTopK { k } => (0.2, k),
+            };
+            let name = self
+                .architecture
+                .as_deref()
+                .unwrap_or(study.architecture.name());
+            study.architecture = Architecture::from_name(
+                name,
+                self.l1.unwrap_or(current_l1),
+                self.k.unwrap_or(current_k),
+            )?;
+        }
+        if let Some(latents) = self.latents {
+            study.latents = Some(latents);
+        }
+        if let Some(epochs) = self.epochs {
+            study.train.epochs = epochs;
+        }
+        if let Some(batch) = self.sae_batch_size {
+            study.train.batch_size = batch;
+        }
+        if let Some(lr) = self.lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                bail!("--lr {lr}: must be > 0");
+            }
+            study.train.lr = lr;
+        }
+        study.train_split = self.train_split;
+        if self.sweep {
+            study.sweep = SaeStudy::default_sweep();
+        }
+        study.probes = self.probes;
+        self.meaning.apply(&mut study);
+        let stem = match &self.embeddings {
+            Some(e) => data_stem(e),
+            None => data_stem(&data),
+        };
+        let out = self
+            .out
+            .unwrap_or_else(|| PathBuf::from("reports/sae").join(stem));
+        let mut settings = command_settings(globals, "sae train", model, self.data, out);
+        settings.split = self.meaning.split.clone();
+        settings.limit = self.meaning.limit;
+        settings.batch_size = self.meaning.batch_size;
+        let mut context = ExperimentContext::new("sae", settings)?;
+        run_sae(&mut context, &study)?;
+        let out_dir = context.finish(Some(reduce_sae))?;
+        Ok(StudyRun::new("sae train", out_dir, "sae_features.parquet"))
+    }
+}
+
+/// Arguments of `genolens sae analyze`.
+#[derive(Args)]
+pub struct SaeAnalyzeArgs {
+    /// The SAE folder (sae_weights.safetensors + cfg.json), e.g. reports/sae/<data>/sae.
+    #[arg(long)]
+    pub sae: PathBuf,
+    /// Model (default: the one cfg.json records).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Sequences (default: the table cfg.json records).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub meaning: SaeMeaningArgs,
+    /// Output folder (default reports/sae-analyze/<data stem>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl SaeAnalyzeArgs {
+    /// Measures the saved SAE into the output folder.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<StudyRun> {
+        use crate::analysis::sae::study::{reduce_sae, run_sae_analyze, SaeStudy};
+        let mut study = SaeStudy::new(crate::defaults::MODEL, crate::defaults::DATA);
+        self.meaning.apply(&mut study);
+        let stem = self
+            .data
+            .as_deref()
+            .map(data_stem)
+            .unwrap_or_else(|| "data".into());
+        let out = self
+            .out
+            .unwrap_or_else(|| PathBuf::from("reports/sae-analyze").join(stem));
+        let model = self.model.clone().unwrap_or_default();
+        let mut settings = command_settings(globals, "sae analyze", model, self.data, out);
+        settings.model = self.model;
+        settings.split = self.meaning.split.clone();
+        settings.limit = self.meaning.limit;
+        settings.batch_size = self.meaning.batch_size;
+        let mut context = ExperimentContext::new("sae-analyze", settings)?;
+        run_sae_analyze(&mut context, &study, &self.sae)?;
+        let out_dir = context.finish(Some(reduce_sae))?;
+        Ok(StudyRun::new(
+            "sae analyze",
+            out_dir,
+            "sae_features.parquet",
+        ))
+    }
+}
+
+/// Arguments of `genolens probe`.
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// Model folder or hub id (default: the committed promoter classifier).
+    #[arg(long, default_value = crate::defaults::MODEL)]
+    pub model: String,
+    /// Labelled sequences (labels 0/1) with a `split` column.
+    #[arg(long, default_value = crate::defaults::DATA)]
+    pub data: PathBuf,
+    /// Split the probes are fitted on.
+    #[arg(long, default_value = "train")]
+    pub train_split: String,
+    /// Held-out split they are scored on.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// At most N sequences per split.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// L2 penalty of the logistic regression (features z-scored).
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Output folder (default reports/probe/<data stem>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl ProbeArgs {
+    /// Fits the probes into the output folder.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<StudyRun> {
+        use crate::analysis::sae::study::{reduce_probes, run_probes};
+        if !(self.alpha.is_finite() && self.alpha >= 0.0) {
+            bail!("--alpha {}: must be ≥ 0", self.alpha);
+        }
+        let out = self
+            .out
+            .unwrap_or_else(|| PathBuf::from("reports/probe").join(data_stem(&self.data)));
+        let mut settings = command_settings(
+            globals,
+            "probe",
+            self.model.clone(),
+            Some(self.data.clone()),
+            out,
+        );
+        settings.split = self.split;
+        settings.limit = self.limit;
+        settings.batch_size = self.batch_size;
+        let mut context = ExperimentContext::new("probe", settings)?;
+        run_probes(
+            &mut context,
+            &self.model,
+            &self.data,
+            &self.train_split,
+            self.alpha,
+        )?;
+        let out_dir = context.finish(Some(reduce_probes))?;
+        Ok(StudyRun::new("probe", out_dir, "probes.parquet"))
     }
 }

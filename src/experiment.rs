@@ -423,6 +423,11 @@ impl ExperimentContext {
         self.config.insert(key.to_string(), value.into());
     }
 
+    /// A setting recorded so far with [`set_config`](Self::set_config) (or by loading data).
+    pub fn config_value(&self, key: &str) -> Option<serde_json::Value> {
+        self.config.get(key).cloned()
+    }
+
     /// A per-observation Parquet table carrying the current provenance: `<out_dir>/<name>.parquet`,
     /// or `<out_dir>/<name>/part-<i>-of-<n>.parquet` in a sharded run (pandas, pyarrow and
     /// DuckDB read such a folder as one table; `genolens merge` writes `<name>.parquet`).

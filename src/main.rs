@@ -3,7 +3,7 @@
 //! are data go to stdout; what a command wrote and where goes to stderr.
 
 use clap::Parser;
-use genolens::cli::{Cli, Command, DataCommand, TrainCommand};
+use genolens::cli::{Cli, Command, DataCommand, SaeCommand, TrainCommand};
 
 include!(concat!(env!("OUT_DIR"), "/experiments.rs"));
 
@@ -27,6 +27,11 @@ fn main() -> anyhow::Result<()> {
         Command::Attention(args) => eprintln!("{}", args.run(&globals)?),
         Command::Attribute(args) => eprintln!("{}", args.run(&globals)?),
         Command::Motifs(args) => eprintln!("{}", args.run(&globals)?),
+        Command::Sae(action) => match action {
+            SaeCommand::Train(args) => eprintln!("{}", args.run(&globals)?),
+            SaeCommand::Analyze(args) => eprintln!("{}", args.run(&globals)?),
+        },
+        Command::Probe(args) => eprintln!("{}", args.run(&globals)?),
         Command::Data(action) => match action {
             DataCommand::Info(args) => print!("{}", args.run()?),
             DataCommand::Scan(args) => eprintln!("{}", args.run(&globals)?),

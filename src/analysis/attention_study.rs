@@ -87,7 +87,8 @@ pub struct AttentionInput {
     pub variant_offset: Option<usize>,
     /// Genome locus of the cropped sequence.
     pub locus: Option<Locus>,
-    split: Option<String>,
+    /// The table's `split`, when it has one.
+    pub split: Option<String>,
 }
 
 impl AttentionInput {

@@ -269,6 +269,27 @@ impl RowSource for ActivationCache {
     }
 }
 
+/// A cache's rows as stored (not normalised): for SAEs folded back to raw activations.
+pub struct RawRows<'a>(pub &'a ActivationCache);
+
+impl RowSource for RawRows<'_> {
+    fn d_in(&self) -> usize {
+        self.0.meta.d_in
+    }
+    fn rows(&self) -> usize {
+        self.0.meta.rows
+    }
+    fn shards(&self) -> usize {
+        self.0.meta.shards.len()
+    }
+    fn shard_rows(&self, index: usize) -> usize {
+        self.0.meta.shards[index].rows
+    }
+    fn shard(&self, index: usize) -> Result<Tensor> {
+        Ok(self.0.shard_rows(index)?.activations)
+    }
+}
+
 /// Writes a cache shard by shard.
 pub struct CacheWriter {
     dir: PathBuf,

@@ -19,6 +19,7 @@ use crate::analysis::sae::cache::RowKind;
 use crate::analysis::sae::model::Sae;
 use crate::data::Example;
 use crate::error::{GenolensError, Result};
+use crate::model::hooks::HookFn;
 use crate::model::{Batch, HeadKind, HookPoint, Hooks, Intervention, LoadedModel};
 
 /// What splicing the reconstruction did.
@@ -98,12 +99,7 @@ fn sae_rows(sae: &Sae) -> impl Fn(&Tensor) -> candle_core::Result<Tensor> + Send
     }
 }
 
-fn splice_hooks(
-    point: HookPoint,
-    kind: RowKind,
-    lengths: Vec<usize>,
-    rows: Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>,
-) -> Hooks {
+fn splice_hooks(point: HookPoint, kind: RowKind, lengths: Vec<usize>, rows: HookFn) -> Hooks {
     Hooks::none().intervene(
         point,
         Intervention::Custom(Arc::new(move |activation: &Tensor| {
@@ -157,8 +153,8 @@ impl Sums {
         let kl = (&p
             * (candle_nn::ops::log_softmax(&clean, D::Minus1)?
                 - candle_nn::ops::log_softmax(&sae, D::Minus1)?)?)?
-            .sum_all()?
-            .to_scalar::<f32>()? as f64;
+        .sum_all()?
+        .to_scalar::<f32>()? as f64;
         self.kl += kl;
         let a = clean.argmax(D::Minus1)?.to_vec1::<u32>()?;
         let b = sae.argmax(D::Minus1)?.to_vec1::<u32>()?;
@@ -214,10 +210,8 @@ pub fn fidelity(
         ));
     }
     let device = model.device().clone();
-    let reconstruct: Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync> =
-        Arc::new(sae_rows(sae));
-    let zero: Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync> =
-        Arc::new(|x: &Tensor| x.zeros_like());
+    let reconstruct: HookFn = Arc::new(sae_rows(sae));
+    let zero: HookFn = Arc::new(|x: &Tensor| x.zeros_like());
     let classes = logits_width(loaded)?;
     let mut sums = Sums::default();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -246,7 +240,7 @@ pub fn fidelity(
             let batch = Batch::from_tokenized(&tokenized, special.pad, &device)?;
             (batch, Vec::new(), None)
         };
-        let run = |rows: Option<&Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>>| -> Result<Tensor> {
+        let run = |rows: Option<&HookFn>| -> Result<Tensor> {
             let hooks = match rows {
                 Some(r) => splice_hooks(point, kind, batch.lengths.clone(), r.clone()),
                 None => Hooks::none(),
@@ -255,7 +249,8 @@ pub fn fidelity(
             Ok(match &positions {
                 Some(positions) => {
                     let (_, t, v) = logits.dims3()?;
-                    let index: Vec<u32> = positions.iter().map(|&(r, p)| (r * t + p) as u32).collect();
+                    let index: Vec<u32> =
+                        positions.iter().map(|&(r, p)| (r * t + p) as u32).collect();
                     let index = Tensor::from_vec(index, positions.len(), logits.device())?;
                     logits.reshape(((), v))?.index_select(&index, 0)?
                 }
@@ -317,7 +312,10 @@ mod tests {
         assert_eq!(y[0][2], vec![1.5, 1.5, 1.5]);
         assert_eq!(y[1][1], vec![0.0, 0.0, 0.0]);
         assert_eq!(y[1][3], vec![21.0, 22.0, 23.0]);
-        let y = splice(&x, RowKind::Cls, &[4, 3], &zero).unwrap().to_vec3::<f32>().unwrap();
+        let y = splice(&x, RowKind::Cls, &[4, 3], &zero)
+            .unwrap()
+            .to_vec3::<f32>()
+            .unwrap();
         assert_eq!((y[0][0][0], y[0][1][0]), (0.0, 3.0));
     }
 }

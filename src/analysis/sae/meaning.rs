@@ -12,8 +12,8 @@ use crate::analysis::sae::cache::{ActivationCache, SequenceRow};
 use crate::analysis::sae::model::Sae;
 use crate::error::{GenolensError, Result};
 use crate::motif::meme::Motif;
-use crate::motif::scan::{letter_codes, MotifScanner};
 use crate::motif::pwm::ScanOptions;
+use crate::motif::scan::{letter_codes, MotifScanner};
 use crate::stats::{benjamini_hochberg, mann_whitney_u};
 
 /// Feature activations of every sequence of a cache.
@@ -311,7 +311,10 @@ crate::table_row! {
 pub fn motif_presence(sequences: &[SequenceRow], motifs: &[Motif]) -> Result<Vec<Vec<bool>>> {
     let scanner = MotifScanner::new(motifs.to_vec(), ScanOptions::default());
     let mut presence = vec![vec![false; sequences.len()]; motifs.len()];
-    let bar = crate::progress::bar(sequences.len() as u64, "scanning sequences for JASPAR motifs");
+    let bar = crate::progress::bar(
+        sequences.len() as u64,
+        "scanning sequences for JASPAR motifs",
+    );
     for (s, row) in sequences.iter().enumerate() {
         let Some(dna) = &row.sequence else {
             return Err(GenolensError::argument(
@@ -442,7 +445,10 @@ mod tests {
         let rows = class_statistics(&acts);
         assert_eq!(rows.len(), 2, "the dead feature is left out");
         let f0 = &rows[0];
-        assert_eq!((f0.feature, f0.class.as_str(), f0.reference.as_str()), (0, "1", "0"));
+        assert_eq!(
+            (f0.feature, f0.class.as_str(), f0.reference.as_str()),
+            (0, "1", "0")
+        );
         assert!(f0.q_value < 1e-6 && f0.auroc == 1.0 && f0.firing_class == 1.0);
         assert!(rows[1].p_value > 0.5);
         let top = top_sequences(&acts, 3);

@@ -8,3 +8,5 @@ pub mod layout;
 pub mod meaning;
 pub mod metrics;
 pub mod model;
+pub mod probes;
+pub mod study;
