@@ -1,0 +1,176 @@
+//! SAEs on a planted-motif model: a tiny classifier fine-tuned here (seconds) to find GGGACTTTCC
+//! in 36-nt random sequences. An SAE trained on its final [CLS] must give a feature whose firing
+//! separates motif from background sequences (q < 0.01) and whose top sequences are enriched for
+//! the planted motif; `sae analyze` on the saved SAE must reproduce the held-out metrics; the CLI
+//! refuses bad input with the key named.
+
+mod common;
+
+use std::path::Path;
+
+use genolens::analysis::attribution::planted::{planted_rows, PlantedSizes, PLANTED_MOTIF};
+use genolens::analysis::sae::study::{reduce_sae, run_sae, run_sae_analyze, SaeStudy};
+use genolens::experiment::{ExperimentContext, RunSettings};
+use genolens::report::ParquetTable;
+
+fn settings(model: &Path, data: &Path, out: &Path) -> RunSettings {
+    let mut settings = RunSettings::new(out.parent().unwrap());
+    settings.model = Some(model.display().to_string());
+    settings.data = Some(data.to_path_buf());
+    settings.out_dir = Some(out.to_path_buf());
+    settings.seed = 3;
+    settings
+}
+
+#[test]
+fn a_planted_motif_gives_a_separating_feature_whose_top_sequences_carry_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = PlantedSizes {
+        train: 1600,
+        valid: 100,
+        test: 160,
+        length: 36,
+    };
+    let rows = planted_rows(5, sizes);
+    let table = dir.path().join("planted.parquet");
+    genolens::datasets::rows::write_rows(&table, &rows, &genolens::report::Provenance::current(5))
+        .unwrap();
+    let classify = genolens::train::classify::ClassifySettings {
+        data: table.clone(),
+        init: common::fixture_model("tiny-mlm-k6"),
+        out: dir.path().join("model"),
+        epochs: 8,
+        batch_size: 32,
+        learning_rate: 3e-3,
+        warmup_fraction: 0.1,
+        adamw: genolens::train::adamw::AdamWSettings::with_weight_decay(0.01),
+        seed: 5,
+        dropout: 0.0,
+    };
+    let report =
+        genolens::train::classify::train_classifier(&classify, &candle_core::Device::Cpu).unwrap();
+    assert!(
+        report.test.accuracy > 0.8,
+        "the tiny model did not learn the motif (test accuracy {})",
+        report.test.accuracy
+    );
+    let model = classify.out.clone();
+    let out = std::env::var("SAE_TEST_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().join("run"));
+    let mut study = SaeStudy::new(model.to_str().unwrap(), table.clone());
+    let mut context = ExperimentContext::new("sae", settings(&model, &table, &out)).unwrap();
+    run_sae(&mut context, &study).unwrap();
+    let out_dir = context.finish(Some(reduce_sae)).unwrap();
+
+    // A feature separates the classes ...
+    let features = ParquetTable::read(&out_dir.join("sae_features.parquet")).unwrap();
+    let (ids, q) = (
+        features.integers("feature").unwrap(),
+        features.f64s("q_value").unwrap(),
+    );
+    let auroc = features.f64s("auroc").unwrap();
+    let best = (0..features.rows())
+        .min_by(|&a, &b| q[a].total_cmp(&q[b]))
+        .unwrap();
+    assert!(q[best] < 0.01, "best feature {} q {}", ids[best], q[best]);
+    // ... and a motif-side feature's top sequences carry the planted site and are enriched for
+    // JASPAR's NF-κB motifs (GGGACTTTCC is a κB site) against the other held-out sequences.
+    let enrichment = ParquetTable::read(&out_dir.join("sae_motif_enrichment.parquet")).unwrap();
+    let (feature, name, eq) = (
+        enrichment.integers("feature").unwrap(),
+        enrichment.strings("jaspar_name").unwrap(),
+        enrichment.f64s("q_value").unwrap(),
+    );
+    let motif_side: Vec<i64> = (0..features.rows())
+        .filter(|&i| q[i] < 0.01 && auroc[i] > 0.5)
+        .map(|i| ids[i])
+        .collect();
+    assert!(
+        !motif_side.is_empty(),
+        "no feature fires more on motif sequences"
+    );
+    let kappa_b = |n: &str| n.starts_with("REL") || n.starts_with("NFKB");
+    let enriched: Vec<i64> = (0..enrichment.rows())
+        .filter(|&i| kappa_b(&name[i]) && eq[i] < 0.01 && motif_side.contains(&feature[i]))
+        .map(|i| feature[i])
+        .collect();
+    assert!(
+        !enriched.is_empty(),
+        "no motif-side feature's top sequences are enriched for an NF-κB motif"
+    );
+    let top = ParquetTable::read(&out_dir.join("sae_top_sequences.parquet")).unwrap();
+    let (top_feature, top_id) = (
+        top.integers("feature").unwrap(),
+        top.strings("sequence_id").unwrap(),
+    );
+    let with_site: std::collections::HashSet<&str> = rows
+        .iter()
+        .filter(|r| r.sequence.contains(PLANTED_MOTIF) || r.sequence.contains("GGAAAGTCCC"))
+        .map(|r| r.id.as_str())
+        .collect();
+    let first: Vec<&String> = (0..top.rows())
+        .filter(|&i| top_feature[i] == enriched[0])
+        .map(|i| &top_id[i])
+        .collect();
+    let carrying = first
+        .iter()
+        .filter(|id| with_site.contains(id.as_str()))
+        .count();
+    assert!(
+        carrying * 10 >= first.len() * 9,
+        "feature {}: {carrying} of its {} top sequences carry the planted site",
+        enriched[0],
+        first.len()
+    );
+    for file in ["report.html", "sae/cfg.json", "sae/sae_weights.safetensors"] {
+        assert!(out_dir.join(file).is_file(), "{file} missing");
+    }
+
+    // `sae analyze` on the saved SAE reads the same held-out activations: same metrics.
+    let again = dir.path().join("analyze");
+    let mut context =
+        ExperimentContext::new("sae-analyze", settings(&model, &table, &again)).unwrap();
+    study.motifs = None;
+    run_sae_analyze(&mut context, &study, &out_dir.join("sae")).unwrap();
+    let again = context.finish(Some(reduce_sae)).unwrap();
+    let metric = |dir: &Path| {
+        let t = ParquetTable::read(&dir.join("sae_metrics.parquet")).unwrap();
+        let split = t.strings("split").unwrap();
+        let i = split.iter().position(|s| s == "test").unwrap();
+        (
+            t.f64s("l0").unwrap()[i],
+            t.f64s("explained_variance").unwrap()[i],
+        )
+    };
+    let (a, b) = (metric(&out_dir), metric(&again));
+    assert!(
+        (a.0 - b.0).abs() < 1e-9 && (a.1 - b.1).abs() < 1e-6,
+        "{a:?} vs {b:?}"
+    );
+}
+
+#[test]
+fn the_cli_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    let out = out.to_str().unwrap();
+    let output = common::genolens(&["sae", "train", "--architecture", "gated", "--out", out]);
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("gated") && err.contains("topk"), "{err}");
+    let output = common::genolens(&["sae", "train", "--preset", "seed-5", "--out", out]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("seed-004"));
+    let output = common::genolens(&["sae", "analyze", "--sae", dir.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("cfg.json"), "{err}");
+    let output = common::genolens(&[
+        "sae", "train", "--hook", "hook_cls", "--rows", "tokens", "--limit", "2", "--out", out,
+    ]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && err.contains("hook_cls"),
+        "{err}"
+    );
+}
