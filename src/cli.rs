@@ -1374,6 +1374,13 @@ pub struct SaeMeaningArgs {
     /// Skip the fidelity check (splicing the reconstruction back in).
     #[arg(long)]
     pub no_fidelity: bool,
+    /// Annotation folder for the concept F1 of token-level SAEs (--rows tokens), e.g.
+    /// data/annotations-chr20 (BED tracks; jaspar_hits split per matrix). Sequences need loci.
+    #[arg(long)]
+    pub annotations: Option<PathBuf>,
+    /// Features whose top 5 sequences get gradient × input attributions (0 = none).
+    #[arg(long, default_value_t = 5)]
+    pub attribution_features: usize,
     /// Held-out split the features are measured on (`all` = every row).
     #[arg(long)]
     pub split: Option<String>,
@@ -1391,6 +1398,8 @@ impl SaeMeaningArgs {
         study.motifs = (!self.no_motifs).then(|| self.motifs.clone());
         study.enrich_features = self.enrich_features;
         study.fidelity = !self.no_fidelity;
+        study.annotations = self.annotations.clone();
+        study.attribution_features = self.attribution_features;
     }
 }
 

@@ -3,6 +3,7 @@
 //! SAELens's on-disk layout ([`layout`]).
 
 pub mod cache;
+pub mod concepts;
 pub mod fidelity;
 pub mod layout;
 pub mod meaning;

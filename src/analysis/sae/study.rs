@@ -14,14 +14,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
+use crate::analysis::attention::Locus;
 use crate::analysis::attention_study::{read_inputs, AttentionInput};
 use crate::analysis::sae::cache::{
     cache_from_embeddings, cache_from_model, ActivationCache, RawRows, RowKind,
 };
 use crate::analysis::sae::fidelity::fidelity;
 use crate::analysis::sae::layout;
+use crate::analysis::sae::concepts::{concept_f1, read_concepts, token_concepts};
 use crate::analysis::sae::meaning::{
-    class_statistics, encode_cache, motif_enrichment, motif_presence, top_sequences,
+    class_statistics, encode_cache, motif_enrichment, motif_presence, top_of, top_sequences,
 };
 use crate::analysis::sae::metrics::metrics;
 use crate::analysis::sae::model::{train, Architecture, Sae, TrainSettings};
@@ -64,11 +66,55 @@ pub struct SaeStudy {
     pub sweep: Vec<Architecture>,
     /// Fit linear probes by layer.
     pub probes: bool,
+    /// The dataset's name in a run of several (tables get `_<name>`).
+    pub name: Option<String>,
+    /// Sequences per split when the user gives no `--limit` (`None` = all).
+    pub default_limit: Option<usize>,
     /// Splice the reconstruction back in and measure the model's loss.
     pub fidelity: bool,
+    /// Annotation folder (BED tracks, `jaspar_hits` split per matrix) for the concept F1 of
+    /// token-level SAEs.
+    pub annotations: Option<PathBuf>,
+    /// Features whose top sequences get gradient × input attributions (0 = none).
+    pub attribution_features: usize,
+    /// Top sequences attributed per feature.
+    pub attribution_sequences: usize,
+}
+
+/// Names of one dataset's tables, folders, figures and settings in a run that holds several
+/// (`sae_features_<name>`, `sae_<name>/`, ...); without a name, the plain names.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// The dataset's name.
+    pub name: Option<String>,
+}
+
+impl Scope {
+    /// `base`, or `base_<name>`.
+    pub fn key(&self, base: &str) -> String {
+        match &self.name {
+            Some(n) => format!("{base}_{n}"),
+            None => base.to_string(),
+        }
+    }
+
+    /// A file name with the dataset before its extension.
+    pub fn file(&self, file: &str) -> String {
+        match (&self.name, file.rsplit_once('.')) {
+            (Some(n), Some((stem, ext))) => format!("{stem}_{n}.{ext}"),
+            _ => file.to_string(),
+        }
+    }
 }
 
 impl SaeStudy {
+    /// Where this study's outputs go in the run.
+    pub fn scope(&self) -> Scope {
+        Scope {
+            name: self.name.clone(),
+        }
+    }
+
     /// Defaults: final [CLS] (`hook_cls`) of `model` on `data`; ReLU-L1 (λ 0.2) with 8 × d_in
     /// latents; train split `train`; top 20 sequences; JASPAR 2024 enrichment for 20 features;
     /// fidelity on; no sweep, no probes.
@@ -95,6 +141,11 @@ impl SaeStudy {
             sweep: Vec::new(),
             probes: false,
             fidelity: true,
+            annotations: None,
+            attribution_features: 5,
+            attribution_sequences: 5,
+            name: None,
+            default_limit: None,
         }
     }
 
@@ -212,6 +263,7 @@ fn split_examples(inputs: &[AttentionInput], split: &str) -> Vec<Example> {
 
 /// The map step: caches, training, metrics, fidelity, meaning, sweep, probes.
 pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Result<()> {
+    let s = &study.scope();
     if context.is_shard() {
         bail!("an SAE is trained on every sequence at once: run it unsharded");
     }
@@ -219,19 +271,20 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
     let mut settings = study.train.clone();
     settings.seed = seed;
     settings.progress = Some("training SAE".into());
-    context.set_config("architecture", serde_json::to_value(study.architecture)?);
-    context.set_config("train_settings", serde_json::to_value(&settings)?);
-    context.set_config("top_k", study.top_k);
-    context.set_config("train_split", study.train_split.clone());
+    context.set_config(&s.key("architecture"), serde_json::to_value(study.architecture)?);
+    context.set_config(&s.key("train_settings"), serde_json::to_value(&settings)?);
+    context.set_config(&s.key("top_k"), study.top_k);
+    context.set_config(&s.key("train_split"), study.train_split.clone());
     let held_out = context.split();
-    context.set_config("held_out_split", held_out.clone());
-    let limit = context.take_limit();
-    context.set_config("limit_per_split", limit);
-    let cache_dir = context.out_dir.join("cache");
+    context.set_config(&s.key("held_out_split"), held_out.clone());
+    let limit = context.limit().or(study.default_limit);
+    context.set_config(&s.key("limit_per_split"), limit);
+    let cache_dir = context.out_dir.join(s.key("cache"));
 
+    let mut loci: BTreeMap<String, Locus> = BTreeMap::new();
     let (train_cache, test_cache, loaded, test_examples, train_examples) = match &study.embeddings {
         Some(table) => {
-            context.set_config("embeddings", table.display().to_string());
+            context.set_config(&s.key("embeddings"), table.display().to_string());
             let cache =
                 cache_from_embeddings(table, &cache_dir.join("train"), &context.provenance)?;
             let again = ActivationCache::open(&cache.dir)?;
@@ -239,8 +292,14 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
         }
         None => {
             let loaded = context.load_model(&study.default_model)?;
+            context.set_config(&s.key("sae_model"), loaded.source.id.clone());
             let path = context.data_file(&study.default_data)?;
+            context.set_config(&s.key("sae_data"), path.display().to_string());
             let inputs = read_inputs(&path, loaded.tokenizer.max_sequence_length())?;
+            loci = inputs
+                .iter()
+                .filter_map(|i| Some((i.example.id.clone(), i.locus.clone()?)))
+                .collect();
             let mut train_examples = split_examples(&inputs, &study.train_split);
             let mut test_examples = split_examples(&inputs, &held_out);
             if let Some(n) = limit {
@@ -258,7 +317,7 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
                 );
             }
             let point: HookPoint = study.hook.parse()?;
-            context.set_config("hook", study.hook.clone());
+            context.set_config(&s.key("hook"), study.hook.clone());
             let mut options = context.batch_options("caching activations (train)");
             let train_cache = cache_from_model(
                 &loaded,
@@ -289,14 +348,14 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
         }
     };
     let kind = train_cache.meta.rows_from;
-    context.set_config("rows", kind.name());
-    context.set_config("train_rows", train_cache.meta.rows);
-    context.set_config("held_out_rows", test_cache.meta.rows);
-    context.set_config("normalisation_factor", train_cache.meta.scale);
+    context.set_config(&s.key("rows"), kind.name());
+    context.set_config(&s.key("train_rows"), train_cache.meta.rows);
+    context.set_config(&s.key("held_out_rows"), test_cache.meta.rows);
+    context.set_config(&s.key("normalisation_factor"), train_cache.meta.scale);
     let d_in = train_cache.meta.d_in;
     let latents = study.latents.unwrap_or(8 * d_in);
-    context.set_config("latents", latents);
-    context.set_config("d_in", d_in);
+    context.set_config(&s.key("latents"), latents);
+    context.set_config(&s.key("d_in"), d_in);
 
     // Train, fold the normalisation back in, save.
     let started = std::time::Instant::now();
@@ -304,13 +363,13 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
     let history = train(&mut sae, &train_cache, &settings)?;
     let seconds = started.elapsed().as_secs_f64();
     let steps: usize = history.len() * train_cache.meta.rows.div_ceil(settings.batch_size);
-    context.set_config("training_seconds", seconds);
+    context.set_config(&s.key("training_seconds"), seconds);
     context.set_config(
         "training_steps_per_second",
         steps as f64 / seconds.max(1e-9),
     );
     sae.fold_input_scale(train_cache.meta.scale)?;
-    let sae_dir = context.out_dir.join("sae");
+    let sae_dir = context.out_dir.join(s.key("sae"));
     layout::save(
         &sae,
         &sae_dir,
@@ -319,12 +378,12 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
             "rows": kind.name(),
             "normalisation_factor_folded": train_cache.meta.scale,
             "model": train_cache.meta.model,
-            "data": context.config_value("data"),
+            "data": context.config_value(&s.key("sae_data")),
             "train_split": study.train_split,
             "seed": seed,
         }),
     )?;
-    let mut table = context.table::<EpochRow>("sae_training")?;
+    let mut table = context.table::<EpochRow>(&s.key("sae_training"))?;
     for e in &history {
         table.write(&EpochRow {
             epoch: e.epoch as u32,
@@ -337,7 +396,7 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
     }
     table.finish()?;
 
-    let mut table = context.table::<MetricsRow>("sae_metrics")?;
+    let mut table = context.table::<MetricsRow>(&s.key("sae_metrics"))?;
     let splits: Vec<(&str, &ActivationCache)> = if study.embeddings.is_some() {
         vec![("all", &train_cache)]
     } else {
@@ -357,19 +416,23 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
     }
     table.finish()?;
 
+    let point: HookPoint = study.hook.parse()?;
     analyse_held_out(
         context,
         study,
-        &sae,
-        kind,
-        &test_cache,
-        loaded.as_ref(),
-        &test_examples,
+        HeldOut {
+            sae: &sae,
+            kind,
+            test_cache: &test_cache,
+            model: loaded.as_ref().map(|l| (l, point)),
+            test_examples: &test_examples,
+            loci,
+        },
     )?;
 
     // Sparsity sweep.
     if !study.sweep.is_empty() {
-        let mut table = context.table::<SweepRow>("sae_sweep")?;
+        let mut table = context.table::<SweepRow>(&s.key("sae_sweep"))?;
         let main = metrics(&sae, &RawRows(&test_cache))?;
         table.write(&sweep_row(study.architecture, latents, &main, true))?;
         let bar = crate::progress::bar(study.sweep.len() as u64, "sparsity sweep");
@@ -392,7 +455,7 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
             seed,
             ..Default::default()
         };
-        context.set_config("probe_alpha", probe_settings.alpha);
+        context.set_config(&s.key("probe_alpha"), probe_settings.alpha);
         let rows = probe_layers(
             loaded,
             &train_examples,
@@ -400,7 +463,7 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
             &probe_settings,
             context.batch_options("").batch_size,
         )?;
-        let mut table = context.table("probes")?;
+        let mut table = context.table(&s.key("probes"))?;
         table.write_all(&rows)?;
         table.finish()?;
     }
@@ -408,18 +471,35 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
 }
 
 /// Fidelity and meaning on the held-out sequences (`sae` on raw activations).
+/// What the held-out analysis reads.
+struct HeldOut<'a> {
+    sae: &'a Sae,
+    kind: RowKind,
+    test_cache: &'a ActivationCache,
+    /// The model and the hook, when the rows came from a model (not an embeddings table).
+    model: Option<(&'a crate::model::LoadedModel, HookPoint)>,
+    test_examples: &'a [Example],
+    /// Genome loci by sequence id (for concept F1).
+    loci: BTreeMap<String, Locus>,
+}
+
 fn analyse_held_out(
     context: &mut ExperimentContext,
     study: &SaeStudy,
-    sae: &Sae,
-    kind: RowKind,
-    test_cache: &ActivationCache,
-    loaded: Option<&crate::model::LoadedModel>,
-    test_examples: &[Example],
+    held_out: HeldOut,
 ) -> anyhow::Result<()> {
+    let s = &study.scope();
     let seed = context.seed;
-    if let (Some(loaded), true) = (loaded, study.fidelity) {
-        let point: HookPoint = study.hook.parse()?;
+    let HeldOut {
+        sae,
+        kind,
+        test_cache,
+        model,
+        test_examples,
+        loci,
+    } = held_out;
+    let loaded = model.map(|m| m.0);
+    if let (Some((loaded, point)), true) = (model, study.fidelity) {
         let f = fidelity(
             loaded,
             test_examples,
@@ -429,7 +509,7 @@ fn analyse_held_out(
             context.batch_options("").batch_size,
             seed,
         )?;
-        let mut table = context.table::<FidelityRow>("sae_fidelity")?;
+        let mut table = context.table::<FidelityRow>(&s.key("sae_fidelity"))?;
         table.write(&FidelityRow {
             hook: study.hook.clone(),
             rows: kind.name().into(),
@@ -449,26 +529,149 @@ fn analyse_held_out(
     // What the features mean, on held-out sequences.
     let activations = encode_cache(sae, test_cache)?;
     let class_rows = class_statistics(&activations);
-    let mut table = context.table("sae_features")?;
+    let mut table = context.table(&s.key("sae_features"))?;
     table.write_all(&class_rows)?;
     table.finish()?;
-    let mut table = context.table("sae_top_sequences")?;
+    let mut table = context.table(&s.key("sae_top_sequences"))?;
     table.write_all(&top_sequences(&activations, study.top_k))?;
     table.finish()?;
     let has_dna = activations.sequences.iter().all(|s| s.sequence.is_some());
     if let (Some(motifs_path), true) = (&study.motifs, has_dna) {
-        context.set_config("motifs", motifs_path.display().to_string());
+        context.set_config(&s.key("motifs"), motifs_path.display().to_string());
         let motifs = crate::motif::meme::read_meme(motifs_path)?;
         let features = enrichment_features(&class_rows, &activations, study.enrich_features);
-        context.set_config("enriched_features", features.len());
+        context.set_config(&s.key("enriched_features"), features.len());
         let presence = motif_presence(&activations.sequences, &motifs)?;
         let rows = motif_enrichment(&activations, &features, study.top_k, &motifs, &presence);
-        let mut table = context.table("sae_motif_enrichment")?;
+        let mut table = context.table(&s.key("sae_motif_enrichment"))?;
         table.write_all(&rows)?;
         table.finish()?;
     }
 
+    // Concept F1 of token-level features against the annotations.
+    if let (Some(dir), RowKind::Tokens, Some(loaded)) = (&study.annotations, kind, loaded) {
+        let concepts = read_concepts(dir)?;
+        context.set_config(&s.key("annotations"), dir.display().to_string());
+        context.set_config(
+            &s.key("concepts"),
+            concepts.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        );
+        let k = loaded.tokenizer.k();
+        let labels: Vec<Option<Vec<u64>>> = activations
+            .sequences
+            .iter()
+            .map(|row| {
+                let locus = loci.get(&row.sequence_id)?;
+                let length = row.sequence.as_ref()?.len();
+                Some(token_concepts(&concepts, locus, length, k))
+            })
+            .collect();
+        let located = labels.iter().filter(|l| l.is_some()).count();
+        if located < 2 {
+            bail!(
+                "concept F1 needs each sequence's genome locus (chrom and start columns, or ids like chr20:100-350(+)); {located} of {} have one",
+                labels.len()
+            );
+        }
+        let rows = concept_f1(&activations, &concepts, &labels, seed)?;
+        let mut table = context.table(&s.key("sae_concepts"))?;
+        table.write_all(&rows)?;
+        table.finish()?;
+    }
+
+    // Gradient × input of the most class-specific features on their top sequences.
+    if let (Some((loaded, point)), true) = (model, study.attribution_features > 0) {
+        if kind == RowKind::Mean {
+            context.set_config(
+                &s.key("feature_attributions"),
+                "skipped: a masked-mean row is no single position of the model",
+            );
+        } else {
+            let features = enrichment_features(&class_rows, &activations, study.attribution_features);
+            let rows = feature_attributions(
+                loaded,
+                sae,
+                point,
+                &activations,
+                &features,
+                study.attribution_sequences,
+            )?;
+            let mut table = context.table(&s.key("sae_feature_attributions"))?;
+            table.write_all(&rows)?;
+            table.finish()?;
+        }
+    }
     Ok(())
+}
+
+crate::table_row! {
+    /// One nucleotide of one of a feature's top sequences: gradient × input of the feature.
+    pub struct FeatureAttributionRow {
+        /// Feature (latent) index.
+        pub feature: u32,
+        /// Rank of the sequence among the feature's top sequences.
+        pub rank: u32,
+        /// Sequence id.
+        pub sequence_id: String,
+        /// 0-based nucleotide.
+        pub position: u32,
+        /// The base.
+        pub base: String,
+        /// Gradient × input of the feature's pre-activation at its token (k-mer scores spread
+        /// evenly over their nucleotides).
+        pub score: f64,
+        /// The feature's activation in this sequence.
+        pub activation: f64,
+    }
+}
+
+/// Gradient × input (summed over hidden dims, spread from k-mers to nucleotides) of each listed
+/// feature's pre-activation (x − b_dec)·W_enc[:, f] + b_enc[f] (its activation where it fires),
+/// read at the token where it is highest, for its top `per_feature` sequences.
+fn feature_attributions(
+    loaded: &crate::model::LoadedModel,
+    sae: &Sae,
+    point: HookPoint,
+    activations: &crate::analysis::sae::meaning::SequenceActivations,
+    features: &[usize],
+    per_feature: usize,
+) -> anyhow::Result<Vec<FeatureAttributionRow>> {
+    use crate::analysis::attribution::{kmer_scores_to_nucleotides, lrp_direction, DirectionTarget, Spread};
+    let w_enc = sae.w_enc.as_tensor().to_device(&candle_core::Device::Cpu)?;
+    let k = loaded.tokenizer.k();
+    let mut rows = Vec::new();
+    for &feature in features {
+        let direction = w_enc.narrow(1, feature, 1)?.squeeze(1)?;
+        for (rank, s) in top_of(activations, feature, per_feature).into_iter().enumerate() {
+            let row = &activations.sequences[s];
+            let Some(dna) = &row.sequence else { continue };
+            let tokens = loaded.tokenizer.tokenize(&row.sequence_id, dna)?;
+            let batch = crate::model::Batch::from_tokenized(
+                std::slice::from_ref(&tokens),
+                loaded.tokenizer.vocab.special.pad,
+                loaded.model.device(),
+            )?;
+            let target = DirectionTarget {
+                hook: point,
+                direction: direction.to_device(loaded.model.device())?,
+                position: activations.tokens[s * activations.d_sae + feature] as usize,
+            };
+            let result = lrp_direction(&loaded.model, &batch, &target, None)?;
+            let scores = kmer_scores_to_nucleotides(&result[0].scores, dna.len(), k, Spread::Mean)?;
+            for (position, (score, base)) in scores.iter().zip(dna.bytes()).enumerate() {
+                rows.push(FeatureAttributionRow {
+                    feature: feature as u32,
+                    rank: rank as u32 + 1,
+                    sequence_id: row.sequence_id.clone(),
+                    position: position as u32,
+                    base: (base.to_ascii_uppercase() as char).to_string(),
+                    score: *score as f64,
+                    activation: activations.get(s, feature) as f64,
+                });
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// `genolens sae analyze`: a saved SAE (SAELens layout) on held-out sequences: reconstruction
@@ -478,6 +681,7 @@ pub fn run_sae_analyze(
     study: &SaeStudy,
     sae_dir: &Path,
 ) -> anyhow::Result<()> {
+    let s = &study.scope();
     let (sae, hook, cfg) = read_sae(sae_dir)?;
     let ours = &cfg["genolens"];
     let kind = match ours["rows"].as_str() {
@@ -486,11 +690,11 @@ pub fn run_sae_analyze(
         Some("none") => RowKind::None,
         _ => RowKind::Cls,
     };
-    context.set_config("sae", sae_dir.display().to_string());
-    context.set_config("hook", hook.clone());
-    context.set_config("rows", kind.name());
-    context.set_config("latents", sae.d_sae());
-    context.set_config("architecture", serde_json::to_value(sae.architecture)?);
+    context.set_config(&s.key("sae"), sae_dir.display().to_string());
+    context.set_config(&s.key("hook"), hook.clone());
+    context.set_config(&s.key("rows"), kind.name());
+    context.set_config(&s.key("latents"), sae.d_sae());
+    context.set_config(&s.key("architecture"), serde_json::to_value(sae.architecture)?);
     let default_model = ours["model"]
         .as_str()
         .unwrap_or(&study.default_model)
@@ -503,7 +707,7 @@ pub fn run_sae_analyze(
     let path = context.data_file(&default_data)?;
     let inputs = read_inputs(&path, loaded.tokenizer.max_sequence_length())?;
     let held_out = context.split();
-    context.set_config("held_out_split", held_out.clone());
+    context.set_config(&s.key("held_out_split"), held_out.clone());
     let mut examples = split_examples(&inputs, &held_out);
     if let Some(n) = context.take_limit() {
         examples.truncate(n);
@@ -524,7 +728,7 @@ pub fn run_sae_analyze(
         point,
         kind,
         &options,
-        &context.out_dir.join("cache").join(&held_out),
+        &context.out_dir.join(s.key("cache")).join(&held_out),
         &context.provenance,
     )?;
     if cache.meta.d_in != sae.d_in() {
@@ -535,9 +739,9 @@ pub fn run_sae_analyze(
             cache.meta.d_in
         );
     }
-    context.set_config("held_out_rows", cache.meta.rows);
+    context.set_config(&s.key("held_out_rows"), cache.meta.rows);
     let m = metrics(&sae, &RawRows(&cache))?;
-    let mut table = context.table::<MetricsRow>("sae_metrics")?;
+    let mut table = context.table::<MetricsRow>(&s.key("sae_metrics"))?;
     table.write(&MetricsRow {
         split: held_out.clone(),
         rows: cache.meta.rows as u64,
@@ -549,8 +753,23 @@ pub fn run_sae_analyze(
     })?;
     table.finish()?;
     // The reduce step re-encodes the cache with the SAE in out/sae.
-    layout::save(&sae, &context.out_dir.join("sae"), &hook, ours.clone())?;
-    analyse_held_out(context, study, &sae, kind, &cache, Some(&loaded), &examples)
+    layout::save(&sae, &context.out_dir.join(s.key("sae")), &hook, ours.clone())?;
+    let loci = inputs
+        .iter()
+        .filter_map(|i| Some((i.example.id.clone(), i.locus.clone()?)))
+        .collect();
+    analyse_held_out(
+        context,
+        study,
+        HeldOut {
+            sae: &sae,
+            kind,
+            test_cache: &cache,
+            model: Some((&loaded, point)),
+            test_examples: &examples,
+            loci,
+        },
+    )
 }
 
 fn sweep_row(
@@ -637,30 +856,40 @@ fn density(name: &str, values: &[f64], low: f64, high: f64, bins: usize) -> Seri
     }
 }
 
-/// The reduce step: figures and the report.
+/// The reduce step: figures and the report, one section per dataset of the run.
 pub fn reduce_sae(context: &mut ReduceContext) -> anyhow::Result<()> {
-    let metrics = context.read_table("sae_metrics")?;
+    let names: Vec<Option<String>> = match context.config("datasets").and_then(|v| v.as_array()) {
+        Some(list) => list.iter().map(|v| v.as_str().map(String::from)).collect(),
+        None => vec![None],
+    };
+    let several = names.len() > 1;
+    for name in names {
+        let s = Scope { name };
+        reduce_one(context, &s, several)?;
+    }
+    Ok(())
+}
+
+fn reduce_one(context: &mut ReduceContext, s: &Scope, several: bool) -> anyhow::Result<()> {
+    let metrics = context.read_table(&s.key("sae_metrics"))?;
     let (splits, ev) = (
         metrics.strings("split")?,
         metrics.f64s("explained_variance")?,
     );
     let (l0, dead) = (metrics.f64s("l0")?, metrics.f64s("dead_fraction")?);
-    let hook = context
-        .config("hook")
+    let hook = context.config(&s.key("hook"))
         .and_then(|v| v.as_str())
         .unwrap_or("embeddings table")
         .to_string();
-    let rows = context
-        .config("rows")
+    let rows = context.config(&s.key("rows"))
         .and_then(|v| v.as_str())
         .unwrap_or("?")
         .to_string();
-    let latents = context
-        .config("latents")
+    let latents = context.config(&s.key("latents"))
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
     let last = splits.len().saturating_sub(1);
-    let features = context.read_table("sae_features").ok();
+    let features = context.read_table(&s.key("sae_features")).ok();
     let significant = features
         .as_ref()
         .map(|t| {
@@ -669,16 +898,27 @@ pub fn reduce_sae(context: &mut ReduceContext) -> anyhow::Result<()> {
         })
         .transpose()?
         .unwrap_or(0);
-    context.set_title(
-        "Sparse autoencoder: what the features are",
-        &format!(
-            "{latents} latents on {hook} ({rows} rows). Held-out ({}): L0 {}, explained variance {}, dead {}. {significant} features differ between classes at q < 0.05.",
-            splits.get(last).cloned().unwrap_or_default(),
-            format_number(l0[last]),
-            format_number(ev[last]),
-            format_number(dead[last]),
-        ),
+    let summary = format!(
+        "{latents} latents on {hook} ({rows} rows) of {}. Held-out ({}): L0 {}, explained variance {}, dead {}. {significant} features differ between classes at q < 0.05.",
+        context
+            .config(&s.key("sae_model"))
+            .or_else(|| context.config("model"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("the model")
+            .rsplit('/')
+            .next()
+            .unwrap_or_default(),
+        splits.get(last).cloned().unwrap_or_default(),
+        format_number(l0[last]),
+        format_number(ev[last]),
+        format_number(dead[last]),
     );
+    if several {
+        context.report().heading(s.name.as_deref().unwrap_or_default());
+        context.report().paragraph(&summary);
+    } else {
+        context.set_title("Sparse autoencoder: what the features are", &summary);
+    }
     let mut table = HtmlTable::new(
         "Reconstruction (explained variance = 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖², centred over the split; the uncentred per-row form is in sae_metrics.parquet).",
         &["split", "rows", "L0", "explained variance", "dead fraction", "MSE"],
@@ -697,7 +937,7 @@ pub fn reduce_sae(context: &mut ReduceContext) -> anyhow::Result<()> {
     }
     context.report().table(table);
 
-    if let Ok(f) = context.read_table("sae_fidelity") {
+    if let Ok(f) = context.read_table(&s.key("sae_fidelity")) {
         let mut table = HtmlTable::new(
             "Fidelity: the reconstruction spliced back in at the hook. Loss recovered = (L_zero − L_SAE) / (L_zero − L_clean); 1 = as good as the model's own activations, 0 = no better than zeros.",
             &["loss target", "clean", "SAE", "zero-ablated", "loss recovered", "mean |Δ logit|", "KL (nats)", "same prediction"],
@@ -716,14 +956,14 @@ pub fn reduce_sae(context: &mut ReduceContext) -> anyhow::Result<()> {
         context.report().table(table);
     }
 
-    if let Ok(training) = context.read_table("sae_training") {
+    if let Ok(training) = context.read_table(&s.key("sae_training")) {
         let epochs: Vec<f64> = training
             .integers("epoch")?
             .iter()
             .map(|&e| e as f64)
             .collect();
         let svg = line_plot(&LinePlot {
-            name: "sae_training.svg".into(),
+            name: s.file("sae_training.svg"),
             title: "Training".into(),
             x_label: "epoch".into(),
             y_label: "explained variance / dead fraction".into(),
@@ -742,13 +982,13 @@ pub fn reduce_sae(context: &mut ReduceContext) -> anyhow::Result<()> {
                 },
             ],
         })?;
-        context.figure("sae_training.svg", &svg, "Explained variance and share of silent latents per training epoch (normalised training rows).")?;
+        context.figure(&s.file("sae_training.svg"), &svg, "Explained variance and share of silent latents per training epoch, over the epoch's batches as the weights moved (values below −0.5 drawn at −0.5; sae_training.parquet has them all).")?;
     }
 
     if let Some(features) = &features {
-        feature_figures(context, features)?;
+        feature_figures(context, s, features)?;
     }
-    if let Ok(sweep) = context.read_table("sae_sweep") {
+    if let Ok(sweep) = context.read_table(&s.key("sae_sweep")) {
         let arch = sweep.strings("architecture")?;
         let (l0, ev) = (sweep.f64s("l0")?, sweep.f64s("explained_variance")?);
         let mut by_arch: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
@@ -771,26 +1011,167 @@ pub fn reduce_sae(context: &mut ReduceContext) -> anyhow::Result<()> {
             })
             .collect();
         let svg = line_plot(&LinePlot {
-            name: "sae_sweep.svg".into(),
+            name: s.file("sae_sweep.svg"),
             title: "Sparsity vs reconstruction (held-out)".into(),
             x_label: "L0 (active latents per row)".into(),
             y_label: "explained variance".into(),
             series,
         })?;
-        context.figure("sae_sweep.svg", &svg, "Each point one SAE (ReLU-L1 at several λ, TopK at several k), trained alike, measured on held-out rows: the price in reconstruction of each degree of sparsity.")?;
+        context.figure(&s.file("sae_sweep.svg"), &svg, "Each point one SAE (ReLU-L1 at several λ, TopK at several k), trained alike, measured on held-out rows: the price in reconstruction of each degree of sparsity.")?;
     }
-    if let Ok(enrichment) = context.read_table("sae_motif_enrichment") {
-        enrichment_table(context, &enrichment)?;
+    if let Ok(enrichment) = context.read_table(&s.key("sae_motif_enrichment")) {
+        enrichment_table(context, s, &enrichment)?;
     }
-    if let Ok(probes) = context.read_table("probes") {
-        probe_figure(context, &probes)?;
+    if let Ok(concepts) = context.read_table(&s.key("sae_concepts")) {
+        concept_figures(context, s, &concepts)?;
     }
+    if let Ok(attributions) = context.read_table(&s.key("sae_feature_attributions")) {
+        attribution_logos(context, s, &attributions)?;
+    }
+    if let Ok(probes) = context.read_table(&s.key("probes")) {
+        probe_figure(context, s, &probes)?;
+    }
+    Ok(())
+}
+
+/// The concept-F1 heatmap (concepts × the features that reach the highest test F1) and the
+/// best feature per concept.
+fn concept_figures(
+    context: &mut ReduceContext,
+    s: &Scope,
+    table: &crate::report::ParquetTable,
+) -> anyhow::Result<()> {
+    if table.rows() == 0 {
+        context
+            .report()
+            .paragraph("Concept F1: no feature fires on any annotated token of the validation sequences.");
+        return Ok(());
+    }
+    let feature = table.integers("feature")?;
+    let concept = table.strings("concept")?;
+    let (f1, precision, recall) = (
+        table.f64s("test_f1")?,
+        table.f64s("test_precision")?,
+        table.f64s("test_recall")?,
+    );
+    let threshold = table.f64s("threshold")?;
+    let mut best: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..table.rows() {
+        let e = best.entry(concept[i].clone()).or_insert(i);
+        if f1[i] > f1[*e] {
+            *e = i;
+        }
+    }
+    let mut html = HtmlTable::new(
+        "Best feature per annotation concept (threshold chosen on validation sequences, scored on test sequences; token-level).",
+        &["concept", "feature", "threshold (× max)", "test F1", "precision", "recall"],
+    );
+    let mut order: Vec<usize> = best.values().copied().collect();
+    order.sort_by(|&a, &b| f1[b].total_cmp(&f1[a]));
+    for &i in &order {
+        html.row(vec![
+            concept[i].clone(),
+            feature[i].to_string(),
+            format_number(threshold[i]),
+            format_number(f1[i]),
+            format_number(precision[i]),
+            format_number(recall[i]),
+        ]);
+    }
+    context.report().table(html);
+    // Heatmap: concepts × the 20 features with the highest test F1 anywhere.
+    let mut top_features: Vec<(f64, i64)> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut by_f1: Vec<usize> = (0..table.rows()).collect();
+    by_f1.sort_by(|&a, &b| f1[b].total_cmp(&f1[a]));
+    for i in by_f1 {
+        if seen.insert(feature[i]) {
+            top_features.push((f1[i], feature[i]));
+        }
+        if top_features.len() == 20 {
+            break;
+        }
+    }
+    let concepts: Vec<String> = best.keys().cloned().collect();
+    let mut values = vec![vec![0.0; top_features.len()]; concepts.len()];
+    for i in 0..table.rows() {
+        if let (Some(r), Some(c)) = (
+            concepts.iter().position(|c| c == &concept[i]),
+            top_features.iter().position(|t| t.1 == feature[i]),
+        ) {
+            values[r][c] = f1[i];
+        }
+    }
+    let svg = crate::report::figures::heatmap(&crate::report::figures::Heatmap {
+        name: s.file("sae_concept_f1.svg"),
+        title: "Concept F1 (test tokens)".into(),
+        x_label: "feature".into(),
+        y_label: "concept".into(),
+        columns: top_features.iter().map(|t| t.1.to_string()).collect(),
+        rows: concepts,
+        values,
+        value_label: "F1".into(),
+    })?;
+    context.figure(
+        &s.file("sae_concept_f1.svg"),
+        &svg,
+        "Token-level F1 of each feature against each annotation concept (InterPLM's protocol: threshold on validation sequences, F1 on test sequences), for the 20 features that score highest on any concept.",
+    )?;
+    Ok(())
+}
+
+/// Stacked logos of each attributed feature's top sequence (gradient × input).
+fn attribution_logos(
+    context: &mut ReduceContext,
+    s: &Scope,
+    table: &crate::report::ParquetTable,
+) -> anyhow::Result<()> {
+    let feature = table.integers("feature")?;
+    let rank = table.integers("rank")?;
+    let base = table.strings("base")?;
+    let score = table.f64s("score")?;
+    let ids = table.strings("sequence_id")?;
+    let mut panels: BTreeMap<i64, (String, Vec<[f64; 4]>)> = BTreeMap::new();
+    for i in 0..table.rows() {
+        if rank[i] != 1 {
+            continue;
+        }
+        let entry = panels
+            .entry(feature[i])
+            .or_insert_with(|| (ids[i].clone(), Vec::new()));
+        let mut column = [0.0; 4];
+        if let Some(b) = "ACGT".find(base[i].as_str()) {
+            column[b] = score[i];
+        }
+        entry.1.push(column);
+    }
+    if panels.is_empty() {
+        return Ok(());
+    }
+    let logos: Vec<crate::report::figures::SequenceLogo> = panels
+        .into_iter()
+        .take(5)
+        .map(|(f, (id, heights))| crate::report::figures::SequenceLogo {
+            name: s.file("sae_feature_attributions.svg"),
+            title: format!("feature {f}: {id}"),
+            y_label: "gradient × input".into(),
+            heights,
+            first_position: 0,
+        })
+        .collect();
+    let svg = crate::report::figures::stacked_logos(&s.file("sae_feature_attributions.svg"), &logos)?;
+    context.figure(
+        &s.file("sae_feature_attributions.svg"),
+        &svg,
+        "Which nucleotides drive each class-specific feature: gradient × input of the feature's pre-activation in its top sequence (all top sequences in sae_feature_attributions.parquet).",
+    )?;
     Ok(())
 }
 
 /// Δ distribution and the top features' activation histograms per class; the top features table.
 fn feature_figures(
     context: &mut ReduceContext,
+    s: &Scope,
     features: &crate::report::ParquetTable,
 ) -> anyhow::Result<()> {
     if features.rows() == 0 {
@@ -805,13 +1186,13 @@ fn feature_figures(
     let class = features.strings("class")?;
     let reference = features.strings("reference")?;
     let svg = line_plot(&LinePlot {
-        name: "sae_delta_distribution.svg".into(),
+        name: s.file("sae_delta_distribution.svg"),
         title: "Class difference of each feature".into(),
         x_label: format!("Δ = mean({}) − mean({})", class[0], reference[0]),
         y_label: "share of live features".into(),
         series: vec![density("features", &delta, lo, hi.max(lo + 1e-9), 40)],
     })?;
-    context.figure("sae_delta_distribution.svg", &svg, "Distribution over live features of the difference of mean activation between the classes (held-out sequences). A few features far from 0 carry the class; a narrow peak at 0 means the SAE split the [CLS] into class-blind parts.")?;
+    context.figure(&s.file("sae_delta_distribution.svg"), &svg, "Distribution over live features of the difference of mean activation between the classes (held-out sequences). A few features far from 0 carry the class; a narrow peak at 0 means the SAE split the [CLS] into class-blind parts.")?;
 
     let ids = features.integers("feature")?;
     let q = features.f64s("q_value")?;
@@ -857,9 +1238,8 @@ fn feature_figures(
 
     // Activation histograms of the top 4 features per class (seed 004 Fig. 4): every held-out
     // sequence's activation, re-encoded from the cache with the saved SAE.
-    let cache_dir = context.out_dir.join("cache");
-    let held_out = context
-        .config("held_out_split")
+    let cache_dir = context.out_dir.join(s.key("cache"));
+    let held_out = context.config(&s.key("held_out_split"))
         .and_then(|v| v.as_str())
         .unwrap_or("test")
         .to_string();
@@ -870,7 +1250,7 @@ fn feature_figures(
     };
     let (Ok(cache), Ok((sae, _, _))) = (
         ActivationCache::open(&cache_path),
-        layout::load(&context.out_dir.join("sae")),
+        layout::load(&context.out_dir.join(s.key("sae"))),
     ) else {
         return Ok(());
     };
@@ -893,9 +1273,26 @@ fn feature_figures(
             .max(1e-9);
         let series = by_class
             .iter()
-            .map(|(c, v)| density(&format!("class {c} (n = {})", v.len()), v, 0.0, high, 30))
+            .map(|(c, v)| {
+                let firing: Vec<f64> = v.iter().copied().filter(|&a| a > 0.0).collect();
+                let mut line = density(
+                    &format!(
+                        "class {c}: fires in {:.0} % of {}",
+                        100.0 * firing.len() as f64 / v.len().max(1) as f64,
+                        v.len()
+                    ),
+                    &firing,
+                    0.0,
+                    high,
+                    25,
+                );
+                // Shares of the whole class, so the areas show the firing rates too.
+                let scale = firing.len() as f64 / v.len().max(1) as f64;
+                line.y.iter_mut().for_each(|y| *y *= scale);
+                line
+            })
             .collect();
-        let name = format!("sae_feature_{feature}_histogram.svg");
+        let name = s.file(&format!("sae_feature_{feature}_histogram.svg"));
         let svg = line_plot(&LinePlot {
             name: name.clone(),
             title: format!("Feature {feature} (q {})", format_number(q[i])),
@@ -906,7 +1303,7 @@ fn feature_figures(
         context.figure(
             &name,
             &svg,
-            &format!("Held-out activations of feature {feature} by class (the first bin holds the sequences where it does not fire)."),
+            &format!("Held-out activations of feature {feature} where it fires, by class (shares of all the class's sequences; the legend gives the firing rates)."),
         )?;
     }
     Ok(())
@@ -914,6 +1311,7 @@ fn feature_figures(
 
 fn enrichment_table(
     context: &mut ReduceContext,
+    _s: &Scope,
     table: &crate::report::ParquetTable,
 ) -> anyhow::Result<()> {
     let feature = table.integers("feature")?;
@@ -1005,6 +1403,7 @@ pub fn reduce_probes(context: &mut ReduceContext) -> anyhow::Result<()> {
     let probes = context.read_table("probes")?;
     let (layer, pooling) = (probes.integers("layer")?, probes.strings("pooling")?);
     let auroc = probes.f64s("auroc")?;
+    let s = &Scope::default();
     let best = (0..probes.rows()).max_by(|&a, &b| auroc[a].total_cmp(&auroc[b]));
     context.set_title(
         "Linear probes by layer",
@@ -1018,7 +1417,7 @@ pub fn reduce_probes(context: &mut ReduceContext) -> anyhow::Result<()> {
             None => "No probes.".into(),
         },
     );
-    probe_figure(context, &probes)?;
+    probe_figure(context, s, &probes)?;
     let (low, high, accuracy, train) = (
         probes.f64s("auroc_low")?,
         probes.f64s("auroc_high")?,
@@ -1055,6 +1454,7 @@ pub fn reduce_probes(context: &mut ReduceContext) -> anyhow::Result<()> {
 
 fn probe_figure(
     context: &mut ReduceContext,
+    s: &Scope,
     probes: &crate::report::ParquetTable,
 ) -> anyhow::Result<()> {
     let (layer, pooling) = (probes.integers("layer")?, probes.strings("pooling")?);
@@ -1071,13 +1471,13 @@ fn probe_figure(
             .push_banded(layer[i] as f64, auroc[i], low[i], high[i]);
     }
     let svg = line_plot(&LinePlot {
-        name: "probe_auroc_by_layer.svg".into(),
+        name: s.file("probe_auroc_by_layer.svg"),
         title: "Linear probes by layer (held-out AUROC, 95 % bootstrap CI)".into(),
         x_label: "layer (0 = embeddings)".into(),
         y_label: "AUROC".into(),
         series: by_pooling.into_values().collect(),
     })?;
-    context.figure("probe_auroc_by_layer.svg", &svg, "Logistic regression on each layer's [CLS] vector and k-mer mean, fitted on training sequences, scored on held-out ones. Where the curve rises is where the label becomes linearly decodable.")?;
+    context.figure(&s.file("probe_auroc_by_layer.svg"), &svg, "Logistic regression on each layer's [CLS] vector and k-mer mean, fitted on training sequences, scored on held-out ones. Where the curve rises is where the label becomes linearly decodable.")?;
     Ok(())
 }
 
