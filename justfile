@@ -45,6 +45,14 @@ motif-fixtures:
     .venv-ref/bin/pip install -q tangermeme==1.6.0 --no-deps
     .venv-ref/bin/python tests/reference/make_seqlet_fixtures.py
 
+# sae-lens loads the SAEs genolens wrote in its layout (tests/fixtures/sae) and records its
+# encodings, which tests/sae.rs compares with genolens's (rewrite the SAEs first with
+# GENOLENS_WRITE_SAE_FIXTURES=1 cargo test --test sae saved_saes).
+saelens-check:
+    test -x .venv-saelens/bin/python || python3 -m venv .venv-saelens
+    .venv-saelens/bin/pip install -q -r tests/reference/requirements-saelens.txt
+    .venv-saelens/bin/python tests/reference/check_saelens.py
+
 # Train the default models from `just data` output with fixed seeds and store them as f16 under
 # data/models/ (scripts/train-defaults.sh). The committed ones were trained this way on a 2-core
 # CPU in two MLM stages (about 2.5 hours in all); a GPU build runs the same with

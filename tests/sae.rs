@@ -174,3 +174,86 @@ fn the_cli_names_what_is_wrong() {
         "{err}"
     );
 }
+
+/// tests/fixtures/sae: SAEs written by genolens in SAELens's layout (standard = relu-l1, topk,
+/// jumprelu = batchtopk), the inputs, and the encodings sae-lens 6.18.0 computes for them
+/// (tests/reference/check_saelens.py, `just saelens-check`). genolens must load each SAE and
+/// encode and decode the inputs as sae-lens does. `GENOLENS_WRITE_SAE_FIXTURES=1` rewrites the
+/// SAEs and inputs (then rerun the script).
+#[test]
+fn saved_saes_encode_as_sae_lens_does() {
+    use candle_core::{Device, Tensor};
+    use genolens::analysis::sae::layout::{load, save};
+    use genolens::analysis::sae::model::{Architecture, Sae};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sae");
+    let cases = [
+        ("standard", Architecture::ReluL1 { l1: 0.2 }),
+        ("topk", Architecture::TopK { k: 4 }),
+        ("jumprelu", Architecture::BatchTopK { k: 4 }),
+    ];
+    if std::env::var("GENOLENS_WRITE_SAE_FIXTURES").is_ok() {
+        let x = Tensor::randn(0f32, 1.0, (20, 16), &Device::Cpu).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        candle_core::safetensors::save(
+            &[("x".to_string(), x)].into_iter().collect(),
+            root.join("inputs.safetensors"),
+        )
+        .unwrap();
+        for (i, (name, architecture)) in cases.iter().enumerate() {
+            let mut sae = Sae::new(16, 32, *architecture, 10 + i as u64).unwrap();
+            let b_enc = Tensor::randn(-0.2f32, 0.3, 32, &Device::Cpu).unwrap();
+            let b_dec = Tensor::randn(0f32, 0.5, 16, &Device::Cpu).unwrap();
+            sae.b_enc.set(&b_enc).unwrap();
+            sae.b_dec.set(&b_dec).unwrap();
+            if let Architecture::BatchTopK { .. } = architecture {
+                sae.threshold = Some(Tensor::rand(0f32, 0.6, 32, &Device::Cpu).unwrap());
+            }
+            sae.fold_input_scale(0.7).unwrap();
+            save(
+                &sae,
+                &root.join(name),
+                "blocks.3.hook_resid_post",
+                serde_json::json!({"rows": "tokens"}),
+            )
+            .unwrap();
+        }
+    }
+    let inputs =
+        candle_core::safetensors::load(root.join("inputs.safetensors"), &Device::Cpu).unwrap();
+    let x = &inputs["x"];
+    for (name, architecture) in cases {
+        let dir = root.join(name);
+        let (sae, hook, _) = load(&dir).unwrap();
+        assert_eq!(hook, "blocks.3.hook_resid_post");
+        assert_eq!(sae.architecture.name(), architecture.name());
+        let reference =
+            candle_core::safetensors::load(dir.join("saelens_encodings.safetensors"), &Device::Cpu)
+                .unwrap_or_else(|e| panic!("{name}: run tests/reference/check_saelens.py ({e})"));
+        let f = sae.encode(x).unwrap();
+        let out = sae.decode(&f).unwrap();
+        for (ours, key) in [(&f, "feature_acts"), (&out, "sae_out")] {
+            let diff = (ours - &reference[key])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                diff < 1e-5,
+                "{name} {key}: max |genolens − sae-lens| = {diff}"
+            );
+        }
+        let active = f
+            .gt(0.0)
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap();
+        let l0 = active.sum_all().unwrap().to_scalar::<f32>().unwrap() / 20.0;
+        assert!(
+            l0 > 0.5 && l0 < 31.0,
+            "{name}: L0 {l0}: the fixture should keep some latents, not all"
+        );
+    }
+}

@@ -83,12 +83,7 @@ pub fn read_concepts(dir: &std::path::Path) -> Result<Vec<Track>> {
 }
 
 /// Per sequence, per token (index = token position, 0 = [CLS]), a bit per concept.
-pub fn token_concepts(
-    concepts: &[Track],
-    locus: &Locus,
-    length: usize,
-    k: usize,
-) -> Vec<u64> {
+pub fn token_concepts(concepts: &[Track], locus: &Locus, length: usize, k: usize) -> Vec<u64> {
     let tokens = length.saturating_sub(k) + 1;
     let mut bits = vec![0u64; tokens + 2];
     for (c, track) in concepts.iter().enumerate() {
@@ -183,7 +178,8 @@ pub fn concept_f1(
     let mut rows = Vec::new();
     for f in 0..d_sae {
         for (c, concept) in concepts.iter().enumerate() {
-            let tp = |h: usize, i: usize| true_positive[((h * d_sae + f) * n_concepts + c) * n_tau + i];
+            let tp =
+                |h: usize, i: usize| true_positive[((h * d_sae + f) * n_concepts + c) * n_tau + i];
             let pred = |h: usize, i: usize| predicted[(h * d_sae + f) * n_tau + i];
             let best = (0..n_tau)
                 .map(|i| (f1(tp(0, i), pred(0, i), positives[c][0]), i))
@@ -238,10 +234,20 @@ mod tests {
             let bits = token_concepts(&concepts, &locus, length, k);
             for t in 1..=length - k + 1 {
                 if bits[t] & 1 == 1 {
-                    tokens.push(TokenActivation { sequence: s as u32, token: t as u32, feature: 0, value: 1.0 });
+                    tokens.push(TokenActivation {
+                        sequence: s as u32,
+                        token: t as u32,
+                        feature: 0,
+                        value: 1.0,
+                    });
                 }
                 if t % 3 == 0 {
-                    tokens.push(TokenActivation { sequence: s as u32, token: t as u32, feature: 1, value: 1.0 });
+                    tokens.push(TokenActivation {
+                        sequence: s as u32,
+                        token: t as u32,
+                        feature: 1,
+                        value: 1.0,
+                    });
                 }
             }
             labels.push(Some(bits));
@@ -265,7 +271,10 @@ mod tests {
         };
         let rows = concept_f1(&activations, &concepts, &labels, 1).unwrap();
         let f0 = rows.iter().find(|r| r.feature == 0).unwrap();
-        assert_eq!((f0.test_f1, f0.test_precision, f0.test_recall), (1.0, 1.0, 1.0));
+        assert_eq!(
+            (f0.test_f1, f0.test_precision, f0.test_recall),
+            (1.0, 1.0, 1.0)
+        );
         assert_eq!(f0.test_concept_tokens, 20 * 5);
         let f1 = rows.iter().find(|r| r.feature == 1).unwrap();
         assert!(f1.test_f1 < 0.5, "{f1:?}");

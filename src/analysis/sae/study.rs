@@ -19,9 +19,9 @@ use crate::analysis::attention_study::{read_inputs, AttentionInput};
 use crate::analysis::sae::cache::{
     cache_from_embeddings, cache_from_model, ActivationCache, RawRows, RowKind,
 };
+use crate::analysis::sae::concepts::{concept_f1, read_concepts, token_concepts};
 use crate::analysis::sae::fidelity::fidelity;
 use crate::analysis::sae::layout;
-use crate::analysis::sae::concepts::{concept_f1, read_concepts, token_concepts};
 use crate::analysis::sae::meaning::{
     class_statistics, encode_cache, motif_enrichment, motif_presence, top_of, top_sequences,
 };
@@ -271,7 +271,10 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
     let mut settings = study.train.clone();
     settings.seed = seed;
     settings.progress = Some("training SAE".into());
-    context.set_config(&s.key("architecture"), serde_json::to_value(study.architecture)?);
+    context.set_config(
+        &s.key("architecture"),
+        serde_json::to_value(study.architecture)?,
+    );
     context.set_config(&s.key("train_settings"), serde_json::to_value(&settings)?);
     context.set_config(&s.key("top_k"), study.top_k);
     context.set_config(&s.key("train_split"), study.train_split.clone());
@@ -365,7 +368,7 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
     let steps: usize = history.len() * train_cache.meta.rows.div_ceil(settings.batch_size);
     context.set_config(&s.key("training_seconds"), seconds);
     context.set_config(
-        "training_steps_per_second",
+        &s.key("training_steps_per_second"),
         steps as f64 / seconds.max(1e-9),
     );
     sae.fold_input_scale(train_cache.meta.scale)?;
@@ -587,7 +590,8 @@ fn analyse_held_out(
                 "skipped: a masked-mean row is no single position of the model",
             );
         } else {
-            let features = enrichment_features(&class_rows, &activations, study.attribution_features);
+            let features =
+                enrichment_features(&class_rows, &activations, study.attribution_features);
             let rows = feature_attributions(
                 loaded,
                 sae,
@@ -636,13 +640,18 @@ fn feature_attributions(
     features: &[usize],
     per_feature: usize,
 ) -> anyhow::Result<Vec<FeatureAttributionRow>> {
-    use crate::analysis::attribution::{kmer_scores_to_nucleotides, lrp_direction, DirectionTarget, Spread};
+    use crate::analysis::attribution::{
+        kmer_scores_to_nucleotides, lrp_direction, DirectionTarget, Spread,
+    };
     let w_enc = sae.w_enc.as_tensor().to_device(&candle_core::Device::Cpu)?;
     let k = loaded.tokenizer.k();
     let mut rows = Vec::new();
     for &feature in features {
         let direction = w_enc.narrow(1, feature, 1)?.squeeze(1)?;
-        for (rank, s) in top_of(activations, feature, per_feature).into_iter().enumerate() {
+        for (rank, s) in top_of(activations, feature, per_feature)
+            .into_iter()
+            .enumerate()
+        {
             let row = &activations.sequences[s];
             let Some(dna) = &row.sequence else { continue };
             let tokens = loaded.tokenizer.tokenize(&row.sequence_id, dna)?;
@@ -694,7 +703,10 @@ pub fn run_sae_analyze(
     context.set_config(&s.key("hook"), hook.clone());
     context.set_config(&s.key("rows"), kind.name());
     context.set_config(&s.key("latents"), sae.d_sae());
-    context.set_config(&s.key("architecture"), serde_json::to_value(sae.architecture)?);
+    context.set_config(
+        &s.key("architecture"),
+        serde_json::to_value(sae.architecture)?,
+    );
     let default_model = ours["model"]
         .as_str()
         .unwrap_or(&study.default_model)
@@ -753,7 +765,12 @@ pub fn run_sae_analyze(
     })?;
     table.finish()?;
     // The reduce step re-encodes the cache with the SAE in out/sae.
-    layout::save(&sae, &context.out_dir.join(s.key("sae")), &hook, ours.clone())?;
+    layout::save(
+        &sae,
+        &context.out_dir.join(s.key("sae")),
+        &hook,
+        ours.clone(),
+    )?;
     let loci = inputs
         .iter()
         .filter_map(|i| Some((i.example.id.clone(), i.locus.clone()?)))
@@ -877,15 +894,18 @@ fn reduce_one(context: &mut ReduceContext, s: &Scope, several: bool) -> anyhow::
         metrics.f64s("explained_variance")?,
     );
     let (l0, dead) = (metrics.f64s("l0")?, metrics.f64s("dead_fraction")?);
-    let hook = context.config(&s.key("hook"))
+    let hook = context
+        .config(&s.key("hook"))
         .and_then(|v| v.as_str())
         .unwrap_or("embeddings table")
         .to_string();
-    let rows = context.config(&s.key("rows"))
+    let rows = context
+        .config(&s.key("rows"))
         .and_then(|v| v.as_str())
         .unwrap_or("?")
         .to_string();
-    let latents = context.config(&s.key("latents"))
+    let latents = context
+        .config(&s.key("latents"))
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
     let last = splits.len().saturating_sub(1);
@@ -914,7 +934,9 @@ fn reduce_one(context: &mut ReduceContext, s: &Scope, several: bool) -> anyhow::
         format_number(dead[last]),
     );
     if several {
-        context.report().heading(s.name.as_deref().unwrap_or_default());
+        context
+            .report()
+            .heading(s.name.as_deref().unwrap_or_default());
         context.report().paragraph(&summary);
     } else {
         context.set_title("Sparse autoencoder: what the features are", &summary);
@@ -954,6 +976,11 @@ fn reduce_one(context: &mut ReduceContext, s: &Scope, several: bool) -> anyhow::
             get("agreement")?,
         ]);
         context.report().table(table);
+        if f.f64s("loss_recovered")?[0].is_nan() {
+            context.report().paragraph(
+                "Zero-ablating these rows leaves the loss unchanged, so the fraction of loss recovered is undefined: at this hook the rows do not reach the loss (an MLM's final [CLS] feeds no masked-token prediction). Fidelity needs a classifier, or a hook the masked tokens read (an earlier layer, or token rows).",
+            );
+        }
     }
 
     if let Ok(training) = context.read_table(&s.key("sae_training")) {
@@ -1042,9 +1069,9 @@ fn concept_figures(
     table: &crate::report::ParquetTable,
 ) -> anyhow::Result<()> {
     if table.rows() == 0 {
-        context
-            .report()
-            .paragraph("Concept F1: no feature fires on any annotated token of the validation sequences.");
+        context.report().paragraph(
+            "Concept F1: no feature fires on any annotated token of the validation sequences.",
+        );
         return Ok(());
     }
     let feature = table.integers("feature")?;
@@ -1159,7 +1186,8 @@ fn attribution_logos(
             first_position: 0,
         })
         .collect();
-    let svg = crate::report::figures::stacked_logos(&s.file("sae_feature_attributions.svg"), &logos)?;
+    let svg =
+        crate::report::figures::stacked_logos(&s.file("sae_feature_attributions.svg"), &logos)?;
     context.figure(
         &s.file("sae_feature_attributions.svg"),
         &svg,
@@ -1239,7 +1267,8 @@ fn feature_figures(
     // Activation histograms of the top 4 features per class (seed 004 Fig. 4): every held-out
     // sequence's activation, re-encoded from the cache with the saved SAE.
     let cache_dir = context.out_dir.join(s.key("cache"));
-    let held_out = context.config(&s.key("held_out_split"))
+    let held_out = context
+        .config(&s.key("held_out_split"))
         .and_then(|v| v.as_str())
         .unwrap_or("test")
         .to_string();
