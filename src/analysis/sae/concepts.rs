@@ -232,8 +232,8 @@ mod tests {
                 minus: false,
             };
             let bits = token_concepts(&concepts, &locus, length, k);
-            for t in 1..=length - k + 1 {
-                if bits[t] & 1 == 1 {
+            for (t, &b) in bits.iter().enumerate().take(length - k + 2).skip(1) {
+                if b & 1 == 1 {
                     tokens.push(TokenActivation {
                         sequence: s as u32,
                         token: t as u32,
