@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod concepts;
 pub mod fidelity;
+pub mod fused;
 pub mod layout;
 pub mod meaning;
 pub mod metrics;

@@ -23,6 +23,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::analysis::sae::cache::RowSource;
+use crate::analysis::sae::fused::kth_largest;
 use crate::error::{GenolensError, Result};
 
 /// How features are made sparse (see the module table).
@@ -291,16 +292,6 @@ fn topk_mask(values: &Tensor, k: usize, per_row: bool) -> Result<Tensor> {
     Ok(Tensor::from_vec(mask, (rows, cols), values.device())?)
 }
 
-/// The k-th largest value (1-based) of `values` (reordered); NaN sorts lowest.
-fn kth_largest(values: &mut [f32], k: usize) -> f32 {
-    let index = k - 1;
-    let (_, kth, _) = values.select_nth_unstable_by(index, |a, b| {
-        b.partial_cmp(a)
-            .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan()))
-    });
-    *kth
-}
-
 /// How an SAE is trained.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainSettings {
@@ -380,11 +371,35 @@ pub struct EpochStats {
 }
 
 /// Trains `sae` on `source`'s rows (shards in a seeded order, rows shuffled within a shard).
-/// Returns one [`EpochStats`] per epoch.
+/// Returns one [`EpochStats`] per epoch. On the CPU each step is the fused hand-written one
+/// ([`super::fused`]); elsewhere candle's autograd computes the same gradients.
 pub fn train(
     sae: &mut Sae,
     source: &dyn RowSource,
     settings: &TrainSettings,
+) -> Result<Vec<EpochStats>> {
+    let backend = if sae.w_enc.as_tensor().device().is_cpu() {
+        Backend::Fused
+    } else {
+        Backend::Autograd
+    };
+    train_with(sae, source, settings, backend)
+}
+
+/// How a training step computes its gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// Hand-written gradients on host buffers (CPU).
+    Fused,
+    /// candle's autograd on the model's graph (any device).
+    Autograd,
+}
+
+pub(crate) fn train_with(
+    sae: &mut Sae,
+    source: &dyn RowSource,
+    settings: &TrainSettings,
+    backend: Backend,
 ) -> Result<Vec<EpochStats>> {
     use rand::seq::SliceRandom;
     let (rows, d_in, d_sae) = (source.rows(), source.d_in(), sae.d_sae());
@@ -409,6 +424,21 @@ pub fn train(
     if settings.init_b_dec_mean {
         sae.b_dec.set(&source_mean(source)?)?;
     }
+    let host = |v: &Var| -> Result<Vec<f32>> {
+        Ok(v.as_tensor()
+            .to_device(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
+    };
+    let mut fused = match backend {
+        Backend::Fused => Some(super::fused::Fused::new(
+            host(&sae.w_enc)?,
+            host(&sae.b_enc)?,
+            host(&sae.w_dec)?,
+            host(&sae.b_dec)?,
+        )),
+        Backend::Autograd => None,
+    };
     let mut optimizer = AdamW::new(
         sae.vars(),
         ParamsAdamW {
@@ -435,6 +465,11 @@ pub fn train(
         .map(|m| crate::progress::bar(total_steps as u64, m));
     let mut history = Vec::with_capacity(settings.epochs);
     let mut step = 0usize;
+    let l1 = match sae.architecture {
+        Architecture::ReluL1 { l1 } | Architecture::ReluL1UnitNorm { l1 } => l1,
+        _ => 0.0,
+    };
+    let mut batch_rows: Vec<f32> = Vec::with_capacity(settings.batch_size * d_in);
     for epoch in 1..=settings.epochs {
         let mut shard_order: Vec<usize> = (0..source.shards()).collect();
         shard_order.shuffle(&mut rng);
@@ -442,85 +477,91 @@ pub fn train(
         for shard in shard_order {
             let data = source.shard(shard)?;
             let n = data.dim(0)?;
+            let host_rows: Option<Vec<f32>> = match backend {
+                Backend::Fused => Some(
+                    data.to_device(&Device::Cpu)?
+                        .to_dtype(DType::F32)?
+                        .flatten_all()?
+                        .to_vec1()?,
+                ),
+                Backend::Autograd => None,
+            };
             let mut order: Vec<u32> = (0..n as u32).collect();
             order.shuffle(&mut rng);
             for chunk in order.chunks(settings.batch_size) {
+                let mut lr = settings.lr;
                 if step >= decay_start && settings.lr_decay > 0.0 {
                     let left = (total_steps - step) as f64 / (total_steps - decay_start) as f64;
-                    optimizer.set_learning_rate(settings.lr * left);
+                    lr = settings.lr * left;
+                    optimizer.set_learning_rate(lr);
                 }
-                let index = Tensor::from_slice(chunk, chunk.len(), data.device())?;
-                let x = data.index_select(&index, 0)?;
-                let pre = sae.pre_activations(&x)?;
-                let f = sae.activate(&pre)?;
-                let x_hat = sae.decode(&f)?;
-                let residual = (&x_hat - &x)?;
-                let mse = residual.sqr()?.sum(D::Minus1)?.mean_all()?;
                 let warm = ((step + 1) as f64 / warmup_steps).min(1.0);
-                let mut loss = match sae.architecture {
-                    Architecture::ReluL1 { l1 } => {
-                        let norms = sae.w_dec.as_tensor().sqr()?.sum(D::Minus1)?.sqrt()?;
-                        let penalty = f.broadcast_mul(&norms)?.sum(D::Minus1)?.mean_all()?;
-                        (&mse + (penalty * (l1 * warm))?)?
-                    }
-                    Architecture::ReluL1UnitNorm { l1 } => {
-                        let penalty = f.sum(D::Minus1)?.mean_all()?;
-                        (&mse + (penalty * (l1 * warm))?)?
-                    }
-                    _ => mse.clone(),
-                };
-                // Which latents fired; dead ones feed AuxK.
-                let fired: Vec<f32> = f
-                    .gt(0.0)?
-                    .to_dtype(DType::F32)?
-                    .max(0)?
-                    .to_device(&Device::Cpu)?
-                    .to_vec1()?;
                 rows_seen += chunk.len() as u64;
-                for (last, &fire) in last_fired.iter_mut().zip(&fired) {
-                    if fire > 0.0 {
-                        *last = rows_seen;
+                let out = match (&mut fused, &host_rows) {
+                    (Some(fused), Some(all)) => {
+                        batch_rows.clear();
+                        for &r in chunk {
+                            let r = r as usize;
+                            batch_rows.extend_from_slice(&all[r * d_in..(r + 1) * d_in]);
+                        }
+                        let out = fused.step(
+                            &batch_rows,
+                            chunk.len(),
+                            sae.architecture,
+                            l1 * warm,
+                            lr,
+                            |fired| {
+                                mark_fired(&mut last_fired, fired, rows_seen);
+                                aux_inputs(
+                                    sae.architecture,
+                                    &last_fired,
+                                    rows_seen,
+                                    dead_after,
+                                    aux_k,
+                                    settings.aux_coef,
+                                )
+                            },
+                        );
+                        let norm: f64 = batch_rows.iter().map(|&v| (v as f64) * (v as f64)).sum();
+                        let mut sum = vec![0f64; d_in];
+                        for row in batch_rows.chunks_exact(d_in) {
+                            sum.iter_mut().zip(row).for_each(|(a, &b)| *a += b as f64);
+                        }
+                        sums.add_host(
+                            out.squared_error,
+                            norm,
+                            &sum,
+                            out.active,
+                            &out.fired,
+                            out.loss,
+                            chunk.len(),
+                        );
+                        out.min_kept
                     }
-                }
-                if sae.architecture.uses_aux() {
-                    let dead: Vec<bool> = last_fired
-                        .iter()
-                        .map(|&last| rows_seen - last > dead_after)
-                        .collect();
-                    let n_dead = dead.iter().filter(|&&d| d).count();
-                    if n_dead > 0 && settings.aux_coef > 0.0 {
-                        let k = aux_k.min(n_dead);
-                        let scale = (n_dead as f64 / aux_k as f64).min(1.0);
-                        let mask = dead_topk_mask(&pre, &dead, k)?;
-                        let z_aux = (pre.relu()? * mask)?;
-                        let target = residual.detach().neg()?;
-                        let aux = (z_aux.matmul(sae.w_dec.as_tensor())? - target)?
-                            .sqr()?
-                            .sum(D::Minus1)?
-                            .mean_all()?;
-                        loss = (loss + (aux * (settings.aux_coef * scale))?)?;
+                    _ => {
+                        let index = Tensor::from_slice(chunk, chunk.len(), data.device())?;
+                        let x = data.index_select(&index, 0)?;
+                        autograd_step(
+                            sae,
+                            &x,
+                            &mut optimizer,
+                            l1 * warm,
+                            &mut last_fired,
+                            rows_seen,
+                            (dead_after, aux_k, settings.aux_coef),
+                            &mut sums,
+                        )?
                     }
-                }
-                optimizer.backward_step(&loss)?;
-                if sae.architecture.unit_decoder() {
-                    sae.normalise_decoder()?;
-                }
+                };
                 if let Architecture::BatchTopK { .. } = sae.architecture {
                     // The smallest kept activation, averaged (the first batch sets it).
-                    let kept = f.detach().flatten_all()?.to_vec1::<f32>()?;
-                    let min = kept
-                        .iter()
-                        .filter(|&&v| v > 0.0)
-                        .fold(f32::INFINITY, |a, &b| a.min(b));
-                    if min.is_finite() {
+                    if out.is_finite() {
                         threshold = Some(match threshold {
-                            None => min as f64,
-                            Some(t) => 0.99 * t + 0.01 * min as f64,
+                            None => out as f64,
+                            Some(t) => 0.99 * t + 0.01 * out as f64,
                         });
                     }
                 }
-                let loss_value = loss.to_scalar::<f32>()? as f64;
-                sums.add(&x, &x_hat, &f, &fired, loss_value)?;
                 step += 1;
                 if let Some(bar) = &bar {
                     bar.inc(1);
@@ -541,10 +582,125 @@ pub fn train(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    if let Some(fused) = fused {
+        let device = sae.w_enc.as_tensor().device().clone();
+        let (d, m) = (fused.d, fused.m);
+        sae.w_enc
+            .set(&Tensor::from_vec(fused.w_enc, (d, m), &device)?)?;
+        sae.b_enc.set(&Tensor::from_vec(fused.b_enc, m, &device)?)?;
+        sae.w_dec
+            .set(&Tensor::from_vec(fused.w_dec, (m, d), &device)?)?;
+        sae.b_dec.set(&Tensor::from_vec(fused.b_dec, d, &device)?)?;
+    }
     if let (Architecture::BatchTopK { .. }, Some(t)) = (sae.architecture, threshold) {
         sae.threshold = Some(Tensor::full(t as f32, d_sae, &Device::Cpu)?);
     }
     Ok(history)
+}
+
+fn mark_fired(last_fired: &mut [u64], fired: &[bool], rows_seen: u64) {
+    for (last, &fire) in last_fired.iter_mut().zip(fired) {
+        if fire {
+            *last = rows_seen;
+        }
+    }
+}
+
+/// AuxK's dead latents (none fired in the last `dead_after` rows), when the architecture uses it.
+fn aux_inputs(
+    architecture: Architecture,
+    last_fired: &[u64],
+    rows_seen: u64,
+    dead_after: u64,
+    aux_k: usize,
+    coef: f64,
+) -> Option<super::fused::Aux> {
+    if !architecture.uses_aux() || coef <= 0.0 {
+        return None;
+    }
+    let dead: Vec<bool> = last_fired
+        .iter()
+        .map(|&last| rows_seen - last > dead_after)
+        .collect();
+    let n_dead = dead.iter().filter(|&&d| d).count();
+    if n_dead == 0 {
+        return None;
+    }
+    Some(super::fused::Aux {
+        k: aux_k.min(n_dead),
+        weight: coef * (n_dead as f64 / aux_k as f64).min(1.0),
+        dead,
+    })
+}
+
+/// One step through candle's autograd; returns the smallest kept activation.
+#[allow(clippy::too_many_arguments)]
+fn autograd_step(
+    sae: &Sae,
+    x: &Tensor,
+    optimizer: &mut AdamW,
+    l1_weight: f64,
+    last_fired: &mut [u64],
+    rows_seen: u64,
+    (dead_after, aux_k, aux_coef): (u64, usize, f64),
+    sums: &mut EpochSums,
+) -> Result<f32> {
+    let pre = sae.pre_activations(x)?;
+    let f = sae.activate(&pre)?;
+    let x_hat = sae.decode(&f)?;
+    let residual = (&x_hat - x)?;
+    let mse = residual.sqr()?.sum(D::Minus1)?.mean_all()?;
+    let mut loss = match sae.architecture {
+        Architecture::ReluL1 { .. } => {
+            let norms = sae.w_dec.as_tensor().sqr()?.sum(D::Minus1)?.sqrt()?;
+            let penalty = f.broadcast_mul(&norms)?.sum(D::Minus1)?.mean_all()?;
+            (&mse + (penalty * l1_weight)?)?
+        }
+        Architecture::ReluL1UnitNorm { .. } => {
+            let penalty = f.sum(D::Minus1)?.mean_all()?;
+            (&mse + (penalty * l1_weight)?)?
+        }
+        _ => mse.clone(),
+    };
+    let fired: Vec<bool> = f
+        .gt(0.0)?
+        .to_dtype(DType::F32)?
+        .max(0)?
+        .to_device(&Device::Cpu)?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(|v| v > 0.0)
+        .collect();
+    mark_fired(last_fired, &fired, rows_seen);
+    if let Some(aux) = aux_inputs(
+        sae.architecture,
+        last_fired,
+        rows_seen,
+        dead_after,
+        aux_k,
+        aux_coef,
+    ) {
+        let mask = dead_topk_mask(&pre, &aux.dead, aux.k)?;
+        let z_aux = (pre.relu()? * mask)?;
+        let target = residual.detach().neg()?;
+        let term = (z_aux.matmul(sae.w_dec.as_tensor())? - target)?
+            .sqr()?
+            .sum(D::Minus1)?
+            .mean_all()?;
+        loss = (loss + (term * aux.weight)?)?;
+    }
+    optimizer.backward_step(&loss)?;
+    if sae.architecture.unit_decoder() {
+        sae.normalise_decoder()?;
+    }
+    let kept = f.detach().flatten_all()?.to_vec1::<f32>()?;
+    let min = kept
+        .iter()
+        .filter(|&&v| v > 0.0)
+        .fold(f32::INFINITY, |a, &b| a.min(b));
+    let loss_value = loss.to_scalar::<f32>()? as f64;
+    sums.add(x, &x_hat, &f, &fired, loss_value)?;
+    Ok(min)
 }
 
 /// The mean row of a source (shard by shard, in f64).
@@ -613,12 +769,35 @@ impl EpochSums {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn add_host(
+        &mut self,
+        squared_error: f64,
+        squared_norm: f64,
+        sum: &[f64],
+        active: usize,
+        fired: &[bool],
+        loss: f64,
+        rows: usize,
+    ) {
+        self.rows += rows;
+        self.batches += 1;
+        self.loss += loss;
+        self.squared_error += squared_error;
+        self.squared_norm += squared_norm;
+        self.sum.iter_mut().zip(sum).for_each(|(a, b)| *a += b);
+        self.l0 += active as f64;
+        for (seen, &v) in self.fired.iter_mut().zip(fired) {
+            *seen |= v;
+        }
+    }
+
     fn add(
         &mut self,
         x: &Tensor,
         x_hat: &Tensor,
         f: &Tensor,
-        fired: &[f32],
+        fired: &[bool],
         loss: f64,
     ) -> Result<()> {
         self.rows += x.dim(0)?;
@@ -635,7 +814,7 @@ impl EpochSums {
             .sum_all()?
             .to_scalar::<f32>()? as f64;
         for (seen, &v) in self.fired.iter_mut().zip(fired) {
-            *seen |= v > 0.0;
+            *seen |= v;
         }
         Ok(())
     }
@@ -756,6 +935,51 @@ mod tests {
         );
         // BatchTopK lets strong rows take weak rows' slots: one direction reaches 0.93.
         recovers(Architecture::BatchTopK { k: 3 }, 128, settings, 0.9);
+    }
+
+    #[test]
+    fn the_fused_step_follows_candles_autograd() {
+        let (data, _) = synthetic(300, 7);
+        let data = normalised(data);
+        for architecture in [
+            Architecture::ReluL1 { l1: 0.2 },
+            Architecture::ReluL1UnitNorm { l1: 0.2 },
+            Architecture::TopK { k: 3 },
+            Architecture::BatchTopK { k: 3 },
+        ] {
+            let settings = TrainSettings {
+                epochs: 2,
+                batch_size: 32,
+                // Every latent is dead after 64 rows without firing: AuxK runs.
+                dead_after: Some(64),
+                ..Default::default()
+            };
+            let mut a = Sae::new(32, 48, architecture, 9).unwrap();
+            let mut b = Sae::new(32, 48, architecture, 9).unwrap();
+            let ha = train_with(&mut a, &data, &settings, Backend::Fused).unwrap();
+            let hb = train_with(&mut b, &data, &settings, Backend::Autograd).unwrap();
+            for (va, vb) in a.vars().iter().zip(b.vars()) {
+                let diff = (va.as_tensor() - vb.as_tensor())
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    diff < 2e-4,
+                    "{}: parameters differ by {diff}",
+                    architecture.name()
+                );
+            }
+            let (la, lb) = (ha.last().unwrap().loss, hb.last().unwrap().loss);
+            assert!(
+                (la - lb).abs() < 1e-4 * lb.abs().max(1.0),
+                "{}: loss {la} vs {lb}",
+                architecture.name()
+            );
+        }
     }
 
     #[test]
