@@ -238,6 +238,7 @@ impl Case {
             "ig",
             "ism",
             "tomtom",
+            "sae-train",
         ]
         .contains(kind)
         {
@@ -446,8 +447,44 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
                 Ok(())
             })
         }
+        "sae-train" => {
+            // `tokens` steps of `batch` rows of the shape's hidden width, 8× latents, ReLU-L1
+            // (λ 0.2), Adam at 1e-3, one epoch over a deterministic matrix (the reference's).
+            use crate::analysis::sae::model::{train, Architecture, Sae, TrainSettings};
+            let d = case
+                .shape
+                .config()
+                .ok_or_else(|| bench_error("sae-train needs a model shape".into()))?
+                .hidden_size;
+            let rows = case.batch * case.tokens;
+            let x = Tensor::from_vec(sae_rows(rows, d), (rows, d), &Device::Cpu)?;
+            let settings = TrainSettings {
+                epochs: 1,
+                batch_size: case.batch,
+                lr: 1e-3,
+                lr_decay: 0.0,
+                l1_warmup: 0.0,
+                ..Default::default()
+            };
+            let mut sae = Sae::new(d, 8 * d, Architecture::ReluL1 { l1: 0.2 }, 0)?;
+            time_twice(|| {
+                train(&mut sae, &x, &settings)?;
+                Ok(())
+            })
+        }
         other => Err(bench_error(format!("unknown kind {other}"))),
     }
+}
+
+/// Deterministic SAE bench rows in [-1, 1) (tests/reference/bench.py's `sae_rows`).
+pub fn sae_rows(n: usize, d: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * d);
+    for r in 0..n {
+        for j in 0..d {
+            out.push(((r * 7919 + j * 104729 + r * j) % 2000) as f32 / 1000.0 - 1.0);
+        }
+    }
+    out
 }
 
 fn time_twice(mut work: impl FnMut() -> Result<()>) -> Result<f64> {

@@ -257,3 +257,79 @@ fn saved_saes_encode_as_sae_lens_does() {
         );
     }
 }
+
+#[test]
+fn an_sae_trains_on_an_embeddings_table_and_probes_run_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::fixture_model("tiny-mlm-k6");
+    let embed = dir.path().join("embed");
+    let output = common::genolens(&[
+        "embed",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sequences.fa"),
+        "--hook",
+        "blocks.1.hook_resid_post",
+        "--pooling",
+        "mean",
+        "--out",
+        embed.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = dir.path().join("sae");
+    let output = common::genolens(&[
+        "sae",
+        "train",
+        "--embeddings",
+        embed.join("embeddings.parquet").to_str().unwrap(),
+        "--latents",
+        "24",
+        "--architecture",
+        "topk",
+        "--k",
+        "3",
+        "--epochs",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metrics = ParquetTable::read(&out.join("sae_metrics.parquet")).unwrap();
+    assert_eq!(metrics.strings("split").unwrap(), vec!["all".to_string()]);
+    assert!((metrics.f64s("l0").unwrap()[0] - 3.0).abs() < 1e-9);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sae/cfg.json")).unwrap()).unwrap();
+    assert_eq!(cfg["metadata"]["hook_name"], "blocks.1.hook_resid_post");
+    assert_eq!(
+        (cfg["architecture"].as_str(), cfg["k"].as_u64()),
+        (Some("topk"), Some(3))
+    );
+    assert_eq!(cfg["genolens"]["rows"], "mean");
+    assert!(out.join("report.html").is_file());
+
+    let probe = dir.path().join("probe");
+    let output = common::genolens(&["probe", "--limit", "24", "--out", probe.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let probes = ParquetTable::read(&probe.join("probes.parquet")).unwrap();
+    // Embeddings + 6 blocks, [CLS] and mean each.
+    assert_eq!(probes.rows(), 14);
+    let auroc = probes.f64s("auroc").unwrap();
+    let low = probes.f64s("auroc_low").unwrap();
+    let high = probes.f64s("auroc_high").unwrap();
+    for i in 0..probes.rows() {
+        assert!(low[i] <= auroc[i] && auroc[i] <= high[i]);
+    }
+}

@@ -31,6 +31,8 @@ CASES = [
     "attnlrp:mini:64x200",
     "ig:mini:16x200",
     "ism:mini:10x250",
+    "tomtom:jaspar:1000",
+    "sae-train:mini:64x300",
 ]
 # Cases whose reference runs in the .venv-lxt environment (LXT 2.1 and captum need
 # transformers 4.46; `just attribution-fixtures` or `just bench` builds it).
@@ -271,9 +273,39 @@ def worker(case, root):
         writer.close()
         seconds = time.perf_counter() - start
         out.unlink()
+    elif kind == "sae-train":
+        # SAELens's standard training SAE (ReLU; L1 on f·‖W_dec‖, summed-squared-error loss) with
+        # Adam at lr 1e-3: `steps` steps of `batch` rows of the shape's hidden width, 8× latents,
+        # rows drawn in a shuffled order from the same deterministic matrix genolens trains on.
+        batch, steps = map(int, size.split("x"))
+        d = {"mini": 256, "bert-base": 768}[shape]
+        m = 8 * d
+        x = torch.tensor(sae_rows(batch * steps, d))
+        generator = torch.Generator().manual_seed(0)
+        w_dec = torch.nn.Parameter(torch.nn.functional.normalize(torch.randn(m, d, generator=generator), dim=1))
+        w_enc = torch.nn.Parameter(w_dec.detach().t().clone())
+        b_enc = torch.nn.Parameter(torch.zeros(m))
+        b_dec = torch.nn.Parameter(x.mean(0))
+        optimizer = torch.optim.Adam([w_enc, b_enc, w_dec, b_dec], lr=1e-3)
+
+        def work():
+            for index in torch.randperm(x.shape[0], generator=generator).split(batch):
+                rows = x[index]
+                f = torch.relu((rows - b_dec) @ w_enc + b_enc)
+                x_hat = f @ w_dec + b_dec
+                loss = (x_hat - rows).pow(2).sum(-1).mean() + 0.2 * (f * w_dec.norm(dim=1)).sum(-1).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        seconds = timed_twice(work)
     else:
         raise SystemExit(f"unknown case {case}")
     print(json.dumps({"case": case, "seconds": seconds, "peak_rss_bytes": peak_rss_bytes()}))
+
+
+def sae_rows(n, d):
+    """Same formula as genolens::bench::sae_rows: deterministic rows in [-1, 1)."""
+    return [[((r * 7919 + j * 104729 + r * j) % 2000) / 1000.0 - 1.0 for j in range(d)] for r in range(n)]
 
 
 def peak_rss_bytes():

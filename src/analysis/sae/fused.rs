@@ -89,23 +89,33 @@ impl Moments {
         }
     }
 
-    /// One Adam step (β 0.9, 0.999, ε 1e-8, bias-corrected; candle's and PyTorch's formula).
+    /// One Adam step (β 0.9, 0.999, ε 1e-8, bias-corrected; candle's and PyTorch's formula),
+    /// in parallel chunks (memory-bound: the parameters, gradient and moments are read once).
     fn step(&mut self, param: &mut [f32], grad: &[f32], lr: f64, t: i32) {
+        use rayon::prelude::*;
         let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
         let c1 = 1.0 - b1.powi(t);
         let c2 = 1.0 - b2.powi(t);
         let lr = lr as f32;
-        for (((p, g), m), v) in param
-            .iter_mut()
-            .zip(grad)
-            .zip(self.m.iter_mut())
-            .zip(self.v.iter_mut())
-        {
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            let m_hat = *m / c1;
-            let v_hat = *v / c2;
-            *p -= lr * m_hat / (v_hat.sqrt() + eps);
+        let update = |(((p, g), m), v): (((&mut [f32], &[f32]), &mut [f32]), &mut [f32])| {
+            for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                let m_hat = *m / c1;
+                let v_hat = *v / c2;
+                *p -= lr * m_hat / (v_hat.sqrt() + eps);
+            }
+        };
+        const CHUNK: usize = 1 << 15;
+        if param.len() >= 2 * CHUNK {
+            param
+                .par_chunks_mut(CHUNK)
+                .zip(grad.par_chunks(CHUNK))
+                .zip(self.m.par_chunks_mut(CHUNK))
+                .zip(self.v.par_chunks_mut(CHUNK))
+                .for_each(update);
+        } else {
+            update((((param, grad), &mut self.m[..]), &mut self.v[..]));
         }
     }
 }
@@ -308,49 +318,62 @@ impl Fused {
             true,
             false,
         );
+        // The penalty's gradients and ∂P = ∂F where the latent is kept and positive, one pass.
+        let w = (l1_weight / batch) as f32;
         match architecture {
             Architecture::ReluL1 { .. } => {
+                use rayon::prelude::*;
                 let norms: Vec<f32> = self
                     .w_dec
-                    .chunks_exact(d)
+                    .par_chunks_exact(d)
                     .map(|row| row.iter().map(|v| v * v).sum::<f32>().sqrt())
                     .collect();
-                let w = (l1_weight / batch) as f32;
                 let mut column_sums = vec![0f32; m];
                 let mut penalty = 0f64;
                 for (frow, dfrow) in self.f.chunks_exact(m).zip(self.df.chunks_exact_mut(m)) {
                     for i in 0..m {
-                        dfrow[i] += w * norms[i];
-                        column_sums[i] += frow[i];
-                        penalty += (frow[i] * norms[i]) as f64;
+                        let fv = frow[i];
+                        if fv > 0.0 {
+                            dfrow[i] += w * norms[i];
+                            column_sums[i] += fv;
+                            penalty += (fv * norms[i]) as f64;
+                        } else {
+                            dfrow[i] = 0.0;
+                        }
                     }
                 }
                 loss += l1_weight * penalty / batch;
-                for (i, (grow, wrow)) in self
-                    .g_dec
-                    .chunks_exact_mut(d)
-                    .zip(self.w_dec.chunks_exact(d))
+                self.g_dec
+                    .par_chunks_exact_mut(d)
+                    .zip(self.w_dec.par_chunks_exact(d))
                     .enumerate()
-                {
-                    if norms[i] > 0.0 {
-                        let c = w * column_sums[i] / norms[i];
-                        grow.iter_mut()
-                            .zip(wrow)
-                            .for_each(|(gv, &wv)| *gv += c * wv);
-                    }
-                }
+                    .for_each(|(i, (grow, wrow))| {
+                        if norms[i] > 0.0 && column_sums[i] != 0.0 {
+                            let c = w * column_sums[i] / norms[i];
+                            grow.iter_mut()
+                                .zip(wrow)
+                                .for_each(|(gv, &wv)| *gv += c * wv);
+                        }
+                    });
             }
             Architecture::ReluL1UnitNorm { .. } => {
-                let w = (l1_weight / batch) as f32;
-                self.df.iter_mut().for_each(|v| *v += w);
-                loss += l1_weight * self.f.iter().map(|&v| v as f64).sum::<f64>() / batch;
+                let mut total = 0f64;
+                for (dv, &fv) in self.df.iter_mut().zip(&self.f) {
+                    if fv > 0.0 {
+                        *dv += w;
+                        total += fv as f64;
+                    } else {
+                        *dv = 0.0;
+                    }
+                }
+                loss += l1_weight * total / batch;
             }
-            _ => {}
-        }
-        // ∂P = ∂F where the latent is kept and positive.
-        for (dv, &fv) in self.df.iter_mut().zip(&self.f) {
-            if fv <= 0.0 {
-                *dv = 0.0;
+            _ => {
+                for (dv, &fv) in self.df.iter_mut().zip(&self.f) {
+                    if fv <= 0.0 {
+                        *dv = 0.0;
+                    }
+                }
             }
         }
         if let Some(aux) = aux(&fired) {
@@ -373,9 +396,15 @@ impl Fused {
         for row in g.chunks_exact(d) {
             self.g_bdec.iter_mut().zip(row).for_each(|(a, &b)| *a += b);
         }
-        for (j, wrow) in self.w_enc.chunks_exact(m).enumerate() {
-            let dot: f32 = wrow.iter().zip(&self.g_benc).map(|(a, b)| a * b).sum();
-            self.g_bdec[j] -= dot;
+        {
+            use rayon::prelude::*;
+            let g_benc = &self.g_benc;
+            self.g_bdec
+                .par_iter_mut()
+                .zip(self.w_enc.par_chunks_exact(m))
+                .for_each(|(gb, wrow)| {
+                    *gb -= wrow.iter().zip(g_benc).map(|(a, b)| a * b).sum::<f32>();
+                });
         }
         self.t += 1;
         let t = self.t;
