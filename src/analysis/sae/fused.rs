@@ -74,6 +74,9 @@ pub(crate) fn gemm_into(
     }
 }
 
+/// One chunk of (parameter, gradient, first moment, second moment).
+type AdamChunk<'a> = (((&'a mut [f32], &'a [f32]), &'a mut [f32]), &'a mut [f32]);
+
 /// Adam's state of one parameter.
 #[derive(Debug, Clone)]
 struct Moments {
@@ -97,7 +100,7 @@ impl Moments {
         let c1 = 1.0 - b1.powi(t);
         let c2 = 1.0 - b2.powi(t);
         let lr = lr as f32;
-        let update = |(((p, g), m), v): (((&mut [f32], &[f32]), &mut [f32]), &mut [f32])| {
+        let update = |(((p, g), m), v): AdamChunk| {
             for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                 *m = b1 * *m + (1.0 - b1) * g;
                 *v = b2 * *v + (1.0 - b2) * g * g;
