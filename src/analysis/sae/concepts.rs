@@ -47,6 +47,9 @@ crate::table_row! {
         pub test_predicted_tokens: u64,
         /// Test tokens both.
         pub test_true_positives: u64,
+        /// F1 of a feature that fires on every test token, 2p/(1 + p) with p the concept's share
+        /// of tokens: the level a feature has to beat to mean anything.
+        pub baseline_f1: f64,
     }
 }
 
@@ -127,10 +130,14 @@ pub fn concept_f1(
         let m = &mut maximum[t.feature as usize];
         *m = m.max(t.value);
     }
-    // Concept tokens per half.
+    // Concept tokens per half, and the test half's k-mer tokens.
     let mut positives = vec![[0u64; 2]; n_concepts];
+    let mut test_tokens = 0u64;
     for (s, bits) in labels.iter().enumerate() {
         if let (Some(bits), h @ 0..=1) = (bits, half[s]) {
+            if h == 1 {
+                test_tokens += bits.len().saturating_sub(2) as u64;
+            }
             for &b in &bits[1..bits.len().saturating_sub(1)] {
                 for (c, p) in positives.iter_mut().enumerate() {
                     if b >> c & 1 == 1 {
@@ -199,6 +206,11 @@ pub fn concept_f1(
                 test_concept_tokens: pos,
                 test_predicted_tokens: p,
                 test_true_positives: t,
+                baseline_f1: {
+                    let total = test_tokens.max(1) as f64;
+                    let p = pos as f64 / total;
+                    2.0 * p / (1.0 + p)
+                },
             });
         }
     }
@@ -276,6 +288,9 @@ mod tests {
             (1.0, 1.0, 1.0)
         );
         assert_eq!(f0.test_concept_tokens, 20 * 5);
+        // 5 of 18 tokens: a feature firing everywhere scores 2p/(1 + p).
+        let p = 5.0 / 18.0;
+        assert!((f0.baseline_f1 - 2.0 * p / (1.0 + p)).abs() < 1e-12);
         let f1 = rows.iter().find(|r| r.feature == 1).unwrap();
         assert!(f1.test_f1 < 0.5, "{f1:?}");
     }

@@ -998,7 +998,11 @@ fn reduce_one(context: &mut ReduceContext, s: &Scope, several: bool) -> anyhow::
                 Series {
                     name: "explained variance".into(),
                     x: epochs.clone(),
-                    y: training.f64s("explained_variance")?,
+                    y: training
+                        .f64s("explained_variance")?
+                        .into_iter()
+                        .map(|v| v.max(-0.5))
+                        .collect(),
                     band: None,
                 },
                 Series {
@@ -1082,6 +1086,7 @@ fn concept_figures(
         table.f64s("test_recall")?,
     );
     let threshold = table.f64s("threshold")?;
+    let baseline = table.f64s("baseline_f1")?;
     let mut best: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..table.rows() {
         let e = best.entry(concept[i].clone()).or_insert(i);
@@ -1090,8 +1095,8 @@ fn concept_figures(
         }
     }
     let mut html = HtmlTable::new(
-        "Best feature per annotation concept (threshold chosen on validation sequences, scored on test sequences; token-level).",
-        &["concept", "feature", "threshold (× max)", "test F1", "precision", "recall"],
+        "Best feature per annotation concept (threshold chosen on validation sequences, scored on test sequences; token-level). A feature means something for a concept only well above the F1 of one that fires on every token.",
+        &["concept", "feature", "threshold (× max)", "test F1", "F1 of firing everywhere", "precision", "recall"],
     );
     let mut order: Vec<usize> = best.values().copied().collect();
     order.sort_by(|&a, &b| f1[b].total_cmp(&f1[a]));
@@ -1101,6 +1106,7 @@ fn concept_figures(
             feature[i].to_string(),
             format_number(threshold[i]),
             format_number(f1[i]),
+            format_number(baseline[i]),
             format_number(precision[i]),
             format_number(recall[i]),
         ]);
@@ -1284,7 +1290,13 @@ fn feature_figures(
         return Ok(());
     };
     let activations = encode_cache(&sae, &cache)?;
-    for &i in order.iter().take(4) {
+    let significant: Vec<usize> = order.iter().copied().filter(|&i| q[i] < 0.05).take(4).collect();
+    if significant.is_empty() {
+        context.report().paragraph(
+            "No feature's activation differs between the classes at q < 0.05, so no per-class histograms are drawn: on these held-out sequences the SAE's features do not carry the label one by one.",
+        );
+    }
+    for &i in &significant {
         let feature = ids[i] as usize;
         let mut by_class: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for (s, row) in activations.sequences.iter().enumerate() {
