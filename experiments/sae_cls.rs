@@ -29,7 +29,11 @@ pub const DESCRIPTION: &str =
 /// The map step.
 pub fn run(context: &mut ExperimentContext) -> anyhow::Result<()> {
     let datasets: Vec<(&str, &str, &str)> = if context.overrides_model_or_data() {
-        vec![("custom", genolens::defaults::MODEL, genolens::defaults::DATA)]
+        vec![(
+            "custom",
+            genolens::defaults::MODEL,
+            genolens::defaults::DATA,
+        )]
     } else {
         vec![
             (

@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use genolens::analysis::attribution::planted::{planted_rows, PlantedSizes};
 use genolens::analysis::attribution::{ism, kmer_scores_to_nucleotides, lrp, Spread, TargetKind};
 use genolens::analysis::faithfulness::{
     perturbation_curve_protocol, top_n_protocol, Classifier, CurveSettings, Explained,
@@ -17,36 +16,7 @@ use genolens::model::{load, Batch, LoadOptions, RelevanceRules};
 #[test]
 fn attnlrp_and_ism_beat_random_positions_on_a_planted_motif_model() {
     let dir = tempfile::tempdir().unwrap();
-    let sizes = PlantedSizes {
-        train: 1600,
-        valid: 100,
-        test: 120,
-        length: 36,
-    };
-    let rows = planted_rows(5, sizes);
-    let table = dir.path().join("planted.parquet");
-    genolens::datasets::rows::write_rows(&table, &rows, &genolens::report::Provenance::current(5))
-        .unwrap();
-    let settings = genolens::train::classify::ClassifySettings {
-        data: table.clone(),
-        init: common::fixture_model("tiny-mlm-k6"),
-        out: dir.path().join("model"),
-        epochs: 8,
-        batch_size: 32,
-        learning_rate: 3e-3,
-        warmup_fraction: 0.1,
-        adamw: genolens::train::adamw::AdamWSettings::with_weight_decay(0.01),
-        seed: 5,
-        dropout: 0.0,
-    };
-    let report =
-        genolens::train::classify::train_classifier(&settings, &candle_core::Device::Cpu).unwrap();
-    assert!(
-        report.test.accuracy > 0.8,
-        "the tiny model did not learn the motif (test accuracy {}): the check below would mean nothing",
-        report.test.accuracy
-    );
-    let model_dir = settings.out.clone();
+    let (rows, table, model_dir) = common::planted_classifier(dir.path(), 120);
     let loaded = load(model_dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
     // The motif-carrying test sequences, explained for class 1 by AttnLRP and ISM.
     let positives: Vec<_> = rows

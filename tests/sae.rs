@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use genolens::analysis::attribution::planted::{planted_rows, PlantedSizes, PLANTED_MOTIF};
+use genolens::analysis::attribution::planted::PLANTED_MOTIF;
 use genolens::analysis::sae::study::{reduce_sae, run_sae, run_sae_analyze, SaeStudy};
 use genolens::experiment::{ExperimentContext, RunSettings};
 use genolens::report::ParquetTable;
@@ -25,36 +25,7 @@ fn settings(model: &Path, data: &Path, out: &Path) -> RunSettings {
 #[test]
 fn a_planted_motif_gives_a_separating_feature_whose_top_sequences_carry_it() {
     let dir = tempfile::tempdir().unwrap();
-    let sizes = PlantedSizes {
-        train: 1600,
-        valid: 100,
-        test: 160,
-        length: 36,
-    };
-    let rows = planted_rows(5, sizes);
-    let table = dir.path().join("planted.parquet");
-    genolens::datasets::rows::write_rows(&table, &rows, &genolens::report::Provenance::current(5))
-        .unwrap();
-    let classify = genolens::train::classify::ClassifySettings {
-        data: table.clone(),
-        init: common::fixture_model("tiny-mlm-k6"),
-        out: dir.path().join("model"),
-        epochs: 8,
-        batch_size: 32,
-        learning_rate: 3e-3,
-        warmup_fraction: 0.1,
-        adamw: genolens::train::adamw::AdamWSettings::with_weight_decay(0.01),
-        seed: 5,
-        dropout: 0.0,
-    };
-    let report =
-        genolens::train::classify::train_classifier(&classify, &candle_core::Device::Cpu).unwrap();
-    assert!(
-        report.test.accuracy > 0.8,
-        "the tiny model did not learn the motif (test accuracy {})",
-        report.test.accuracy
-    );
-    let model = classify.out.clone();
+    let (rows, table, model) = common::planted_classifier(dir.path(), 160);
     let out = std::env::var("SAE_TEST_OUT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| dir.path().join("run"));

@@ -22,30 +22,6 @@ use crate::error::{GenolensError, Result};
 use crate::model::hooks::HookFn;
 use crate::model::{Batch, HeadKind, HookPoint, Hooks, Intervention, LoadedModel};
 
-/// What splicing the reconstruction did.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Fidelity {
-    /// Sequences run.
-    pub sequences: usize,
-    /// `labels`, `clean prediction` or `masked tokens`.
-    pub loss_target: &'static str,
-    /// Mean loss of the clean model.
-    pub loss_clean: f64,
-    /// Mean loss with the reconstruction spliced in.
-    pub loss_sae: f64,
-    /// Mean loss with the rows zero-ablated.
-    pub loss_zero: f64,
-    /// (loss_zero − loss_sae) / (loss_zero − loss_clean).
-    pub loss_recovered: f64,
-    /// Mean |logit_sae − logit_clean| over sequences and classes (classifier) or masked tokens
-    /// and vocabulary (MLM).
-    pub mean_abs_logit_change: f64,
-    /// Mean KL(clean ‖ sae) of the output distributions (nats).
-    pub kl_divergence: f64,
-    /// Share of predictions (argmax) unchanged by the splice.
-    pub agreement: f64,
-}
-
 /// Replaces the rows of `kind` in `activation` by `rows(x)` ([n, F] → [n, F]).
 fn splice(
     activation: &Tensor,
@@ -120,6 +96,35 @@ fn cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<Vec<f64>> {
         .collect())
 }
 
+crate::table_row! {
+    /// What splicing the reconstruction did (`sae_fidelity.parquet`).
+    pub struct FidelityRow {
+        /// Hook.
+        pub hook: String,
+        /// Rows spliced: cls, mean, tokens or none.
+        pub rows: String,
+        /// Sequences.
+        pub sequences: u64,
+        /// `labels`, `clean prediction` or `masked tokens`.
+        pub loss_target: String,
+        /// Mean loss of the clean model.
+        pub loss_clean: f64,
+        /// Mean loss with the reconstruction spliced in.
+        pub loss_sae: f64,
+        /// Mean loss with the rows zero-ablated.
+        pub loss_zero: f64,
+        /// (loss_zero − loss_sae) / (loss_zero − loss_clean).
+        pub loss_recovered: f64,
+        /// Mean |logit_sae − logit_clean| over sequences and classes (classifier) or masked
+        /// tokens and vocabulary (MLM).
+        pub mean_abs_logit_change: f64,
+        /// Mean KL(clean ‖ sae) of the output distributions (nats).
+        pub kl_divergence: f64,
+        /// Share of predictions (argmax) unchanged by the splice.
+        pub agreement: f64,
+    }
+}
+
 /// Sums over one comparison of clean and spliced logits.
 #[derive(Default)]
 struct Sums {
@@ -162,12 +167,20 @@ impl Sums {
         Ok(())
     }
 
-    fn finish(self, sequences: usize, loss_target: &'static str) -> Fidelity {
+    fn finish(
+        self,
+        point: HookPoint,
+        kind: RowKind,
+        sequences: usize,
+        loss_target: &str,
+    ) -> FidelityRow {
         let n = self.n.max(1) as f64;
         let (clean, sae, zero) = (self.clean / n, self.sae / n, self.zero / n);
-        Fidelity {
-            sequences,
-            loss_target,
+        FidelityRow {
+            hook: point.to_string(),
+            rows: kind.name().into(),
+            sequences: sequences as u64,
+            loss_target: loss_target.into(),
             loss_clean: clean,
             loss_sae: sae,
             loss_zero: zero,
@@ -197,7 +210,7 @@ pub fn fidelity(
     kind: RowKind,
     batch_size: usize,
     seed: u64,
-) -> Result<Fidelity> {
+) -> Result<FidelityRow> {
     if examples.is_empty() {
         return Err(GenolensError::argument("fidelity", "no sequences"));
     }
@@ -284,7 +297,7 @@ pub fn fidelity(
         _ if examples.iter().all(|e| e.label.is_some()) => "labels",
         _ => "clean prediction",
     };
-    Ok(sums.finish(examples.len(), target))
+    Ok(sums.finish(point, kind, examples.len(), target))
 }
 
 #[cfg(test)]

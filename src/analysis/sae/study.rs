@@ -20,7 +20,7 @@ use crate::analysis::sae::cache::{
     cache_from_embeddings, cache_from_model, ActivationCache, RawRows, RowKind,
 };
 use crate::analysis::sae::concepts::{concept_f1, read_concepts, token_concepts};
-use crate::analysis::sae::fidelity::fidelity;
+use crate::analysis::sae::fidelity::{fidelity, FidelityRow};
 use crate::analysis::sae::layout;
 use crate::analysis::sae::meaning::{
     class_statistics, encode_cache, motif_enrichment, motif_presence, top_of, top_sequences,
@@ -195,34 +195,6 @@ crate::table_row! {
         pub explained_variance: f64,
         /// mean over rows of 1 − ‖x − x̂‖² / ‖x‖² (uncentred, per row; what some code calls EV).
         pub explained_variance_uncentred_per_row: f64,
-    }
-}
-
-crate::table_row! {
-    /// The reconstruction spliced back in at the hook.
-    pub struct FidelityRow {
-        /// Hook.
-        pub hook: String,
-        /// Rows spliced: cls, mean, tokens or none.
-        pub rows: String,
-        /// Sequences.
-        pub sequences: u64,
-        /// labels, clean prediction or masked tokens.
-        pub loss_target: String,
-        /// Clean loss.
-        pub loss_clean: f64,
-        /// Loss with the reconstruction.
-        pub loss_sae: f64,
-        /// Loss with the rows zeroed.
-        pub loss_zero: f64,
-        /// (loss_zero − loss_sae) / (loss_zero − loss_clean).
-        pub loss_recovered: f64,
-        /// Mean |Δ logit|.
-        pub mean_abs_logit_change: f64,
-        /// Mean KL(clean ‖ SAE), nats.
-        pub kl_divergence: f64,
-        /// Share of unchanged predictions.
-        pub agreement: f64,
     }
 }
 
@@ -503,7 +475,7 @@ fn analyse_held_out(
     } = held_out;
     let loaded = model.map(|m| m.0);
     if let (Some((loaded, point)), true) = (model, study.fidelity) {
-        let f = fidelity(
+        let row = fidelity(
             loaded,
             test_examples,
             sae,
@@ -513,19 +485,7 @@ fn analyse_held_out(
             seed,
         )?;
         let mut table = context.table::<FidelityRow>(&s.key("sae_fidelity"))?;
-        table.write(&FidelityRow {
-            hook: study.hook.clone(),
-            rows: kind.name().into(),
-            sequences: f.sequences as u64,
-            loss_target: f.loss_target.into(),
-            loss_clean: f.loss_clean,
-            loss_sae: f.loss_sae,
-            loss_zero: f.loss_zero,
-            loss_recovered: f.loss_recovered,
-            mean_abs_logit_change: f.mean_abs_logit_change,
-            kl_divergence: f.kl_divergence,
-            agreement: f.agreement,
-        })?;
+        table.write(&row)?;
         table.finish()?;
     }
 
@@ -1290,7 +1250,12 @@ fn feature_figures(
         return Ok(());
     };
     let activations = encode_cache(&sae, &cache)?;
-    let significant: Vec<usize> = order.iter().copied().filter(|&i| q[i] < 0.05).take(4).collect();
+    let significant: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| q[i] < 0.05)
+        .take(4)
+        .collect();
     if significant.is_empty() {
         context.report().paragraph(
             "No feature's activation differs between the classes at q < 0.05, so no per-class histograms are drawn: on these held-out sequences the SAE's features do not carry the label one by one.",
