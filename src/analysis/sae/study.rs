@@ -1101,7 +1101,13 @@ fn concept_figures(
         x_label: "feature".into(),
         y_label: "concept".into(),
         columns: top_features.iter().map(|t| t.1.to_string()).collect(),
-        rows: concepts,
+        rows: concepts
+            .iter()
+            .map(|c| match c.strip_prefix("jaspar:") {
+                Some(m) => format!("{} hits", m.split_once('_').map_or(m, |(_, name)| name)),
+                None => c.replace('_', " "),
+            })
+            .collect(),
         values,
         value_label: "F1".into(),
     })?;
