@@ -17,6 +17,13 @@ pub enum Pooling {
     Mean,
 }
 
+/// Whether `point` holds one vector per sequence (`hook_cls`, `hook_pooled`, a classifier's
+/// `hook_logits`) rather than one per token.
+pub fn is_per_sequence(point: HookPoint, head: crate::model::HeadKind) -> bool {
+    matches!(point.layout(), ActivationLayout::Sequence)
+        || (point == HookPoint::Logits && head != crate::model::HeadKind::MaskedLm)
+}
+
 /// Masked mean over real tokens of a [b,t,d] activation, excluding [CLS], [SEP] and padding.
 /// `lengths` are the token counts with [CLS] and [SEP] (as in [`Batch::lengths`]).
 pub fn mean_over_kmers(activation: &Tensor, lengths: &[usize]) -> Result<Tensor> {

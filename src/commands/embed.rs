@@ -129,9 +129,10 @@ pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<Token
 }
 
 fn pooling_name(point: HookPoint, pooling: Pooling, head: crate::model::HeadKind) -> &'static str {
-    let per_sequence = matches!(point, HookPoint::Cls | HookPoint::Pooled)
-        || (point == HookPoint::Logits && head != crate::model::HeadKind::MaskedLm);
-    match (per_sequence, pooling) {
+    match (
+        crate::analysis::pooling::is_per_sequence(point, head),
+        pooling,
+    ) {
         (true, _) => "none",
         (false, Pooling::Cls) => "cls",
         (false, Pooling::Mean) => "mean",

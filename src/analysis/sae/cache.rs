@@ -479,8 +479,7 @@ pub fn row_kind(
     requested: RowKind,
     head: crate::model::HeadKind,
 ) -> Result<RowKind> {
-    let per_sequence = matches!(point.layout(), ActivationLayout::Sequence)
-        || (point == HookPoint::Logits && head != crate::model::HeadKind::MaskedLm);
+    let per_sequence = crate::analysis::pooling::is_per_sequence(point, head);
     if matches!(point.layout(), ActivationLayout::HeadQueryKey) {
         return Err(GenolensError::hook(
             point,

@@ -220,6 +220,24 @@ crate::table_row! {
     }
 }
 
+impl MetricsRow {
+    fn new(
+        split: &str,
+        cache: &ActivationCache,
+        m: &crate::analysis::sae::metrics::SaeMetrics,
+    ) -> Self {
+        MetricsRow {
+            split: split.to_string(),
+            rows: cache.meta.rows as u64,
+            l0: m.l0,
+            dead_fraction: m.dead_fraction,
+            mse: m.mse,
+            explained_variance: m.explained_variance,
+            explained_variance_uncentred_per_row: m.explained_norm,
+        }
+    }
+}
+
 /// Sequences of one split with numeric labels ("0", "1", ...) as labels.
 fn split_examples(inputs: &[AttentionInput], split: &str) -> Vec<Example> {
     inputs
@@ -377,17 +395,12 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
     } else {
         vec![("train", &train_cache), (held_out.as_str(), &test_cache)]
     };
+    // The last split is the held-out one (the sweep's row for the main SAE reuses it).
+    let mut held_out_metrics = None;
     for (split, cache) in &splits {
         let m = metrics(&sae, &RawRows(cache))?;
-        table.write(&MetricsRow {
-            split: split.to_string(),
-            rows: cache.meta.rows as u64,
-            l0: m.l0,
-            dead_fraction: m.dead_fraction,
-            mse: m.mse,
-            explained_variance: m.explained_variance,
-            explained_variance_uncentred_per_row: m.explained_norm,
-        })?;
+        table.write(&MetricsRow::new(split, cache, &m))?;
+        held_out_metrics = Some(m);
     }
     table.finish()?;
 
@@ -408,7 +421,7 @@ pub fn run_sae(context: &mut ExperimentContext, study: &SaeStudy) -> anyhow::Res
     // Sparsity sweep.
     if !study.sweep.is_empty() {
         let mut table = context.table::<SweepRow>(&s.key("sae_sweep"))?;
-        let main = metrics(&sae, &RawRows(&test_cache))?;
+        let main = held_out_metrics.expect("at least one split was measured");
         table.write(&sweep_row(study.architecture, latents, &main, true))?;
         let bar = crate::progress::bar(study.sweep.len() as u64, "sparsity sweep");
         for &architecture in &study.sweep {
@@ -714,15 +727,7 @@ pub fn run_sae_analyze(
     context.set_config(&s.key("held_out_rows"), cache.meta.rows);
     let m = metrics(&sae, &RawRows(&cache))?;
     let mut table = context.table::<MetricsRow>(&s.key("sae_metrics"))?;
-    table.write(&MetricsRow {
-        split: held_out.clone(),
-        rows: cache.meta.rows as u64,
-        l0: m.l0,
-        dead_fraction: m.dead_fraction,
-        mse: m.mse,
-        explained_variance: m.explained_variance,
-        explained_variance_uncentred_per_row: m.explained_norm,
-    })?;
+    table.write(&MetricsRow::new(&held_out, &cache, &m))?;
     table.finish()?;
     // The reduce step re-encodes the cache with the SAE in out/sae.
     layout::save(
