@@ -45,6 +45,15 @@ motif-fixtures:
     .venv-ref/bin/pip install -q tangermeme==1.6.0 --no-deps
     .venv-ref/bin/python tests/reference/make_seqlet_fixtures.py
 
+# DNABERT-2 and Nucleotide Transformer v1/v2 fixtures for tests/families.rs: tiny random models
+# laid out as the hub repositories ship them, references from the hub's own DNABERT-2 code (read
+# from DNABERT2_CODE, a local copy of zhihan1996/DNABERT-2-117M; nothing of it is committed) and
+# HF's ESM. Pinned in requirements-families.txt; CI never needs it.
+family-fixtures DNABERT2_CODE:
+    test -x .venv-families/bin/python || python3 -m venv .venv-families
+    .venv-families/bin/pip install -q -r tests/reference/requirements-families.txt
+    .venv-families/bin/python tests/reference/make_family_fixtures.py --dnabert2-code {{DNABERT2_CODE}}
+
 # sae-lens loads the SAEs genolens wrote in its layout (tests/fixtures/sae) and records its
 # encodings, which tests/sae.rs compares with genolens's (rewrite the SAEs first with
 # GENOLENS_WRITE_SAE_FIXTURES=1 cargo test --test sae saved_saes).

@@ -291,7 +291,7 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
             let dir = weights_dir(root, case.shape, "mlm");
             let config = ModelConfig::from_file(&dir.join("config.json"))?;
             let tensors = crate::model::checkpoint::read_tensors(&dir.join("model.safetensors"))?;
-            let normalised = crate::model::checkpoint::normalise(tensors, None, 2)?;
+            let normalised = crate::model::checkpoint::normalise(tensors, None, &config)?;
             let mut taker = WeightTaker::new(&dir, normalised.tensors, &Device::Cpu);
             let mut vars = VarSource::new(&mut taker);
             let model = HookedModel::build(&config, HeadKind::MaskedLm, &mut vars, &Device::Cpu)?;

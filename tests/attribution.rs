@@ -101,7 +101,7 @@ fn gradient_x_input_and_integrated_gradients_match_captum() {
     assert!(worst <= 1e-4, "gradient × input vs captum: {worst:e}");
     eprintln!("gradient × input: worst |genolens − captum| {worst:.2e}");
 
-    let special = loaded.tokenizer.vocab.special;
+    let special = loaded.tokenizer.special();
     for case in reference["integrated_gradients"].as_array().unwrap() {
         let settings = IgSettings {
             steps: case["steps"].as_u64().unwrap() as usize,
@@ -276,7 +276,7 @@ fn integrated_gradients_of_the_log_probability_match_captum() {
     let case = &reference["integrated_gradients_log_probability"];
     let target = reference["target"].as_u64().unwrap() as usize;
     let (loaded, batch) = fixture_batch();
-    let special = loaded.tokenizer.vocab.special;
+    let special = loaded.tokenizer.special();
     let settings = IgSettings {
         target_kind: TargetKind::LogProbability,
         ..IgSettings::default()

@@ -185,7 +185,7 @@ fn inspect_lists_hooks_and_tokenizer_facts() {
         "vocab 4101",
         "blocks.{0..1}.attn.hook_pattern",
         "hook_logits",
-        "at most 43 nt",
+        "up to 43 nt fit",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }

@@ -85,8 +85,16 @@ fn the_pretrained_model_beats_the_kmer_frequency_baseline_on_held_out_chr20() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/heldout-chr20.fa");
     let loaded = load(defaults::PRETRAINED_MODEL, &LoadOptions::default()).unwrap();
     let corpus = Corpus::read(&fixture, 256).unwrap();
-    let validation = MlmValidation::new(&corpus, &loaded.tokenizer, 64, 32, 0.15, 5).unwrap();
-    let pad = loaded.tokenizer.vocab.special.pad;
+    let validation = MlmValidation::new(
+        &corpus,
+        loaded.tokenizer.kmer("MLM validation").unwrap(),
+        64,
+        32,
+        0.15,
+        5,
+    )
+    .unwrap();
+    let pad = loaded.tokenizer.special().pad;
     let evaluation = validation
         .evaluate(&loaded.model, pad, loaded.model.device())
         .unwrap();

@@ -27,12 +27,8 @@ fn attnlrp_and_ism_beat_random_positions_on_a_planted_motif_model() {
         .iter()
         .map(|r| loaded.tokenizer.tokenize(&r.id, &r.sequence).unwrap().ids)
         .collect();
-    let batch = Batch::from_ids(
-        &ids,
-        loaded.tokenizer.vocab.special.pad,
-        loaded.model.device(),
-    )
-    .unwrap();
+    let batch =
+        Batch::from_ids(&ids, loaded.tokenizer.special().pad, loaded.model.device()).unwrap();
     let targets = vec![1; positives.len()];
     let relevance = lrp(
         &loaded.model,

@@ -72,7 +72,7 @@ fn trainable(name: &str) -> (HookedModel, Vec<(String, Var)>) {
     let normalised = normalise(
         read_tensors(&weights).unwrap(),
         Some(HeadKind::MaskedLm),
-        config.num_hidden_layers,
+        &config,
     )
     .unwrap();
     let mut taker = WeightTaker::new(&weights, normalised.tensors, &Device::Cpu);

@@ -126,7 +126,15 @@ pub fn attention_statistics(
     let hooks = Hooks::none().capture("blocks.*.attn.hook_pattern")?;
     let examples: Vec<Example> = inputs.iter().map(|i| i.example.clone()).collect();
     let results = crate::analysis::collect_forward(loaded, &examples, &hooks, options, |p, o| {
-        analyse_batch(p, o, layers, &by_id, loaded.tokenizer.k(), 0, true)
+        analyse_batch(
+            p,
+            o,
+            layers,
+            &by_id,
+            loaded.tokenizer.kmer("the attention study")?.k(),
+            0,
+            true,
+        )
     })?;
     Ok(results.into_iter().map(|r| (r.stats, r.scores)).collect())
 }
@@ -508,7 +516,7 @@ pub fn run_attention(
     }
     let config = loaded.model.config().clone();
     let (layers, heads) = (config.num_hidden_layers, config.num_attention_heads);
-    let k = loaded.tokenizer.k();
+    let k = loaded.tokenizer.kmer("the attention study")?.k();
     context.set_config("k", k);
     context.set_config("profile_window_nt", study.profile_window_nt);
     context.set_config("permutations", study.permutations);

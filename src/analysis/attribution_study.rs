@@ -268,7 +268,7 @@ fn adaptive_ig(
     targets: &[usize],
     settings: &IgSettings,
 ) -> anyhow::Result<Vec<(crate::analysis::attribution::IgResult, usize)>> {
-    let special = &loaded.tokenizer.vocab.special;
+    let special = &loaded.tokenizer.special();
     let ids = [special.cls, special.sep, special.pad];
     let run = |batch: &Batch, targets: &[usize], steps: usize| {
         let settings = IgSettings { steps, ..*settings };
@@ -556,7 +556,7 @@ pub fn attribute_examples(
     if study.ig_steps == 0 || study.ism_batch_size == 0 {
         bail!("--ig-steps and --ism-batch-size must be at least 1");
     }
-    let k = loaded.tokenizer.k();
+    let k = loaded.tokenizer.kmer("the attribution study")?.k();
     context.set_config("k", k);
     context.set_config(
         "methods",
@@ -603,7 +603,6 @@ pub fn attribute_examples(
         context.table::<AttributionCheckRow>(&format!("attribution_checks{suffix}"))?;
     let options = context.batch_options("attribution");
     let mut seconds: BTreeMap<&'static str, f64> = BTreeMap::new();
-    let vocab = &loaded.tokenizer.vocab;
     let counts = run_batches(
         &loaded.tokenizer,
         loaded.model.device(),
@@ -624,7 +623,7 @@ pub fn attribute_examples(
                     token_table.write(&TokenAttributionRow {
                         sequence_id: example.id.clone(),
                         token_index: index as u32,
-                        token: vocab.token(id).unwrap_or("[UNK]").to_string(),
+                        token: loaded.tokenizer.token(id).unwrap_or_else(|| "[UNK]".into()),
                         method: method.name().into(),
                         target,
                         score: f64::from(score),

@@ -184,7 +184,7 @@ impl<'a> Classifier<'a> {
                 .collect::<Result<Vec<_>>>()?;
             let batch = Batch::from_ids(
                 &tokens,
-                self.loaded.tokenizer.vocab.special.pad,
+                self.loaded.tokenizer.special().pad,
                 self.loaded.model.device(),
             )?;
             let logits = self

@@ -27,7 +27,7 @@ use candle_core::Device;
 use crate::data::Example;
 use crate::error::{GenolensError, Result};
 use crate::model::{Batch, Hooks, LoadedModel, Output};
-use crate::tokenize::{KmerTokenizer, Tokenized};
+use crate::tokenize::{Tokenized, Tokenizer};
 
 pub use gradient::{embedding_gradient, gradient_x_input};
 pub use pooling::{mean_over_kmers, pool_activation, Pooling};
@@ -131,7 +131,7 @@ impl TokenizationCounts {
 
 /// Tokenizes `(id, sequence)` pairs and pads them into one batch on `device`.
 pub fn tokenize_batch<'a>(
-    tokenizer: &KmerTokenizer,
+    tokenizer: &Tokenizer,
     sequences: impl IntoIterator<Item = (&'a str, &'a str)>,
     device: &Device,
 ) -> Result<(Batch, Vec<Tokenized>)> {
@@ -139,7 +139,7 @@ pub fn tokenize_batch<'a>(
         .into_iter()
         .map(|(id, sequence)| tokenizer.tokenize(id, sequence))
         .collect::<Result<Vec<_>>>()?;
-    let batch = Batch::from_tokenized(&tokenized, tokenizer.vocab.special.pad, device)?;
+    let batch = Batch::from_tokenized(&tokenized, tokenizer.special().pad, device)?;
     Ok((batch, tokenized))
 }
 
@@ -148,7 +148,7 @@ pub fn tokenize_batch<'a>(
 /// given. Returns what the tokenizer counted. Errors name the sequence that could not be
 /// tokenized (too long, empty); an empty input is not an error here (the caller decides).
 pub fn run_batches<R>(
-    tokenizer: &KmerTokenizer,
+    tokenizer: &Tokenizer,
     device: &Device,
     examples: impl IntoIterator<Item = Result<Example>>,
     options: &BatchOptions,
@@ -191,7 +191,7 @@ pub fn run_batches<R>(
             let row_tokens: Vec<&Tokenized> = rows.iter().map(|&i| &tokenized[i]).collect();
             let owned: Vec<Tokenized> = row_tokens.iter().map(|t| (*t).clone()).collect();
             let prepared = PreparedBatch {
-                batch: Batch::from_tokenized(&owned, tokenizer.vocab.special.pad, device)?,
+                batch: Batch::from_tokenized(&owned, tokenizer.special().pad, device)?,
                 examples: rows.iter().map(|&i| &chunk[i]).collect(),
                 tokens: row_tokens,
             };
@@ -273,7 +273,7 @@ pub fn collect_forward<R>(
 mod tests {
     use super::*;
     use crate::model::{HeadKind, HookedModel, ModelConfig};
-    use crate::tokenize::KmerVocab;
+    use crate::tokenize::{KmerTokenizer, KmerVocab};
 
     fn examples(count: usize) -> Vec<Example> {
         // Lengths vary so that length sorting reorders the batches.
@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn results_come_back_in_input_order_whatever_the_batching() {
-        let tokenizer = KmerTokenizer::new(KmerVocab::dnabert(3), 64);
+        let tokenizer = Tokenizer::from(KmerTokenizer::new(KmerVocab::dnabert(3), 64));
         let input = examples(23);
         for (batch_size, read_ahead) in [(1, 1), (4, 2), (5, 16), (64, 1)] {
             let options = BatchOptions {
@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn a_zero_batch_size_and_a_too_long_sequence_are_clear_errors() {
-        let tokenizer = KmerTokenizer::new(KmerVocab::dnabert(3), 8);
+        let tokenizer = Tokenizer::from(KmerTokenizer::new(KmerVocab::dnabert(3), 8));
         let options = BatchOptions {
             batch_size: 0,
             ..Default::default()

@@ -1015,7 +1015,7 @@ pub fn sweep_pair(
     let device = loaded.model.device();
     let tokenize = |id: String, sequence: &str| -> Result<Batch> {
         let tokens = loaded.tokenizer.tokenize(&id, sequence)?;
-        Batch::from_tokenized(&[tokens], loaded.tokenizer.vocab.special.pad, device)
+        Batch::from_tokenized(&[tokens], loaded.tokenizer.special().pad, device)
     };
     let clean = tokenize(format!("{} (clean)", pair.id), pair.clean)?;
     let corrupt = tokenize(format!("{} (corrupt)", pair.id), pair.corrupt)?;

@@ -94,7 +94,7 @@ pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> a
     }
     context.set_config("split", split);
     context.set_config("context_nt", window);
-    context.set_config("k", loaded.tokenizer.k());
+    context.set_config("k", loaded.tokenizer.kmer("the patching study")?.k());
     context.set_config("positions", study.positions.to_string());
     let position_sites: Vec<&str> = study.position_sites.iter().map(|s| s.name()).collect();
     context.set_config("position_sites", position_sites.join(","));
@@ -114,7 +114,7 @@ pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> a
         ..SweepSettings::default()
     };
     let null_settings = settings.null();
-    let k = loaded.tokenizer.k();
+    let k = loaded.tokenizer.kmer("the patching study")?.k();
     let mut table = context.table::<PatchingRow>("patching")?;
     let progress = crate::progress::bar(tasks.len() as u64, "patching pairs");
     for index in tasks {

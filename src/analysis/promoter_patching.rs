@@ -154,7 +154,10 @@ pub fn run_promoter_patching(
     }
     context.set_config("split", split);
     context.set_config("pairs", pairs.len());
-    context.set_config("k", loaded.tokenizer.k());
+    context.set_config(
+        "k",
+        loaded.tokenizer.kmer("the promoter-patching study")?.k(),
+    );
     context.set_config("positions", study.positions.to_string());
     context.set_config("tss_index", tss);
     context.set_config("anchor", "TSS");

@@ -152,7 +152,7 @@ pub fn run_convert(
     save_model_as(
         out,
         &before.model,
-        &before.tokenizer.vocab,
+        &before.tokenizer.kmer("convert")?.vocab,
         labels.as_deref(),
         dtype,
     )?;

@@ -6,9 +6,9 @@ use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 use crate::model::batch::Batch;
-use crate::model::config::ModelConfig;
+use crate::model::config::{Activation, Architecture, ModelConfig};
 use crate::model::heads::HeadKind;
-use crate::model::hooks::{ActivationCache, BlockSite, HookPoint, Hooks};
+use crate::model::hooks::{ActivationCache, BlockSite, HookLayout, HookPoint, Hooks};
 use crate::model::source::{Recording, TensorSource};
 use crate::model::weights::RandomInit;
 use crate::ops::batched_matmul::batched_matmul;
@@ -24,25 +24,44 @@ fn normalize(norm: &LayerNorm, x: &Tensor, hooks: &Hooks) -> Result<Tensor> {
     })
 }
 
-struct Embeddings {
-    word: Tensor,
-    position: Tensor,
-    token_type: Tensor,
-    layer_norm: LayerNorm,
+pub(crate) struct Embeddings {
+    pub(crate) word: Tensor,
+    /// Learned position table (BERT, NT v1); `None` for ALiBi and rotary models.
+    pub(crate) position: Option<Tensor>,
+    /// Row of the table the first token reads: 0 for BERT, `padding_idx + 1` for ESM.
+    pub(crate) position_offset: usize,
+    /// Token-type table (BERT, MosaicBERT; row 0 only).
+    pub(crate) token_type: Option<Tensor>,
+    /// Embedding LayerNorm (BERT, MosaicBERT; ESM only with `emb_layer_norm_before`).
+    pub(crate) layer_norm: Option<LayerNorm>,
 }
 
-struct EncoderLayer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_output: Linear,
-    attention_layer_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    output_layer_norm: LayerNorm,
+pub(crate) struct EncoderLayer {
+    pub(crate) query: Linear,
+    pub(crate) key: Linear,
+    pub(crate) value: Linear,
+    pub(crate) attention_output: Linear,
+    /// Post-LN: after attention (BERT `attention.output.LayerNorm`); pre-LN: before it (ESM
+    /// `attention.LayerNorm`).
+    pub(crate) attention_layer_norm: LayerNorm,
+    /// [d_mlp, d] or, for a gated MLP, [2·d_mlp, d]: the gate's rows first, then the linear's.
+    pub(crate) intermediate: Linear,
+    pub(crate) output: Linear,
+    /// Post-LN: after the MLP; pre-LN: before it (ESM layer `LayerNorm`).
+    pub(crate) output_layer_norm: LayerNorm,
 }
 
-enum Head {
+/// How token positions enter attention.
+pub(crate) enum Positions {
+    /// A learned table added to the embeddings (BERT, NT v1).
+    Learned,
+    /// ALiBi: −slope_h·|i − j| added to every head's scores (MosaicBERT).
+    Alibi(Vec<f32>),
+    /// Rotary embeddings on q and k (NT v2), from the stored or computed `inv_freq` [d_head/2].
+    Rotary(Vec<f32>),
+}
+
+pub(crate) enum Head {
     Encoder,
     MaskedLm {
         transform: Linear,
@@ -73,14 +92,21 @@ pub struct HookedModel {
     config: ModelConfig,
     head_kind: HeadKind,
     embeddings: Embeddings,
+    positions: Positions,
     layers: Vec<EncoderLayer>,
+    /// ESM's `emb_layer_norm_after`, applied to the last block's output.
+    final_layer_norm: Option<LayerNorm>,
+    /// Activation of the MLP (of its gate, when gated).
+    mlp_activation: Activation,
+    gated_mlp: bool,
     pooler: Option<Linear>,
     head: Head,
     parameters: BTreeMap<String, Tensor>,
     device: Device,
 }
 
-fn linear(
+/// `prefix.weight` [out, in] and `prefix.bias` [out].
+pub(crate) fn linear(
     source: &mut impl TensorSource,
     prefix: &str,
     out_features: usize,
@@ -92,7 +118,23 @@ fn linear(
     })
 }
 
-fn layer_norm(
+/// `prefix.weight` [out, in] of a layer without bias; the bias is exact zeros (adding them
+/// changes no value), so every dense layer runs through one code path.
+pub(crate) fn linear_without_bias(
+    source: &mut impl TensorSource,
+    name: &str,
+    out_features: usize,
+    in_features: usize,
+    device: &Device,
+) -> Result<Linear> {
+    Ok(Linear {
+        weight: source.take(name, &[out_features, in_features])?,
+        bias: Tensor::zeros(out_features, candle_core::DType::F32, device)?,
+    })
+}
+
+/// `prefix.weight` and `prefix.bias`, both [size].
+pub(crate) fn layer_norm(
     source: &mut impl TensorSource,
     prefix: &str,
     size: usize,
@@ -105,9 +147,115 @@ fn layer_norm(
     })
 }
 
+/// The pieces an architecture's builder assembles (see `dnabert2` and `esm`).
+pub(crate) struct Parts {
+    pub(crate) embeddings: Embeddings,
+    pub(crate) positions: Positions,
+    pub(crate) layers: Vec<EncoderLayer>,
+    pub(crate) final_layer_norm: Option<LayerNorm>,
+    pub(crate) mlp_activation: Activation,
+    pub(crate) gated_mlp: bool,
+    pub(crate) pooler: Option<Linear>,
+    pub(crate) head: Head,
+}
+
+/// DNABERT-k (HF `BertModel` names under `bert.`).
+fn build_bert(
+    config: &ModelConfig,
+    head_kind: HeadKind,
+    source: &mut impl TensorSource,
+) -> Result<Parts> {
+    let hidden = config.hidden_size;
+    let eps = config.layer_norm_eps;
+    let embeddings = Embeddings {
+        word: source.take(
+            "bert.embeddings.word_embeddings.weight",
+            &[config.vocab_size, hidden],
+        )?,
+        position: Some(source.take(
+            "bert.embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, hidden],
+        )?),
+        position_offset: 0,
+        token_type: Some(source.take(
+            "bert.embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size, hidden],
+        )?),
+        layer_norm: Some(layer_norm(
+            source,
+            "bert.embeddings.LayerNorm",
+            hidden,
+            eps,
+        )?),
+    };
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for layer in 0..config.num_hidden_layers {
+        let prefix = format!("bert.encoder.layer.{layer}");
+        let dense = |source: &mut _, name: &str, out, inp| {
+            linear(source, &format!("{prefix}.{name}"), out, inp)
+        };
+        layers.push(EncoderLayer {
+            query: dense(source, "attention.self.query", hidden, hidden)?,
+            key: dense(source, "attention.self.key", hidden, hidden)?,
+            value: dense(source, "attention.self.value", hidden, hidden)?,
+            attention_output: dense(source, "attention.output.dense", hidden, hidden)?,
+            attention_layer_norm: layer_norm(
+                source,
+                &format!("{prefix}.attention.output.LayerNorm"),
+                hidden,
+                eps,
+            )?,
+            intermediate: dense(
+                source,
+                "intermediate.dense",
+                config.intermediate_size,
+                hidden,
+            )?,
+            output: dense(source, "output.dense", hidden, config.intermediate_size)?,
+            output_layer_norm: layer_norm(
+                source,
+                &format!("{prefix}.output.LayerNorm"),
+                hidden,
+                eps,
+            )?,
+        });
+    }
+    let pooler = if head_kind.uses_pooler() {
+        Some(linear(source, "bert.pooler.dense", hidden, hidden)?)
+    } else {
+        None
+    };
+    let head = match head_kind {
+        HeadKind::Encoder { .. } => Head::Encoder,
+        HeadKind::MaskedLm => Head::MaskedLm {
+            transform: linear(source, "cls.predictions.transform.dense", hidden, hidden)?,
+            layer_norm: layer_norm(source, "cls.predictions.transform.LayerNorm", hidden, eps)?,
+            decoder_weight: source.take(
+                "cls.predictions.decoder.weight",
+                &[config.vocab_size, hidden],
+            )?,
+            bias: source.take("cls.predictions.bias", &[config.vocab_size])?,
+        },
+        HeadKind::SequenceClassification { num_labels } => {
+            Head::Classifier(linear(source, "classifier", num_labels, hidden)?)
+        }
+    };
+    Ok(Parts {
+        embeddings,
+        positions: Positions::Learned,
+        layers,
+        final_layer_norm: None,
+        mlp_activation: config.hidden_act,
+        gated_mlp: false,
+        pooler,
+        head,
+    })
+}
+
 impl HookedModel {
-    /// Builds the model from named parameters (HF names, `bert.` prefix). Every parameter the
-    /// architecture needs is taken from `source`; the source decides what a missing one means.
+    /// Builds the model from named parameters (HF names of the config's architecture). Every
+    /// parameter the architecture needs is taken from `source`; the source decides what a
+    /// missing one means.
     pub fn build(
         config: &ModelConfig,
         head_kind: HeadKind,
@@ -116,105 +264,25 @@ impl HookedModel {
     ) -> Result<Self> {
         let mut source = Recording::new(source);
         let source = &mut source;
-        let hidden = config.hidden_size;
-        let eps = config.layer_norm_eps;
-        let embeddings = Embeddings {
-            word: source.take(
-                "bert.embeddings.word_embeddings.weight",
-                &[config.vocab_size, hidden],
-            )?,
-            position: source.take(
-                "bert.embeddings.position_embeddings.weight",
-                &[config.max_position_embeddings, hidden],
-            )?,
-            token_type: source.take(
-                "bert.embeddings.token_type_embeddings.weight",
-                &[config.type_vocab_size, hidden],
-            )?,
-            layer_norm: layer_norm(source, "bert.embeddings.LayerNorm", hidden, eps)?,
-        };
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for layer in 0..config.num_hidden_layers {
-            let prefix = format!("bert.encoder.layer.{layer}");
-            layers.push(EncoderLayer {
-                query: linear(
-                    source,
-                    &format!("{prefix}.attention.self.query"),
-                    hidden,
-                    hidden,
-                )?,
-                key: linear(
-                    source,
-                    &format!("{prefix}.attention.self.key"),
-                    hidden,
-                    hidden,
-                )?,
-                value: linear(
-                    source,
-                    &format!("{prefix}.attention.self.value"),
-                    hidden,
-                    hidden,
-                )?,
-                attention_output: linear(
-                    source,
-                    &format!("{prefix}.attention.output.dense"),
-                    hidden,
-                    hidden,
-                )?,
-                attention_layer_norm: layer_norm(
-                    source,
-                    &format!("{prefix}.attention.output.LayerNorm"),
-                    hidden,
-                    eps,
-                )?,
-                intermediate: linear(
-                    source,
-                    &format!("{prefix}.intermediate.dense"),
-                    config.intermediate_size,
-                    hidden,
-                )?,
-                output: linear(
-                    source,
-                    &format!("{prefix}.output.dense"),
-                    hidden,
-                    config.intermediate_size,
-                )?,
-                output_layer_norm: layer_norm(
-                    source,
-                    &format!("{prefix}.output.LayerNorm"),
-                    hidden,
-                    eps,
-                )?,
-            });
-        }
-        let pooler = if head_kind.uses_pooler() {
-            Some(linear(source, "bert.pooler.dense", hidden, hidden)?)
-        } else {
-            None
-        };
-        let head = match head_kind {
-            HeadKind::Encoder { .. } => Head::Encoder,
-            HeadKind::MaskedLm => Head::MaskedLm {
-                transform: linear(source, "cls.predictions.transform.dense", hidden, hidden)?,
-                layer_norm: layer_norm(source, "cls.predictions.transform.LayerNorm", hidden, eps)?,
-                decoder_weight: source.take(
-                    "cls.predictions.decoder.weight",
-                    &[config.vocab_size, hidden],
-                )?,
-                bias: source.take("cls.predictions.bias", &[config.vocab_size])?,
-            },
-            HeadKind::SequenceClassification { num_labels } => {
-                Head::Classifier(linear(source, "classifier", num_labels, hidden)?)
+        let parts = match config.architecture {
+            Architecture::Bert => build_bert(config, head_kind, source)?,
+            Architecture::MosaicBert => {
+                crate::model::dnabert2::build(config, head_kind, source, device)?
             }
+            Architecture::Esm => crate::model::esm::build(config, head_kind, source, device)?,
         };
         let parameters = std::mem::take(&mut source.taken);
         Ok(HookedModel {
             config: config.clone(),
             head_kind,
-            embeddings,
-            layers,
-            pooler,
-            head,
+            embeddings: parts.embeddings,
+            positions: parts.positions,
+            layers: parts.layers,
+            final_layer_norm: parts.final_layer_norm,
+            mlp_activation: parts.mlp_activation,
+            gated_mlp: parts.gated_mlp,
+            pooler: parts.pooler,
+            head: parts.head,
             parameters,
             device: device.clone(),
         })
@@ -236,6 +304,29 @@ impl HookedModel {
         &self.config
     }
 
+    /// The MLP's activation (of its gate, for gated MLPs).
+    pub fn mlp_activation(&self) -> Activation {
+        self.mlp_activation
+    }
+
+    /// Which hooks this model has.
+    pub fn hook_layout(&self) -> HookLayout {
+        HookLayout {
+            layers: self.layers.len(),
+            pre_norm: self.config.architecture.pre_norm(),
+            learned_positions: self.embeddings.position.is_some(),
+            token_type: self.embeddings.token_type.is_some(),
+            rotary: matches!(self.positions, Positions::Rotary(_)),
+            gated_mlp: self.gated_mlp,
+            pooler: self.pooler.is_some() || self.config.architecture == Architecture::Bert,
+        }
+    }
+
+    /// Every hook point of this model, in forward order.
+    pub fn hook_points(&self) -> Vec<HookPoint> {
+        HookPoint::all_of(&self.hook_layout())
+    }
+
     /// The output head.
     pub fn head_kind(&self) -> HeadKind {
         self.head_kind
@@ -253,15 +344,20 @@ impl HookedModel {
 
     /// Total parameter count, counting tied tensors once.
     pub fn parameter_count(&self) -> usize {
+        let id = |name: &str| self.parameters.get(name).map(|t| t.id());
         let tied = matches!(self.head, Head::MaskedLm { .. })
-            && self
-                .parameters
-                .get("cls.predictions.decoder.weight")
-                .map(|t| t.id())
-                == self
-                    .parameters
-                    .get("bert.embeddings.word_embeddings.weight")
-                    .map(|t| t.id());
+            && [
+                (
+                    "cls.predictions.decoder.weight",
+                    "bert.embeddings.word_embeddings.weight",
+                ),
+                (
+                    "lm_head.decoder.weight",
+                    "esm.embeddings.word_embeddings.weight",
+                ),
+            ]
+            .iter()
+            .any(|(decoder, word)| id(decoder).is_some() && id(decoder) == id(word));
         let total: usize = self.parameters.values().map(|t| t.elem_count()).sum();
         if tied {
             total - self.config.vocab_size * self.config.hidden_size
@@ -272,10 +368,7 @@ impl HookedModel {
 
     /// Runs the whole model.
     pub fn forward(&self, batch: &Batch, hooks: &Hooks) -> Result<Output> {
-        hooks.validate(
-            self.config.num_hidden_layers,
-            self.config.num_attention_heads,
-        )?;
+        hooks.validate(&self.hook_layout(), self.config.num_attention_heads)?;
         let mut cache = ActivationCache::default();
         let residual = self.embed(batch, hooks, &mut cache)?;
         self.run_layers(0, residual, batch, hooks, cache)
@@ -290,10 +383,7 @@ impl HookedModel {
         batch: &Batch,
         hooks: &Hooks,
     ) -> Result<Output> {
-        hooks.validate(
-            self.config.num_hidden_layers,
-            self.config.num_attention_heads,
-        )?;
+        hooks.validate(&self.hook_layout(), self.config.num_attention_heads)?;
         if layer > self.config.num_hidden_layers {
             return Err(crate::error::GenolensError::hook(
                 format!("forward_from({layer})"),
@@ -320,7 +410,7 @@ impl HookedModel {
         hooks: &Hooks,
     ) -> Result<Tensor> {
         let layers = self.config.num_hidden_layers;
-        hooks.validate(layers, self.config.num_attention_heads)?;
+        hooks.validate(&self.hook_layout(), self.config.num_attention_heads)?;
         if first > end || end > layers {
             return Err(crate::error::GenolensError::hook(
                 format!("forward_layers({first}..{end})"),
@@ -351,13 +441,27 @@ impl HookedModel {
                 format!("the model has {} layers", self.config.num_hidden_layers),
             )
         })?;
-        Ok((block.key.forward(residual)?, block.value.forward(residual)?))
+        let input = if self.config.architecture.pre_norm() {
+            block.attention_layer_norm.forward(residual)?
+        } else {
+            residual.clone()
+        };
+        Ok((block.key.forward(&input)?, block.value.forward(&input)?))
     }
 
     /// Layer `layer`'s weights on the host, for evaluating single token rows
     /// ([`RowBlock`](crate::model::rows::RowBlock)).
     pub fn row_block(&self, layer: usize) -> Result<crate::model::rows::RowBlock> {
         use crate::model::rows::{RowBlock, RowLayerNorm, RowLinear};
+        if self.config.architecture != Architecture::Bert {
+            return Err(crate::error::GenolensError::hook(
+                format!("row_block({layer})"),
+                format!(
+                    "single-row blocks are built for BERT only, and this is a {} model",
+                    self.config.architecture.name()
+                ),
+            ));
+        }
         let block = self.layers.get(layer).ok_or_else(|| {
             crate::error::GenolensError::hook(
                 format!("row_block({layer})"),
@@ -425,17 +529,15 @@ impl HookedModel {
         let last_block_hooked = HookPoint::all(self.layers.len())
             .into_iter()
             .any(|point| point.layer() == Some(last) && hooks.wants(point));
-        if last_block_hooked {
+        // The [CLS]-only last block is written for post-LN blocks without rotary embeddings.
+        if last_block_hooked || self.config.architecture.pre_norm() {
             let output = self.forward(batch, hooks)?;
             let logits = output
                 .logits
                 .expect("classifier models always produce logits");
             return Ok(Some((logits, output.cache)));
         }
-        hooks.validate(
-            self.config.num_hidden_layers,
-            self.config.num_attention_heads,
-        )?;
+        hooks.validate(&self.hook_layout(), self.config.num_attention_heads)?;
         let mut cache = ActivationCache::default();
         let mut residual = self.embed(batch, hooks, &mut cache)?;
         let key_mask = additive_key_mask(&batch.attention_mask)?.to_device(&self.device)?;
@@ -486,7 +588,25 @@ impl HookedModel {
         for (index, layer) in self.layers.iter().enumerate() {
             residual = self.run_layer(index, layer, residual, &key_mask, &hooks, &mut cache)?;
         }
-        Ok(residual)
+        self.final_norm(residual, &hooks, &mut cache)
+    }
+
+    /// ESM's final LayerNorm (`ln_final.hook_normalized`, HF's last hidden state); the identity
+    /// for post-LN models.
+    fn final_norm(
+        &self,
+        residual: Tensor,
+        hooks: &Hooks,
+        cache: &mut ActivationCache,
+    ) -> Result<Tensor> {
+        match &self.final_layer_norm {
+            Some(norm) => hooks.apply(
+                HookPoint::LnFinal,
+                normalize(norm, &residual, hooks)?,
+                cache,
+            ),
+            None => Ok(residual),
+        }
     }
 
     /// MLM logits [..., V] of hidden states [..., d] (transform, LayerNorm, tied decoder, bias);
@@ -523,33 +643,73 @@ impl HookedModel {
 
     fn embed(&self, batch: &Batch, hooks: &Hooks, cache: &mut ActivationCache) -> Result<Tensor> {
         let tokens = batch.ids.dim(1)?;
-        if tokens > self.config.max_position_embeddings {
+        let max_tokens = self.config.max_tokens();
+        if self.embeddings.position.is_some() && tokens > max_tokens {
             return Err(crate::error::GenolensError::Sequence {
                 sequence: "<batch>".into(),
                 message: format!(
-                    "{tokens} tokens exceed the model's {} positions; crop or tile the input",
-                    self.config.max_position_embeddings
+                    "{tokens} tokens exceed the model's {max_tokens} positions; crop or tile the input"
                 ),
             });
         }
         let hidden = self.config.hidden_size;
-        let word = hooks.apply(HookPoint::Embed, self.word_embeddings(&batch.ids)?, cache)?;
-        let position = self
-            .embeddings
-            .position
-            .narrow(0, 0, tokens)?
-            .unsqueeze(0)?;
-        let position = hooks.apply(HookPoint::PosEmbed, position, cache)?;
-        let token_type = self
-            .embeddings
-            .token_type
-            .narrow(0, 0, 1)?
-            .unsqueeze(0)?
-            .broadcast_as((1, tokens, hidden))?
-            .contiguous()?;
-        let token_type = hooks.apply(HookPoint::TokenTypeEmbed, token_type, cache)?;
-        let summed = word.broadcast_add(&token_type)?.broadcast_add(&position)?;
-        normalize(&self.embeddings.layer_norm, &summed, hooks)
+        let mut summed = hooks.apply(HookPoint::Embed, self.word_embeddings(&batch.ids)?, cache)?;
+        if self.config.token_dropout {
+            summed = self.token_dropout(summed, batch)?;
+        }
+        if let Some(table) = &self.embeddings.token_type {
+            let token_type = table
+                .narrow(0, 0, 1)?
+                .unsqueeze(0)?
+                .broadcast_as((1, tokens, hidden))?
+                .contiguous()?;
+            let token_type = hooks.apply(HookPoint::TokenTypeEmbed, token_type, cache)?;
+            summed = summed.broadcast_add(&token_type)?;
+        }
+        if let Some(table) = &self.embeddings.position {
+            // Right padding (as `Batch` builds it): token t of every sequence reads row
+            // offset + t (ESM's cumulative count of real tokens gives the same rows; pad rows
+            // read other rows there, and ESM zeroes them below).
+            let position = table
+                .narrow(0, self.embeddings.position_offset, tokens)?
+                .unsqueeze(0)?;
+            let position = hooks.apply(HookPoint::PosEmbed, position, cache)?;
+            summed = summed.broadcast_add(&position)?;
+        }
+        let embedded = match &self.embeddings.layer_norm {
+            Some(norm) => normalize(norm, &summed, hooks)?,
+            None => summed,
+        };
+        if self.config.architecture == Architecture::Esm {
+            // ESM zeroes the padding rows of the embeddings.
+            let mask = batch
+                .attention_mask
+                .to_dtype(candle_core::DType::F32)?
+                .to_device(&self.device)?
+                .unsqueeze(2)?;
+            return Ok(embedded.broadcast_mul(&mask)?);
+        }
+        Ok(embedded)
+    }
+
+    /// ESM token dropout at inference (NT v1): `<mask>` rows zeroed, then every row scaled by
+    /// (1 − 0.15·0.8)/(1 − r), r = the sequence's fraction of `<mask>` among its real tokens
+    /// (×0.88 when it has none), in HF's order of operations.
+    fn token_dropout(&self, word: Tensor, batch: &Batch) -> Result<Tensor> {
+        let mask_id = self.config.mask_token_id.unwrap_or(2);
+        let ids = batch.ids.to_device(&Device::Cpu)?.to_vec2::<u32>()?;
+        let (batch_size, tokens) = (ids.len(), batch.ids.dim(1)?);
+        let mut keep = Vec::with_capacity(batch_size * tokens);
+        let mut denominators = Vec::with_capacity(batch_size);
+        for (row, length) in ids.iter().zip(&batch.lengths) {
+            let masked = row.iter().filter(|&&id| id == mask_id).count();
+            keep.extend(row.iter().map(|&id| f32::from(id != mask_id)));
+            denominators.push(1.0 - masked as f32 / *length as f32);
+        }
+        let keep = Tensor::from_vec(keep, (batch_size, tokens, 1), &self.device)?;
+        let denominators = Tensor::from_vec(denominators, (batch_size, 1, 1), &self.device)?;
+        let train_ratio = 0.15 * 0.8;
+        Ok((word.broadcast_mul(&keep)? * (1.0 - train_ratio))?.broadcast_div(&denominators)?)
     }
 
     fn run_layers(
@@ -564,6 +724,7 @@ impl HookedModel {
         for (index, layer) in self.layers.iter().enumerate().skip(first_layer) {
             residual = self.run_layer(index, layer, residual, &key_mask, hooks, &mut cache)?;
         }
+        let residual = self.final_norm(residual, hooks, &mut cache)?;
         self.run_head(residual, hooks, cache)
     }
 
@@ -581,21 +742,30 @@ impl HookedModel {
         let heads = self.config.num_attention_heads;
         let head_dim = self.config.head_dim();
         let residual = hooks.apply(point(BlockSite::ResidPre), residual, cache)?;
+        let attention_in = if self.config.architecture.pre_norm() {
+            hooks.apply(
+                point(BlockSite::Ln1Normalized),
+                normalize(&layer.attention_layer_norm, &residual, hooks)?,
+                cache,
+            )?
+        } else {
+            residual.clone()
+        };
 
         let split_heads = |x: Tensor| x.reshape((batch_size, tokens, heads, head_dim));
         let q = hooks.apply(
             point(BlockSite::Q),
-            split_heads(layer.query.forward(&residual)?)?,
+            split_heads(layer.query.forward(&attention_in)?)?,
             cache,
         )?;
         let k = hooks.apply(
             point(BlockSite::K),
-            split_heads(layer.key.forward(&residual)?)?,
+            split_heads(layer.key.forward(&attention_in)?)?,
             cache,
         )?;
         let v = hooks.apply(
             point(BlockSite::V),
-            split_heads(layer.value.forward(&residual)?)?,
+            split_heads(layer.value.forward(&attention_in)?)?,
             cache,
         )?;
         self.finish_layer(index, layer, residual, [q, k, v], key_mask, hooks, cache)
@@ -646,9 +816,17 @@ impl HookedModel {
         let head_dim = self.config.head_dim();
         // 1/√d_head applied to q (t·d_head values) rather than to the scores (t² values).
         let scale = (head_dim as f64).powf(-0.5);
+        let (q, k) = match &self.positions {
+            Positions::Rotary(inv_freq) => (
+                hooks.apply(point(BlockSite::RotQ), rotary(&q, inv_freq)?, cache)?,
+                hooks.apply(point(BlockSite::RotK), rotary(&k, inv_freq)?, cache)?,
+            ),
+            _ => (q, k),
+        };
         let reads_pattern = hooks.wants(point(BlockSite::AttnScores))
             || hooks.wants(point(BlockSite::Pattern))
-            || hooks.rules().is_some();
+            || hooks.rules().is_some()
+            || matches!(self.positions, Positions::Alibi(_));
         let z = if !reads_pattern && crate::ops::attention::applies(&q, &k, &v) {
             crate::ops::attention::attention(&q, &k, &v, key_mask, scale)?
         } else {
@@ -685,6 +863,23 @@ impl HookedModel {
             }
         }
         let attention_out = hooks.apply(point(BlockSite::AttnOut), attention_out, cache)?;
+        if self.config.architecture.pre_norm() {
+            // TransformerLens pre-LN block: resid_mid = resid_pre + attn_out; the MLP reads
+            // ln2(resid_mid); resid_post = resid_mid + mlp_out is the block output.
+            let resid_mid = hooks.apply(
+                point(BlockSite::ResidMid),
+                (attention_out + &residual)?,
+                cache,
+            )?;
+            let normalized = hooks.apply(
+                point(BlockSite::Ln2Normalized),
+                normalize(&layer.output_layer_norm, &resid_mid, hooks)?,
+                cache,
+            )?;
+            let mlp_out = self.mlp_in_steps(index, layer, &normalized, hooks, cache)?;
+            let mlp_out = hooks.apply(point(BlockSite::MlpOut), mlp_out, cache)?;
+            return hooks.apply(point(BlockSite::ResidPost), (mlp_out + resid_mid)?, cache);
+        }
         // TransformerLens BertBlock: the residual sums are hooked BEFORE each LayerNorm.
         let normalized_mid = hooks.apply(
             point(BlockSite::Ln1Normalized),
@@ -699,7 +894,7 @@ impl HookedModel {
             cache,
         )?;
 
-        let erf_gelu = self.config.hidden_act == crate::model::Activation::GeluErf;
+        let erf_gelu = self.mlp_activation == Activation::GeluErf && !self.gated_mlp;
         let whole_mlp = if erf_gelu
             && hooks.rules().is_none()
             && !hooks.wants(point(BlockSite::MlpPre))
@@ -775,7 +970,10 @@ impl HookedModel {
         cache: &mut ActivationCache,
     ) -> Result<Tensor> {
         let point = |site| HookPoint::block(index, site);
-        let fused_gelu = if self.config.hidden_act == crate::model::Activation::GeluErf
+        if self.gated_mlp {
+            return self.gated_mlp_in_steps(index, layer, normalized_mid, hooks, cache);
+        }
+        let fused_gelu = if self.mlp_activation == Activation::GeluErf
             && hooks.rules().is_none()
             && !hooks.wants(point(BlockSite::MlpPre))
         {
@@ -792,15 +990,57 @@ impl HookedModel {
                     layer.intermediate.forward(normalized_mid)?,
                     cache,
                 )?;
-                if hooks.rules().is_some() {
-                    match self.config.hidden_act {
-                        crate::model::Activation::GeluErf => relevance::gelu_identity_rule(&pre)?,
-                        act => relevance::identity_rule(&pre, |x| act.apply(x))?,
-                    }
-                } else {
-                    self.config.hidden_act.apply(&pre)?
-                }
+                self.activate(&pre, hooks)?
             }
+        };
+        let post = hooks.apply(point(BlockSite::MlpPost), post, cache)?;
+        Ok(layer.output.forward(&post)?)
+    }
+
+    /// The MLP's activation; under relevance rules the identity rule (its relevance passes
+    /// through unchanged, as LXT treats GELU and SiLU).
+    fn activate(&self, pre: &Tensor, hooks: &Hooks) -> Result<Tensor> {
+        Ok(if hooks.rules().is_some() {
+            match self.mlp_activation {
+                Activation::GeluErf => relevance::gelu_identity_rule(pre)?,
+                act => relevance::identity_rule(pre, |x| act.apply(x))?,
+            }
+        } else {
+            self.mlp_activation.apply(pre)?
+        })
+    }
+
+    /// A gated MLP (GEGLU in DNABERT-2, SwiGLU in NT v2): `act(x W_g) ⊙ (x W_l)`, then the
+    /// output projection. `mlp.hook_pre` is the gate's pre-activation, `mlp.hook_pre_linear`
+    /// the other half, `mlp.hook_post` the product (TransformerLens's gated MLP). Under
+    /// relevance rules the product splits its relevance equally between the factors (LXT's
+    /// uniform rule for an elementwise product: the output gradient is halved).
+    fn gated_mlp_in_steps(
+        &self,
+        index: usize,
+        layer: &EncoderLayer,
+        normalized: &Tensor,
+        hooks: &Hooks,
+        cache: &mut ActivationCache,
+    ) -> Result<Tensor> {
+        let point = |site| HookPoint::block(index, site);
+        let both = layer.intermediate.forward(normalized)?;
+        let width = self.config.intermediate_size;
+        let last = both.rank() - 1;
+        let gate = hooks.apply(
+            point(BlockSite::MlpPre),
+            both.narrow(last, 0, width)?,
+            cache,
+        )?;
+        let linear = hooks.apply(
+            point(BlockSite::MlpPreLinear),
+            both.narrow(last, width, width)?,
+            cache,
+        )?;
+        let product = (self.activate(&gate, hooks)? * linear)?;
+        let post = match hooks.rules() {
+            Some(_) => relevance::scale_gradient(&product, 0.5)?,
+            None => product,
         };
         let post = hooks.apply(point(BlockSite::MlpPost), post, cache)?;
         Ok(layer.output.forward(&post)?)
@@ -845,7 +1085,12 @@ impl HookedModel {
             None => ((by_head(q)? * scale)?, by_head(k)?),
         };
         let v = by_head(v)?;
-        let product = batched_matmul(&q, &k.t()?)?;
+        let mut product = batched_matmul(&q, &k.t()?)?;
+        if let Positions::Alibi(slopes) = &self.positions {
+            let queries = product.dim(2)?;
+            let keys = product.dim(3)?;
+            product = product.broadcast_add(&alibi_bias(slopes, queries, keys, &self.device)?)?;
+        }
         let pattern = if hooks.wants(point(BlockSite::AttnScores)) {
             let scores = product.broadcast_add(key_mask)?;
             let scores = hooks.apply(point(BlockSite::AttnScores), scores, cache)?;
@@ -925,4 +1170,67 @@ impl HookedModel {
             cache,
         })
     }
+}
+
+/// ALiBi biases [1, heads, queries, keys]: −slope_h·|i − j| in f32 (slope rounded to f32 first,
+/// then one product with the integer distance, as MosaicBERT computes it).
+fn alibi_bias(slopes: &[f32], queries: usize, keys: usize, device: &Device) -> Result<Tensor> {
+    let mut values = Vec::with_capacity(slopes.len() * queries * keys);
+    for &slope in slopes {
+        for i in 0..queries {
+            values.extend((0..keys).map(|j| slope * -((i.abs_diff(j)) as f32)));
+        }
+    }
+    Ok(Tensor::from_vec(
+        values,
+        (1, slopes.len(), queries, keys),
+        device,
+    )?)
+}
+
+/// Rotary embeddings (GPT-NeoX halves, as ESM applies them) on [b, t, heads, d_head]: position
+/// t (0-based over the padded length, [CLS] at 0) turns each pair (x_i, x_{i+d/2}) by
+/// t·inv_freq_i, the angle computed in f32 as HF does.
+fn rotary(x: &Tensor, inv_freq: &[f32]) -> Result<Tensor> {
+    let (_, tokens, _, head_dim) = x.dims4()?;
+    let half = head_dim / 2;
+    let mut cos = Vec::with_capacity(tokens * head_dim);
+    let mut sin = Vec::with_capacity(tokens * head_dim);
+    for t in 0..tokens {
+        for i in 0..head_dim {
+            let angle = t as f32 * inv_freq[i % half];
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+        }
+    }
+    let cos = Tensor::from_vec(cos, (1, tokens, 1, head_dim), x.device())?;
+    let sin = Tensor::from_vec(sin, (1, tokens, 1, head_dim), x.device())?;
+    let first = x.narrow(3, 0, half)?;
+    let second = x.narrow(3, half, half)?;
+    let rotated = Tensor::cat(&[&second.neg()?, &first], 3)?;
+    Ok((x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?)
+}
+
+/// ALiBi slopes of `heads` heads as MosaicBERT computes them: for a power of two n, the
+/// geometric sequence starting at 2^(−8/n); otherwise those of the nearest lower power of two p
+/// followed by every other slope of 2p, up to n.
+pub fn alibi_slopes(heads: usize) -> Vec<f32> {
+    fn power_of_two(n: usize) -> Vec<f64> {
+        let start = 2f64.powf(-(2f64.powf(-((n as f64).log2() - 3.0))));
+        (0..n).map(|i| start.powi(i as i32 + 1)).collect()
+    }
+    let slopes = if heads.is_power_of_two() {
+        power_of_two(heads)
+    } else {
+        let lower = 1usize << heads.ilog2();
+        let mut slopes = power_of_two(lower);
+        slopes.extend(
+            power_of_two(2 * lower)
+                .into_iter()
+                .step_by(2)
+                .take(heads - lower),
+        );
+        slopes
+    };
+    slopes.into_iter().map(|s| s as f32).collect()
 }

@@ -7,6 +7,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::error::{GenolensError, Result};
+use crate::model::config::{Architecture, ModelConfig};
+use crate::model::esm::ROTARY_INV_FREQ;
 use crate::model::heads::HeadKind;
 
 /// Magic bytes that start a torch < 1.6 legacy pickle (protocol 2, then the torch magic number).
@@ -67,8 +69,11 @@ pub struct Normalised {
 pub fn normalise(
     raw: Vec<(String, Tensor)>,
     requested_head: Option<HeadKind>,
-    config_num_labels: usize,
+    config: &ModelConfig,
 ) -> Result<Normalised> {
+    let config_num_labels = config.classifier_labels();
+    let esm = config.architecture == Architecture::Esm;
+    let prefix = if esm { "esm" } else { "bert" };
     let mut notes = Vec::new();
     let mut tensors = BTreeMap::new();
     for (name, tensor) in raw {
@@ -78,14 +83,18 @@ pub fn normalise(
         } else if let Some(stem) = canonical.strip_suffix("LayerNorm.beta") {
             canonical = format!("{stem}LayerNorm.bias");
         }
-        if ["embeddings.", "encoder.", "pooler."]
+        if ["embeddings.", "encoder.", "pooler.", "contact_head."]
             .iter()
             .any(|p| canonical.starts_with(p))
         {
-            canonical = format!("bert.{canonical}");
+            canonical = format!("{prefix}.{canonical}");
         }
+        let unused_in_esm = esm
+            && (canonical.starts_with("esm.contact_head.")
+                || (config.rotary() && canonical == "esm.embeddings.position_embeddings.weight"));
         if canonical.ends_with("embeddings.position_ids")
             || canonical.starts_with("cls.seq_relationship.")
+            || unused_in_esm
         {
             notes.push(format!("dropped non-parameter or unused tensor {name}"));
             continue;
@@ -102,14 +111,24 @@ pub fn normalise(
         }
     }
 
-    let classifier_rows = tensors.get("classifier.weight").map(|_| config_num_labels);
+    if esm {
+        keep_one_inv_freq(&mut tensors, &mut notes)?;
+    }
+    let classifier_rows = ["classifier.weight", "classifier.out_proj.weight"]
+        .iter()
+        .find(|name| tensors.contains_key(**name))
+        .map(|_| config_num_labels);
     let detected = HeadKind::detect(tensors.keys().map(String::as_str), classifier_rows);
     let head = match requested_head {
         Some(HeadKind::Encoder { .. }) => {
             let pooler = tensors.contains_key("bert.pooler.dense.weight");
             let dropped: Vec<String> = tensors
                 .keys()
-                .filter(|n| n.starts_with("cls.") || n.starts_with("classifier."))
+                .filter(|n| {
+                    n.starts_with("cls.")
+                        || n.starts_with("classifier.")
+                        || n.starts_with("lm_head.")
+                })
                 .cloned()
                 .collect();
             for name in dropped {
@@ -122,7 +141,18 @@ pub fn normalise(
         None => detected,
     };
 
-    if head == HeadKind::MaskedLm {
+    if head == HeadKind::MaskedLm && esm {
+        const DECODER: &str = "lm_head.decoder.weight";
+        const WORD: &str = "esm.embeddings.word_embeddings.weight";
+        // HF ties the ESM decoder unless tie_word_embeddings is false (NT sets it false and
+        // stores the decoder).
+        if !tensors.contains_key(DECODER) && config.tie_word_embeddings != Some(false) {
+            if let Some(word) = tensors.get(WORD).cloned() {
+                tensors.insert(DECODER.into(), word);
+                notes.push(format!("tied {DECODER} to {WORD} (tie_word_embeddings)"));
+            }
+        }
+    } else if head == HeadKind::MaskedLm {
         // DNABERT's MLM checkpoints carry a pooler that pretraining never trained.
         let pooler: Vec<String> = tensors
             .keys()
@@ -142,6 +172,35 @@ pub fn normalise(
         head,
         notes,
     })
+}
+
+/// NT v2 stores the same rotary `inv_freq` buffer in every layer: layer 0's is kept for the
+/// model (under [`ROTARY_INV_FREQ`]), the others are checked equal to it and dropped.
+fn keep_one_inv_freq(
+    tensors: &mut BTreeMap<String, Tensor>,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let names: Vec<String> = tensors
+        .keys()
+        .filter(|n| n.ends_with(".rotary_embeddings.inv_freq") && n.as_str() != ROTARY_INV_FREQ)
+        .cloned()
+        .collect();
+    for name in names {
+        let tensor = tensors.remove(&name).expect("listed above");
+        if let Some(first) = tensors.get(ROTARY_INV_FREQ) {
+            if first.dims() != tensor.dims() || !tensors_equal(first, &tensor)? {
+                return Err(GenolensError::Data {
+                    path: "<checkpoint>".into(),
+                    line: 0,
+                    message: format!(
+                        "{name} differs from {ROTARY_INV_FREQ}: one rotary table is expected"
+                    ),
+                });
+            }
+        }
+        notes.push(format!("dropped {name} (the same buffer as layer 0's)"));
+    }
+    Ok(())
 }
 
 /// The MLM decoder shares the word embeddings and `cls.predictions.bias`; files may store either copy.

@@ -18,6 +18,9 @@ pub enum Activation {
     /// `max(0, x)`.
     #[serde(rename = "relu")]
     Relu,
+    /// `x·σ(x)` (SiLU, "swish"): the gate of NT v2's SwiGLU.
+    #[serde(rename = "silu", alias = "swish")]
+    Silu,
 }
 
 impl Activation {
@@ -27,11 +30,50 @@ impl Activation {
             Activation::GeluErf => crate::ops::gelu_erf(x),
             Activation::GeluTanh => x.gelu(),
             Activation::Relu => x.relu(),
+            Activation::Silu => candle_nn::ops::silu(x),
         }
     }
 }
 
-/// Architecture hyper-parameters of a BERT-family encoder (DNABERT-k).
+/// The model family, decided from config.json (`model_type`, `architectures`, `auto_map`) and,
+/// where the config is silent, the checkpoint's tensor names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum Architecture {
+    /// DNABERT-k: HF `BertModel` (post-LN, learned positions, erf-GELU MLP).
+    #[default]
+    Bert,
+    /// DNABERT-2: MosaicBERT (fused `Wqkv`, symmetric ALiBi, GEGLU MLP, post-LN, no position
+    /// table, tied MLM decoder), as the hub's `bert_layers.py` runs it.
+    MosaicBert,
+    /// Nucleotide Transformer: ESM (pre-LN, final LayerNorm, untied LM head). v1 has learned
+    /// positions offset by `padding_idx + 1` and token dropout; v2 rotary embeddings and a
+    /// bias-free SwiGLU MLP.
+    Esm,
+}
+
+impl Architecture {
+    /// Every supported family, for messages.
+    pub const SUPPORTED: &'static str = "DNABERT-k (BERT: model_type \"bert\"), DNABERT-2 \
+        (MosaicBERT: auto_map to bert_layers.*) and the Nucleotide Transformer v1/v2 (ESM: \
+        model_type \"esm\", Esm* architectures or auto_map to modeling_esm.*)";
+
+    /// Short name (`bert`, `mosaic-bert`, `esm`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Bert => "bert",
+            Architecture::MosaicBert => "mosaic-bert",
+            Architecture::Esm => "esm",
+        }
+    }
+
+    /// Whether LayerNorms come before each sublayer (ESM) rather than after (BERT).
+    pub fn pre_norm(self) -> bool {
+        self == Architecture::Esm
+    }
+}
+
+/// Architecture hyper-parameters of an encoder: DNABERT-k (BERT), DNABERT-2 (MosaicBERT) or the
+/// Nucleotide Transformer (ESM). Fields beyond BERT's are read where the family's config has them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     /// Number of token ids (4^k + 5 for DNABERT-k).
@@ -80,6 +122,32 @@ pub struct ModelConfig {
     /// matrix, so every transformers version loads the file as it is rather than tying it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tie_word_embeddings: Option<bool>,
+    /// HF's `model_type` (absent in DNABERT-2's and NT v2's configs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<String>,
+    /// HF's `auto_map` (remote-code classes: DNABERT-2's `bert_layers.*`, NT v2's `modeling_esm.*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_map: Option<serde_json::Value>,
+    /// ESM's `position_embedding_type`: `absolute` (NT v1) or `rotary` (NT v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_embedding_type: Option<String>,
+    /// ESM's `token_dropout` (NT v1: true): word embeddings scaled by (1 − 0.15·0.8)/(1 − r),
+    /// r the fraction of `<mask>` tokens among a sequence's real tokens.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub token_dropout: bool,
+    /// ESM's `emb_layer_norm_before` (false for every NT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emb_layer_norm_before: Option<bool>,
+    /// NT v2's `add_bias_fnn` (false): whether the SwiGLU projections have biases. Its presence
+    /// marks NT v2's gated MLP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_bias_fnn: Option<bool>,
+    /// ESM's `mask_token_id` (token dropout counts it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_token_id: Option<u32>,
+    /// The family, detected when the config is read (not a config.json field).
+    #[serde(skip)]
+    pub architecture: Architecture,
 }
 
 /// The `genolens` key of a config.json genolens wrote.
@@ -170,8 +238,99 @@ impl ModelConfig {
         if config.num_labels.is_none() {
             config.num_labels = config.id2label.as_ref().map(|labels| labels.len());
         }
+        config.architecture = config.detect_architecture()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The family this config describes; an error naming what was found when it is none of
+    /// [`Architecture::SUPPORTED`].
+    fn detect_architecture(&self) -> Result<Architecture> {
+        let modules: Vec<String> = match &self.auto_map {
+            Some(serde_json::Value::Object(map)) => map
+                .values()
+                .filter_map(|v| v.as_str())
+                .filter_map(|v| v.rsplit("--").next())
+                .filter_map(|v| v.split('.').next())
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let architectures = self.architectures.clone().unwrap_or_default();
+        let model_type = self.model_type.as_deref();
+        let architecture = if modules.iter().any(|m| m == "bert_layers") {
+            Architecture::MosaicBert
+        } else if model_type == Some("esm")
+            || modules.iter().any(|m| m == "modeling_esm")
+            || architectures.iter().any(|a| a.starts_with("Esm"))
+        {
+            Architecture::Esm
+        } else if matches!(model_type, None | Some("bert"))
+            && architectures.iter().all(|a| a.starts_with("Bert"))
+        {
+            Architecture::Bert
+        } else {
+            return Err(GenolensError::Config {
+                path: "<config.json>".into(),
+                message: format!(
+                    "unsupported architecture (model_type {model_type:?}, architectures \
+                     {architectures:?}, auto_map modules {modules:?}); genolens supports {}",
+                    Architecture::SUPPORTED
+                ),
+            });
+        };
+        if architecture == Architecture::Esm {
+            match self.position_embedding_type.as_deref() {
+                None | Some("absolute") | Some("rotary") => {}
+                Some(other) => {
+                    return Err(GenolensError::Config {
+                        path: "<config.json>".into(),
+                        message: format!(
+                            "position_embedding_type {other:?} is not supported for ESM \
+                             (expected \"absolute\", NT v1, or \"rotary\", NT v2)"
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(architecture)
+    }
+
+    /// Whether an ESM config uses rotary embeddings (NT v2) rather than a learned table.
+    pub fn rotary(&self) -> bool {
+        self.architecture == Architecture::Esm
+            && self.position_embedding_type.as_deref() == Some("rotary")
+    }
+
+    /// Whether the MLP is gated: GEGLU (DNABERT-2) or SwiGLU (NT v2's remote code, recognised
+    /// by `add_bias_fnn` or an `auto_map` to `modeling_esm`).
+    pub fn gated_mlp(&self) -> bool {
+        match self.architecture {
+            Architecture::Bert => false,
+            Architecture::MosaicBert => true,
+            Architecture::Esm => {
+                self.add_bias_fnn.is_some()
+                    || self.auto_map.as_ref().is_some_and(|m| {
+                        m.as_object().is_some_and(|m| {
+                            m.values()
+                                .filter_map(|v| v.as_str())
+                                .any(|v| v.contains("modeling_esm."))
+                        })
+                    })
+            }
+        }
+    }
+
+    /// Most tokens one input may have, special tokens included: the position table's rows for
+    /// BERT and MosaicBERT (DNABERT-2 was trained at 512; ALiBi has no hard limit), and for ESM
+    /// the table less the `padding_idx + 1` offset (1000 for NT v1, 2048 for NT v2).
+    pub fn max_tokens(&self) -> usize {
+        match self.architecture {
+            Architecture::Esm => self
+                .max_position_embeddings
+                .saturating_sub(self.pad_token_id as usize + 1),
+            _ => self.max_position_embeddings,
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -218,7 +377,9 @@ impl ModelConfig {
     pub fn to_json(&self) -> String {
         let mut value = serde_json::to_value(self).expect("config serialises");
         let object = value.as_object_mut().expect("config is an object");
-        object.insert("model_type".into(), "bert".into());
+        if self.architecture == Architecture::Bert {
+            object.insert("model_type".into(), "bert".into());
+        }
         if !self.legacy_double_bias {
             object.remove("legacy_double_bias");
         }
@@ -252,6 +413,14 @@ impl ModelConfig {
             architectures: None,
             legacy_double_bias: false,
             tie_word_embeddings: None,
+            model_type: None,
+            auto_map: None,
+            position_embedding_type: None,
+            token_dropout: false,
+            emb_layer_norm_before: None,
+            add_bias_fnn: None,
+            mask_token_id: None,
+            architecture: Architecture::Bert,
         }
     }
 

@@ -28,7 +28,10 @@ impl HeadKind {
         if let Some(num_labels) = classifier_rows {
             return HeadKind::SequenceClassification { num_labels };
         }
-        if names.clone().any(|n| n.starts_with("cls.predictions.")) {
+        if names
+            .clone()
+            .any(|n| n.starts_with("cls.predictions.") || n.starts_with("lm_head."))
+        {
             return HeadKind::MaskedLm;
         }
         HeadKind::Encoder {

@@ -10,10 +10,11 @@ use sha2::{Digest, Sha256};
 use crate::error::{GenolensError, Result};
 use crate::model::bert::HookedModel;
 use crate::model::checkpoint::{normalise, read_tensors};
+use crate::model::config::Architecture;
 use crate::model::config::ModelConfig;
 use crate::model::heads::HeadKind;
 use crate::model::weights::WeightTaker;
-use crate::tokenize::{KmerTokenizer, KmerVocab};
+use crate::tokenize::{BpeTokenizer, KmerTokenizer, KmerVocab, NtTokenizer, Tokenizer};
 
 /// Weight files tried in order.
 pub const WEIGHT_FILES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
@@ -56,8 +57,8 @@ pub struct ModelSource {
 pub struct LoadedModel {
     /// The hookable model.
     pub model: HookedModel,
-    /// The tokenizer from the folder's vocab.txt.
-    pub tokenizer: KmerTokenizer,
+    /// The tokenizer from the folder's vocab.txt (DNABERT, NT) or tokenizer.json (DNABERT-2).
+    pub tokenizer: Tokenizer,
     /// Provenance.
     pub source: ModelSource,
     /// Renames, drops and ties applied to checkpoint names.
@@ -85,10 +86,10 @@ impl LoadedModel {
     }
 
     /// A model built in memory (tests, freshly trained weights): no folder, no weights file.
-    pub fn in_memory(model: HookedModel, tokenizer: KmerTokenizer) -> Self {
+    pub fn in_memory(model: HookedModel, tokenizer: impl Into<Tokenizer>) -> Self {
         LoadedModel {
             model,
-            tokenizer,
+            tokenizer: tokenizer.into(),
             source: ModelSource {
                 id: "<in memory>".into(),
                 dir: PathBuf::new(),
@@ -135,17 +136,33 @@ pub fn load_dir(dir: &Path, id: &str, options: &LoadOptions) -> Result<LoadedMod
     };
     let mut config = ModelConfig::from_file(&require("config.json", "the HF model config")?)?;
     config.legacy_double_bias |= options.legacy_double_bias;
-    let vocab = KmerVocab::from_file(&require("vocab.txt", "the DNABERT k-mer vocabulary")?)?;
-    if vocab.len() != config.vocab_size {
-        return Err(GenolensError::Vocab {
-            path: vocab.path.clone(),
-            message: format!(
-                "{} tokens but config.json says vocab_size {}",
-                vocab.len(),
-                config.vocab_size
-            ),
-        });
-    }
+    let tokenizer = match config.architecture {
+        Architecture::Bert => {
+            let vocab =
+                KmerVocab::from_file(&require("vocab.txt", "the DNABERT k-mer vocabulary")?)?;
+            if vocab.len() != config.vocab_size {
+                return Err(GenolensError::Vocab {
+                    path: vocab.path.clone(),
+                    message: format!(
+                        "{} tokens but config.json says vocab_size {}",
+                        vocab.len(),
+                        config.vocab_size
+                    ),
+                });
+            }
+            Tokenizer::Kmer(KmerTokenizer::new(vocab, config.max_tokens()))
+        }
+        Architecture::MosaicBert => Tokenizer::Bpe(Box::new(BpeTokenizer::from_file(
+            &require("tokenizer.json", "DNABERT-2's BPE tokenizer")?,
+            config.vocab_size,
+            config.max_tokens(),
+        )?)),
+        Architecture::Esm => Tokenizer::Nt(NtTokenizer::from_file(
+            &require("vocab.txt", "the Nucleotide Transformer 6-mer vocabulary")?,
+            config.vocab_size,
+            config.max_tokens(),
+        )?),
+    };
     let weights_file = WEIGHT_FILES
         .iter()
         .map(|f| dir.join(f))
@@ -156,7 +173,6 @@ pub fn load_dir(dir: &Path, id: &str, options: &LoadOptions) -> Result<LoadedMod
             hint: "the model weights".into(),
         })?;
     let model = load_weights(&config, &weights_file, options)?;
-    let tokenizer = KmerTokenizer::new(vocab, config.max_position_embeddings);
     let source = ModelSource {
         id: id.to_string(),
         dir: dir.to_path_buf(),
@@ -178,7 +194,7 @@ pub fn load_weights(
     options: &LoadOptions,
 ) -> Result<(HookedModel, Vec<String>)> {
     let raw = read_tensors(weights_file)?;
-    let normalised = normalise(raw, options.head, config.classifier_labels())?;
+    let normalised = normalise(raw, options.head, config)?;
     for note in &normalised.notes {
         tracing::debug!("{}: {note}", weights_file.display());
     }
@@ -214,10 +230,13 @@ fn hub_offline() -> bool {
 fn resolve_hub(id: &str) -> Result<PathBuf> {
     let cache = hf_hub::Cache::from_env();
     let repo = cache.model(id.to_string());
-    let mut files = Vec::new();
-    for file in ["config.json", "vocab.txt"] {
-        files.push(fetch_hub_file(id, &repo, file, hub_offline())?);
-    }
+    let config = fetch_hub_file(id, &repo, "config.json", hub_offline())?;
+    let tokenizer_file = match ModelConfig::from_file(&config)?.architecture {
+        Architecture::MosaicBert => "tokenizer.json",
+        Architecture::Bert | Architecture::Esm => "vocab.txt",
+    };
+    let mut files = vec![config];
+    files.push(fetch_hub_file(id, &repo, tokenizer_file, hub_offline())?);
     let weights = WEIGHT_FILES
         .iter()
         .find_map(|file| fetch_hub_file(id, &repo, file, hub_offline()).ok())

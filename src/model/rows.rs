@@ -89,6 +89,7 @@ fn activate(activation: Activation, x: f32) -> f32 {
             0.5 * x * (1.0 + inner.tanh())
         }
         Activation::Relu => x.max(0.0),
+        Activation::Silu => x / (1.0 + (-x).exp()),
     }
 }
 

@@ -11,17 +11,46 @@ use crate::model::weights::{RandomInit, WeightTaker};
 pub trait TensorSource {
     /// The tensor called `name`, of shape `shape`.
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor>;
+
+    /// A stored non-parameter buffer (NT v2's rotary `inv_freq`) when the source has one; not a
+    /// parameter (never trained, never listed), and `None` from sources without stored tensors.
+    fn take_buffer(&mut self, _name: &str, _shape: &[usize]) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    /// A parameter the architecture ties to `tied` (DNABERT-2's MLM decoder is its word
+    /// embeddings): a checkpoint still supplies it under `name` (the loader has made it the
+    /// same tensor when the file stores both); a random init returns `tied` itself.
+    fn take_tied(&mut self, name: &str, shape: &[usize], _tied: &Tensor) -> Result<Tensor> {
+        self.take(name, shape)
+    }
 }
 
 impl TensorSource for WeightTaker {
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         WeightTaker::take(self, name, shape)
     }
+
+    fn take_buffer(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
+        if self.contains(name) {
+            Ok(Some(WeightTaker::take(self, name, shape)?))
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 impl TensorSource for RandomInit {
+    fn take_tied(&mut self, _name: &str, _shape: &[usize], tied: &Tensor) -> Result<Tensor> {
+        Ok(tied.clone())
+    }
+
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        if name.ends_with("LayerNorm.weight") {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with("layernorm.weight")
+            || lower.ends_with("layer_norm.weight")
+            || lower.ends_with("layer_norm_after.weight")
+        {
             self.near_one(shape[0])
         } else {
             self.normal(shape, 0.02)
@@ -52,6 +81,16 @@ impl<S: TensorSource> TensorSource for Recording<'_, S> {
         self.taken.insert(name.to_string(), tensor.clone());
         Ok(tensor)
     }
+
+    fn take_buffer(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
+        self.inner.take_buffer(name, shape)
+    }
+
+    fn take_tied(&mut self, name: &str, shape: &[usize], tied: &Tensor) -> Result<Tensor> {
+        let tensor = self.inner.take_tied(name, shape, tied)?;
+        self.taken.insert(name.to_string(), tensor.clone());
+        Ok(tensor)
+    }
 }
 
 /// Wraps a source so every parameter becomes a trainable [`candle_core::Var`]; tensors that are
@@ -77,6 +116,26 @@ impl<'a, S: TensorSource> VarSource<'a, S> {
 impl<S: TensorSource> TensorSource for VarSource<'_, S> {
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let tensor = self.inner.take(name, shape)?;
+        if let Some(var) = self.by_tensor.get(&tensor.id()) {
+            return Ok(var.as_tensor().clone());
+        }
+        let var = candle_core::Var::from_tensor(&tensor)?;
+        self.by_tensor.insert(tensor.id(), var.clone());
+        self.vars.push((name.to_string(), var.clone()));
+        Ok(var.as_tensor().clone())
+    }
+
+    fn take_buffer(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
+        self.inner.take_buffer(name, shape)
+    }
+
+    fn take_tied(&mut self, name: &str, shape: &[usize], tied: &Tensor) -> Result<Tensor> {
+        // `tied` is already a Var's tensor; a checkpoint's copy is the same tensor as the one
+        // the word embeddings were taken from, so it maps onto the same Var either way.
+        let tensor = self.inner.take_tied(name, shape, tied)?;
+        if tensor.id() == tied.id() {
+            return Ok(tensor);
+        }
         if let Some(var) = self.by_tensor.get(&tensor.id()) {
             return Ok(var.as_tensor().clone());
         }

@@ -24,10 +24,33 @@ pub struct Tokenized {
 }
 
 impl Tokenized {
-    /// Number of k-mer tokens (excluding [CLS]/[SEP]).
+    /// Number of sequence tokens (those with a nucleotide span: not [CLS]/[SEP]).
     pub fn kmer_count(&self) -> usize {
-        self.ids.len().saturating_sub(2)
+        self.spans.iter().filter(|span| span.is_some()).count()
     }
+}
+
+/// Upper-cases and checks a DNA sequence: ACGT plus IUPAC codes; anything else is an error
+/// naming the sequence, 0-based position and character.
+pub fn normalise_dna(sequence_id: &str, sequence: &str) -> Result<Vec<u8>> {
+    let mut bases = Vec::with_capacity(sequence.len());
+    for (position, character) in sequence.chars().enumerate() {
+        let upper = character.to_ascii_uppercase();
+        if upper.is_ascii()
+            && (b"ACGT".contains(&(upper as u8)) || AMBIGUOUS.contains(&(upper as u8)))
+        {
+            bases.push(upper as u8);
+        } else {
+            return Err(GenolensError::Sequence {
+                sequence: sequence_id.to_string(),
+                message: format!(
+                    "character {character:?} at position {position} (0-based) is not a DNA base \
+                     (expected A, C, G, T or an IUPAC code such as N)"
+                ),
+            });
+        }
+    }
+    Ok(bases)
 }
 
 /// DNABERT's k-mer tokenizer over a vocab.txt.
@@ -55,27 +78,9 @@ impl KmerTokenizer {
         self.max_tokens.saturating_sub(2) + self.k() - 1
     }
 
-    /// Upper-cases and checks a DNA sequence: ACGT plus IUPAC codes; anything else is an error
-    /// naming the sequence, 0-based position and character.
+    /// Upper-cases and checks a DNA sequence (see [`normalise_dna`]).
     pub fn normalise(&self, sequence_id: &str, sequence: &str) -> Result<Vec<u8>> {
-        let mut bases = Vec::with_capacity(sequence.len());
-        for (position, character) in sequence.chars().enumerate() {
-            let upper = character.to_ascii_uppercase();
-            if upper.is_ascii()
-                && (b"ACGT".contains(&(upper as u8)) || AMBIGUOUS.contains(&(upper as u8)))
-            {
-                bases.push(upper as u8);
-            } else {
-                return Err(GenolensError::Sequence {
-                    sequence: sequence_id.to_string(),
-                    message: format!(
-                        "character {character:?} at position {position} (0-based) is not a DNA base \
-                         (expected A, C, G, T or an IUPAC code such as N)"
-                    ),
-                });
-            }
-        }
-        Ok(bases)
+        normalise_dna(sequence_id, sequence)
     }
 
     /// Tokenises one sequence; too short (< k) or too long (> max_sequence_length) is an error.

@@ -21,6 +21,7 @@ use crate::model::{GenolensRecord, HeadKind, HookedModel, Hooks, ModelConfig, Tr
 use crate::stats::{auroc_with_ci, AurocEstimate};
 use crate::tokenize::kmer::KmerTokenizer;
 use crate::tokenize::vocab::KmerVocab;
+use crate::tokenize::Tokenizer;
 use crate::train::adamw::{AdamW, AdamWSettings};
 use crate::train::checkpoint::save_model;
 use crate::train::dropout::dropout_hooks;
@@ -96,7 +97,7 @@ fn class_names(rows: &[SequenceRow]) -> Vec<String> {
 /// Logits [b, labels] of a batch of sequences.
 pub fn classifier_logits(
     model: &HookedModel,
-    tokenizer: &KmerTokenizer,
+    tokenizer: &Tokenizer,
     rows: &[&SequenceRow],
     device: &Device,
 ) -> Result<Tensor> {
@@ -107,7 +108,7 @@ pub fn classifier_logits(
 /// training (dropout hooks), so the two cannot drift apart.
 fn logits_with_hooks(
     model: &HookedModel,
-    tokenizer: &KmerTokenizer,
+    tokenizer: &Tokenizer,
     rows: &[&SequenceRow],
     hooks: &Hooks,
     device: &Device,
@@ -129,7 +130,7 @@ fn logits_with_hooks(
 /// AUROC (bootstrap CI) and per-class accuracy of a classifier on `rows`.
 pub fn evaluate_classifier(
     model: &HookedModel,
-    tokenizer: &KmerTokenizer,
+    tokenizer: &Tokenizer,
     rows: &[&SequenceRow],
     batch_size: usize,
     device: &Device,
@@ -213,7 +214,7 @@ fn pretrained_with_head(
     let normalised = normalise(
         read_tensors(&weights)?,
         Some(HeadKind::Encoder { pooler: false }),
-        labels,
+        &config,
     )?;
     let taker = WeightTaker::new(&weights, normalised.tensors, device);
     let mut source = EncoderWithNewHead::new(taker, seed, vocab.special.pad, device);
@@ -270,7 +271,8 @@ pub fn train_classifier(settings: &ClassifySettings, device: &Device) -> Result<
         settings.seed,
         initialised.join(", ")
     );
-    let tokenizer = KmerTokenizer::new(vocab.clone(), model.config().max_position_embeddings);
+    let tokenizer: Tokenizer =
+        KmerTokenizer::new(vocab.clone(), model.config().max_position_embeddings).into();
     let mut optimiser = AdamW::new(vars, settings.adamw)?;
     let steps_per_epoch = train.len().div_ceil(settings.batch_size);
     let total = steps_per_epoch * settings.epochs;

@@ -317,7 +317,11 @@ fn model_from_weights(
     weights: &Path,
     device: &Device,
 ) -> Result<(HookedModel, Vec<(String, candle_core::Var)>)> {
-    let normalised = normalise(read_tensors(weights)?, Some(HeadKind::MaskedLm), 2)?;
+    let normalised = normalise(
+        read_tensors(weights)?,
+        Some(HeadKind::MaskedLm),
+        &settings.config,
+    )?;
     let mut taker = WeightTaker::new(weights, normalised.tensors, device);
     let mut vars = VarSource::new(&mut taker);
     let model = HookedModel::build(&settings.config, HeadKind::MaskedLm, &mut vars, device)?;

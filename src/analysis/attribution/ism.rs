@@ -67,11 +67,7 @@ pub fn ism(
                 Ok(loaded.tokenizer.tokenize(id, text)?.ids)
             })
             .collect::<Result<Vec<_>>>()?;
-        let batch = Batch::from_ids(
-            &ids,
-            loaded.tokenizer.vocab.special.pad,
-            loaded.model.device(),
-        )?;
+        let batch = Batch::from_ids(&ids, loaded.tokenizer.special().pad, loaded.model.device())?;
         // The last block for [CLS] alone: the head reads nothing else.
         let logits = match loaded.model.classifier_logits(&batch)? {
             Some(logits) => match kind {

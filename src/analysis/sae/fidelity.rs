@@ -234,17 +234,21 @@ pub fn fidelity(
             .iter()
             .map(|e| loaded.tokenizer.tokenize(&e.id, &e.sequence))
             .collect::<Result<Vec<_>>>()?;
-        let special = &loaded.tokenizer.vocab.special;
+        let special = &loaded.tokenizer.special();
         let (batch, targets, positions) = if head == HeadKind::MaskedLm {
             let ids: Vec<Vec<u32>> = tokenized.iter().map(|t| t.ids.clone()).collect();
             let lengths: Vec<usize> = ids.iter().map(|i| i.len()).collect();
             let masked = crate::train::masking::mask_spans(
                 &ids,
                 &lengths,
-                loaded.tokenizer.k(),
+                loaded.tokenizer.kmer("the SAE fidelity study")?.k(),
                 0.15,
                 special,
-                &loaded.tokenizer.vocab.kmer_ids(),
+                &loaded
+                    .tokenizer
+                    .kmer("the SAE fidelity study")?
+                    .vocab
+                    .kmer_ids(),
                 &mut rng,
             );
             let batch = Batch::from_ids(&masked.ids, special.pad, &device)?;

@@ -532,7 +532,7 @@ fn analyse_held_out(
             &s.key("concepts"),
             concepts.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
         );
-        let k = loaded.tokenizer.k();
+        let k = loaded.tokenizer.kmer("the SAE study")?.k();
         let labels: Vec<Option<Vec<u64>>> = activations
             .sequences
             .iter()
@@ -617,7 +617,7 @@ fn feature_attributions(
         kmer_scores_to_nucleotides, lrp_direction, DirectionTarget, Spread,
     };
     let w_enc = sae.w_enc.as_tensor().to_device(&candle_core::Device::Cpu)?;
-    let k = loaded.tokenizer.k();
+    let k = loaded.tokenizer.kmer("the SAE study")?.k();
     let mut rows = Vec::new();
     for &feature in features {
         let direction = w_enc.narrow(1, feature, 1)?.squeeze(1)?;
@@ -630,7 +630,7 @@ fn feature_attributions(
             let tokens = loaded.tokenizer.tokenize(&row.sequence_id, dna)?;
             let batch = crate::model::Batch::from_tokenized(
                 std::slice::from_ref(&tokens),
-                loaded.tokenizer.vocab.special.pad,
+                loaded.tokenizer.special().pad,
                 loaded.model.device(),
             )?;
             let target = DirectionTarget {

@@ -12,7 +12,7 @@ pub use cache::ActivationCache;
 use candle_core::Tensor;
 use intervention::apply_intervention;
 pub use intervention::{HookFn, Intervention};
-pub use point::{ActivationLayout, BlockSite, HookPattern, HookPoint};
+pub use point::{ActivationLayout, BlockSite, HookLayout, HookPattern, HookPoint};
 
 /// Which activations a forward pass captures and how it intervenes. `Hooks::default()` does nothing.
 #[derive(Clone, Debug, Default)]
@@ -75,17 +75,24 @@ impl Hooks {
     }
 
     /// Checks every capture pattern matches a hook of this model and every intervention is in range.
-    pub fn validate(&self, num_layers: usize, num_heads: usize) -> Result<()> {
-        let points = HookPoint::all(num_layers);
+    pub fn validate(&self, layout: &HookLayout, num_heads: usize) -> Result<()> {
+        let num_layers = layout.layers;
+        let points = HookPoint::all_of(layout);
         for pattern in &self.captures {
             if !points.iter().any(|p| pattern.matches(*p)) {
                 return Err(GenolensError::hook(
                     pattern.as_str(),
-                    format!("matches no hook of this {num_layers}-layer model"),
+                    format!("matches no hook of this {num_layers}-layer model (`genolens inspect` lists its hooks)"),
                 ));
             }
         }
         for (point, intervention) in &self.interventions {
+            if point.layer().is_none_or(|layer| layer < num_layers) && !points.contains(point) {
+                return Err(GenolensError::hook(
+                    point,
+                    "this architecture has no such hook (`genolens inspect` lists its hooks)",
+                ));
+            }
             if let Some(layer) = point.layer() {
                 if layer >= num_layers {
                     return Err(GenolensError::hook(

@@ -16,6 +16,10 @@ pub enum BlockSite {
     K,
     /// `blocks.{l}.attn.hook_v` [b,t,h,d_head].
     V,
+    /// `blocks.{l}.attn.hook_rot_q` [b,t,h,d_head]: q after the rotary embedding (NT v2).
+    RotQ,
+    /// `blocks.{l}.attn.hook_rot_k` [b,t,h,d_head]: k after the rotary embedding (NT v2).
+    RotK,
     /// `blocks.{l}.attn.hook_attn_scores` [b,h,q,k]: scaled, masked, before softmax.
     AttnScores,
     /// `blocks.{l}.attn.hook_pattern` [b,h,q,k]: softmax probabilities (HF `attentions[l]`).
@@ -31,8 +35,10 @@ pub enum BlockSite {
     ResidMid,
     /// `blocks.{l}.ln1.hook_normalized` [b,t,d]: LN1(resid_mid), the stream the MLP reads.
     Ln1Normalized,
-    /// `blocks.{l}.mlp.hook_pre` [b,t,d_mlp]: input to the activation.
+    /// `blocks.{l}.mlp.hook_pre` [b,t,d_mlp]: input to the activation (a gated MLP's gate).
     MlpPre,
+    /// `blocks.{l}.mlp.hook_pre_linear` [b,t,d_mlp]: a gated MLP's linear half (GEGLU, SwiGLU).
+    MlpPreLinear,
     /// `blocks.{l}.mlp.hook_post` [b,t,d_mlp]: after the activation.
     MlpPost,
     /// `blocks.{l}.hook_mlp_out` [b,t,d]: MLP output projection incl. bias.
@@ -49,7 +55,31 @@ pub enum BlockSite {
 
 impl BlockSite {
     /// Every block site, in forward order.
-    pub const ALL: [BlockSite; 17] = [
+    pub const ALL: [BlockSite; 20] = [
+        BlockSite::ResidPre,
+        BlockSite::Q,
+        BlockSite::K,
+        BlockSite::V,
+        BlockSite::RotQ,
+        BlockSite::RotK,
+        BlockSite::AttnScores,
+        BlockSite::Pattern,
+        BlockSite::Z,
+        BlockSite::Result,
+        BlockSite::AttnOut,
+        BlockSite::ResidMid,
+        BlockSite::Ln1Normalized,
+        BlockSite::MlpPre,
+        BlockSite::MlpPreLinear,
+        BlockSite::MlpPost,
+        BlockSite::MlpOut,
+        BlockSite::ResidPost,
+        BlockSite::Ln2Normalized,
+        BlockSite::NormalizedResidPost,
+    ];
+
+    /// The sites of a post-LN BERT block (DNABERT, DNABERT-2), in forward order.
+    pub const POST_NORM: [BlockSite; 17] = [
         BlockSite::ResidPre,
         BlockSite::Q,
         BlockSite::K,
@@ -69,6 +99,25 @@ impl BlockSite {
         BlockSite::NormalizedResidPost,
     ];
 
+    /// The sites of a pre-LN block (ESM, TransformerLens's names), in forward order.
+    pub const PRE_NORM: [BlockSite; 15] = [
+        BlockSite::ResidPre,
+        BlockSite::Ln1Normalized,
+        BlockSite::Q,
+        BlockSite::K,
+        BlockSite::V,
+        BlockSite::AttnScores,
+        BlockSite::Pattern,
+        BlockSite::Z,
+        BlockSite::Result,
+        BlockSite::AttnOut,
+        BlockSite::ResidMid,
+        BlockSite::Ln2Normalized,
+        BlockSite::MlpPre,
+        BlockSite::MlpPost,
+        BlockSite::MlpOut,
+    ];
+
     /// The name after `blocks.{l}.`.
     pub fn suffix(self) -> &'static str {
         match self {
@@ -76,6 +125,8 @@ impl BlockSite {
             BlockSite::Q => "attn.hook_q",
             BlockSite::K => "attn.hook_k",
             BlockSite::V => "attn.hook_v",
+            BlockSite::RotQ => "attn.hook_rot_q",
+            BlockSite::RotK => "attn.hook_rot_k",
             BlockSite::AttnScores => "attn.hook_attn_scores",
             BlockSite::Pattern => "attn.hook_pattern",
             BlockSite::Z => "attn.hook_z",
@@ -84,6 +135,7 @@ impl BlockSite {
             BlockSite::ResidMid => "hook_resid_mid",
             BlockSite::Ln1Normalized => "ln1.hook_normalized",
             BlockSite::MlpPre => "mlp.hook_pre",
+            BlockSite::MlpPreLinear => "mlp.hook_pre_linear",
             BlockSite::MlpPost => "mlp.hook_post",
             BlockSite::MlpOut => "hook_mlp_out",
             BlockSite::ResidPost => "hook_resid_post",
@@ -95,11 +147,49 @@ impl BlockSite {
     /// How the axes of this site's activation are laid out.
     pub fn layout(self) -> ActivationLayout {
         match self {
-            BlockSite::Q | BlockSite::K | BlockSite::V | BlockSite::Z | BlockSite::Result => {
-                ActivationLayout::TokenHead
-            }
+            BlockSite::Q
+            | BlockSite::K
+            | BlockSite::V
+            | BlockSite::RotQ
+            | BlockSite::RotK
+            | BlockSite::Z
+            | BlockSite::Result => ActivationLayout::TokenHead,
             BlockSite::AttnScores | BlockSite::Pattern => ActivationLayout::HeadQueryKey,
             _ => ActivationLayout::Token,
+        }
+    }
+}
+
+/// Which hooks a model has: its block count and the parts that differ between architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookLayout {
+    /// Encoder blocks.
+    pub layers: usize,
+    /// Pre-LN blocks (ESM) rather than post-LN (BERT, MosaicBERT).
+    pub pre_norm: bool,
+    /// A learned position table (`hook_pos_embed`).
+    pub learned_positions: bool,
+    /// A token-type table (`hook_token_type_embed`).
+    pub token_type: bool,
+    /// Rotary embeddings (`attn.hook_rot_q/k`).
+    pub rotary: bool,
+    /// A gated MLP (`mlp.hook_pre_linear`).
+    pub gated_mlp: bool,
+    /// A tanh pooler (`hook_pooled`).
+    pub pooler: bool,
+}
+
+impl HookLayout {
+    /// DNABERT (BERT), with every optional hook it can have.
+    pub fn bert(layers: usize) -> Self {
+        HookLayout {
+            layers,
+            pre_norm: false,
+            learned_positions: true,
+            token_type: true,
+            rotary: false,
+            gated_mlp: false,
+            pooler: true,
         }
     }
 }
@@ -133,7 +223,10 @@ pub enum HookPoint {
         /// Which site.
         site: BlockSite,
     },
-    /// `hook_cls` [b,d]: final-layer [CLS] vector.
+    /// `ln_final.hook_normalized` [b,t,d]: the final LayerNorm of pre-LN models (ESM's
+    /// `emb_layer_norm_after`; HF's last hidden state).
+    LnFinal,
+    /// `hook_cls` [b,d]: final-layer [CLS] vector (HF `last_hidden_state[:, 0]`).
     Cls,
     /// `hook_pooled` [b,d]: tanh pooler output (models with a pooler).
     Pooled,
@@ -164,8 +257,52 @@ impl HookPoint {
         }
     }
 
-    /// Every hook point of a model with `num_layers` blocks, in forward order.
+    /// Every hook point of a DNABERT (BERT) model with `num_layers` blocks, in forward order.
     pub fn all(num_layers: usize) -> Vec<HookPoint> {
+        Self::all_of(&HookLayout::bert(num_layers))
+    }
+
+    /// Every hook point of a model laid out as `layout`, in forward order.
+    pub fn all_of(layout: &HookLayout) -> Vec<HookPoint> {
+        let mut points = vec![HookPoint::Embed];
+        if layout.learned_positions {
+            points.push(HookPoint::PosEmbed);
+        }
+        if layout.token_type {
+            points.push(HookPoint::TokenTypeEmbed);
+        }
+        let sites: Vec<BlockSite> = if layout.pre_norm {
+            let mut sites = BlockSite::PRE_NORM.to_vec();
+            sites.push(BlockSite::ResidPost);
+            sites
+        } else {
+            BlockSite::POST_NORM.to_vec()
+        };
+        for layer in 0..layout.layers {
+            for &site in &sites {
+                points.push(HookPoint::Block { layer, site });
+                if site == BlockSite::V && layout.rotary {
+                    points.push(HookPoint::block(layer, BlockSite::RotQ));
+                    points.push(HookPoint::block(layer, BlockSite::RotK));
+                }
+                if site == BlockSite::MlpPre && layout.gated_mlp {
+                    points.push(HookPoint::block(layer, BlockSite::MlpPreLinear));
+                }
+            }
+        }
+        if layout.pre_norm {
+            points.push(HookPoint::LnFinal);
+        }
+        points.push(HookPoint::Cls);
+        if layout.pooler {
+            points.push(HookPoint::Pooled);
+        }
+        points.push(HookPoint::Logits);
+        points
+    }
+
+    /// Every name any architecture has (for parsing and wildcard checks).
+    fn universe(num_layers: usize) -> Vec<HookPoint> {
         let mut points = vec![
             HookPoint::Embed,
             HookPoint::PosEmbed,
@@ -175,10 +312,15 @@ impl HookPoint {
             points.extend(
                 BlockSite::ALL
                     .iter()
-                    .map(|&site| HookPoint::Block { layer, site }),
+                    .map(|&site| HookPoint::block(layer, site)),
             );
         }
-        points.extend([HookPoint::Cls, HookPoint::Pooled, HookPoint::Logits]);
+        points.extend([
+            HookPoint::LnFinal,
+            HookPoint::Cls,
+            HookPoint::Pooled,
+            HookPoint::Logits,
+        ]);
         points
     }
 }
@@ -190,6 +332,7 @@ impl fmt::Display for HookPoint {
             HookPoint::PosEmbed => f.write_str("hook_pos_embed"),
             HookPoint::TokenTypeEmbed => f.write_str("hook_token_type_embed"),
             HookPoint::Block { layer, site } => write!(f, "blocks.{layer}.{}", site.suffix()),
+            HookPoint::LnFinal => f.write_str("ln_final.hook_normalized"),
             HookPoint::Cls => f.write_str("hook_cls"),
             HookPoint::Pooled => f.write_str("hook_pooled"),
             HookPoint::Logits => f.write_str("hook_logits"),
@@ -205,6 +348,7 @@ impl FromStr for HookPoint {
             HookPoint::Embed,
             HookPoint::PosEmbed,
             HookPoint::TokenTypeEmbed,
+            HookPoint::LnFinal,
             HookPoint::Cls,
             HookPoint::Pooled,
             HookPoint::Logits,
@@ -244,7 +388,7 @@ impl HookPattern {
     pub fn new(text: &str) -> Result<Self, GenolensError> {
         if !text.contains('*') {
             text.parse::<HookPoint>()?;
-        } else if !HookPoint::all(1000)
+        } else if !HookPoint::universe(1000)
             .iter()
             .any(|p| glob_match(text, &p.to_string()))
         {
