@@ -37,6 +37,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Write one pooled vector per sequence from any hook to Parquet (long format).
     Embed(EmbedArgs),
+    /// Each sequence's tokens with the nucleotide span of each (tokens.parquet), for any model.
+    Tokenize(TokenizeArgs),
     /// Datasets: describe a sequence file, scan motifs, rebuild data/ from the raw sources.
     #[command(subcommand)]
     Data(DataCommand),
@@ -148,6 +150,49 @@ pub struct EmbedArgs {
     /// Label column of a table, copied into the output.
     #[arg(long)]
     pub label_column: Option<String>,
+}
+
+/// Arguments of `genolens tokenize`.
+#[derive(Args)]
+pub struct TokenizeArgs {
+    /// Model folder or hub id whose tokenizer to use (default: the committed
+    /// mini-dnabert6-promoters).
+    #[arg(long, default_value = crate::defaults::MODEL)]
+    pub model: String,
+    /// Sequences: FASTA (.fa/.fasta[.gz]), CSV, TSV or Parquet table.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder (default reports/tokenize/<data stem>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Sequence column of a table.
+    #[arg(long, default_value = "sequence")]
+    pub sequence_column: String,
+    /// Id column of a table (row numbers when absent).
+    #[arg(long, default_value = "id")]
+    pub id_column: String,
+}
+
+impl TokenizeArgs {
+    /// Tokenizes the sequences into tokens.parquet.
+    pub fn run(self, globals: &Globals) -> anyhow::Result<crate::commands::tokenize::Tokenized> {
+        let loaded = load_model(&self.model, LoadOptions::default())?;
+        let out = self
+            .out
+            .unwrap_or_else(|| crate::commands::tokenize::default_out(&self.data));
+        let columns = TableColumns {
+            sequence: self.sequence_column,
+            id: self.id_column,
+            label: None,
+        };
+        Ok(crate::commands::tokenize::run_tokenize(
+            &loaded,
+            &self.data,
+            &columns,
+            &out,
+            globals.seed,
+        )?)
+    }
 }
 
 /// Arguments of `genolens evaluate`.

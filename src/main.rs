@@ -15,6 +15,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(args) => print!("{}", args.run(&globals)?),
         Command::Embed(args) => eprintln!("{}", args.run(&globals)?),
+        Command::Tokenize(args) => eprintln!("{}", args.run(&globals)?),
         Command::Evaluate(args) => println!("{}", args.run(&globals)?),
         Command::Convert(args) => println!("{}", args.run()?),
         Command::Experiment(args) => match args.run(&globals, EXPERIMENTS)? {

@@ -6,5 +6,6 @@ pub mod embed;
 pub mod evaluate;
 pub mod inspect;
 pub mod motif_scan;
+pub mod tokenize;
 pub mod train;
 pub mod variant_windows;
