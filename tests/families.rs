@@ -382,3 +382,106 @@ fn unknown_architectures_and_missing_tensors_are_clear_errors() {
         "{err}"
     );
 }
+
+/// Two sequences one SNV apart that tokenize into the same layout (for BPE, the first offset
+/// where the substitution keeps the merges).
+fn snv_pair(loaded: &genolens::model::LoadedModel) -> (String, String) {
+    let clean = "ACGTAGCATCGGATCTATCTATCGACACTTGGTTATCGATCTACGAGCATC".to_string();
+    for offset in (10..clean.len()).rev() {
+        let mut corrupt = clean.clone().into_bytes();
+        corrupt[offset] = if corrupt[offset] == b'A' { b'G' } else { b'A' };
+        let corrupt = String::from_utf8(corrupt).unwrap();
+        if genolens::analysis::patching::same_token_layout(&loaded.tokenizer, &clean, &corrupt)
+            .unwrap()
+        {
+            return (clean, corrupt);
+        }
+    }
+    panic!("no SNV keeps the token layout");
+}
+
+#[test]
+fn patching_keeps_its_invariants_on_every_family() {
+    use genolens::analysis::patching::{PairRuns, Patch, PatchSite, PatchSource};
+    use genolens::model::Intervention;
+    for name in FAMILIES {
+        let loaded = load_dir(&family_dir(name), name, &LoadOptions::default()).unwrap();
+        let model = &loaded.model;
+        let (clean, corrupt) = snv_pair(&loaded);
+        let batch = |s: &str| {
+            let tokens = loaded.tokenizer.tokenize("s", s).unwrap();
+            Batch::from_tokenized(&[tokens], loaded.tokenizer.special().pad, &Device::Cpu).unwrap()
+        };
+        let (clean_batch, corrupt_batch) = (batch(&clean), batch(&corrupt));
+        let runs = PairRuns::new(model, &clean_batch, &corrupt_batch).unwrap();
+        let layers = model.config().num_hidden_layers;
+        let output_site = PatchSite::NormalizedResidPost.on(model);
+        let whole = |site, layer| Patch {
+            site,
+            layer,
+            position: None,
+            head: None,
+        };
+        // The clean run's whole input or output of any layer restores the clean outputs.
+        let patches = [
+            whole(PatchSite::ResidPre, 0),
+            whole(PatchSite::ResidPre, layers - 1),
+            whole(output_site, 0),
+        ];
+        let clean_cls = runs.clean_cls().unwrap();
+        for patched in runs.patch(model, &patches, PatchSource::Clean, 4).unwrap() {
+            let error = clean_cls
+                .iter()
+                .zip(&patched.cls)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(error < 1e-5, "{name} {:?}: {error}", patched.patch);
+        }
+        // A run patched with its own values is that run, bit for bit.
+        let corrupt_cls = runs.corrupt_cls().unwrap();
+        for patched in runs
+            .patch(model, &patches, PatchSource::Corrupt, 4)
+            .unwrap()
+        {
+            assert_eq!(patched.cls, corrupt_cls, "{name}");
+        }
+        // One token of attn_out equals a hooked forward that replaces that row.
+        let position = runs.tokens() / 2;
+        let patch = Patch {
+            site: PatchSite::AttnOut,
+            layer: 0,
+            position: Some(position),
+            head: None,
+        };
+        let patched = runs
+            .patch(model, &[patch], PatchSource::Clean, 4)
+            .unwrap()
+            .remove(0);
+        let point = HookPoint::block(0, BlockSite::AttnOut);
+        let clean_value = model
+            .forward(&clean_batch, &Hooks::none().capture_point(point))
+            .unwrap()
+            .cache
+            .get_point(point)
+            .unwrap()
+            .clone();
+        let replace = Intervention::Custom(std::sync::Arc::new(move |a: &Tensor| {
+            let before = a.narrow(1, 0, position)?;
+            let row = clean_value.narrow(1, position, 1)?;
+            let after = a.narrow(1, position + 1, a.dim(1)? - position - 1)?;
+            Tensor::cat(&[&before, &row, &after], 1)
+        }));
+        let naive = model
+            .forward(&corrupt_batch, &Hooks::none().intervene(point, replace))
+            .unwrap();
+        let naive_cls: Vec<f32> = naive.cls.flatten_all().unwrap().to_vec1().unwrap();
+        let error = naive_cls
+            .iter()
+            .zip(&patched.cls)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(error < 1e-5, "{name}: {error}");
+        assert!(
+            corrupt_cls.iter().zip(&patched.cls).any(|(a, b)| a != b),
+            "{name}: the patch changed nothing"
+        );
+    }
+}

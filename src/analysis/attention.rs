@@ -75,7 +75,9 @@ pub fn entropy_nats(row: &[f32]) -> f64 {
 
 /// The statistics of one head's pattern on one sequence. `pattern` holds the head's padded
 /// `[t, t]` matrix row-major (row = query); `valid` is the sequence's token count (the first
-/// `valid` rows and columns); `variant` the model positions of the tokens covering the variant.
+/// `valid` rows and columns); `variant` the model positions of the tokens covering the variant;
+/// `sep` the position of the closing special token ([SEP]), `None` for tokenizers without one
+/// (the Nucleotide Transformer: `mass_on_sep` is then 0).
 pub fn head_stats(
     layer: usize,
     head: usize,
@@ -83,6 +85,7 @@ pub fn head_stats(
     padded: usize,
     valid: usize,
     variant: Option<Range<usize>>,
+    sep: Option<usize>,
 ) -> HeadStats {
     let row = |q: usize| &pattern[q * padded..q * padded + valid];
     let cls = row(0);
@@ -95,7 +98,7 @@ pub fn head_stats(
         let r = row(q);
         entropy_sum += entropy_nats(r);
         on_cls += f64::from(r[0]);
-        on_sep += f64::from(r[valid - 1]);
+        on_sep += sep.map_or(0.0, |sep| f64::from(r[sep]));
     }
     let mean_entropy = entropy_sum / n;
     let cls_mean = cls.iter().map(|&p| f64::from(p)).sum::<f64>() / n;
@@ -128,21 +131,28 @@ pub fn head_stats(
     }
 }
 
-/// The three token scores of one head on one sequence, for the tokens between [CLS] and [SEP]:
-/// `[score][token]` in the order of [`SCORES`].
-pub fn token_scores(pattern: &[f32], padded: usize, valid: usize) -> [Vec<f32>; 3] {
-    let tokens = valid.saturating_sub(2);
+/// The three token scores of one head on one sequence, for the sequence tokens at model
+/// positions `tokens` (between [CLS] and [SEP], or after `<cls>`): `[score][token]` in the order
+/// of [`SCORES`].
+pub fn token_scores(
+    pattern: &[f32],
+    padded: usize,
+    valid: usize,
+    tokens: Range<usize>,
+) -> [Vec<f32>; 3] {
+    let first = tokens.start;
+    let tokens = tokens.len();
     let mut max = vec![0.0f32; tokens];
     let mut sum = vec![0.0f64; tokens];
     for q in 0..valid {
-        let row = &pattern[q * padded + 1..q * padded + 1 + tokens];
+        let row = &pattern[q * padded + first..q * padded + first + tokens];
         for ((m, s), &p) in max.iter_mut().zip(sum.iter_mut()).zip(row) {
             *m = m.max(p);
             *s += f64::from(p);
         }
     }
     let mean = sum.iter().map(|&s| (s / valid as f64) as f32).collect();
-    let cls = pattern[1..1 + tokens].to_vec();
+    let cls = pattern[first..first + tokens].to_vec();
     [max, mean, cls]
 }
 
@@ -706,7 +716,7 @@ mod tests {
             0.1, 0.1, 0.8, 9.0, //
             9.0, 9.0, 9.0, 9.0,
         ];
-        let stats = head_stats(2, 1, &pattern, padded, 3, Some(1..2));
+        let stats = head_stats(2, 1, &pattern, padded, 3, Some(1..2), Some(2));
         let h = |r: &[f64]| -r.iter().map(|p| p * p.ln()).sum::<f64>();
         assert!((stats.cls_entropy_nats - h(&[0.5, 0.25, 0.25])).abs() < 1e-7);
         let mean = (h(&[0.5, 0.25, 0.25]) + h(&[0.9, 0.05, 0.05]) + h(&[0.1, 0.1, 0.8])) / 3.0;
@@ -719,7 +729,7 @@ mod tests {
         assert!((stats.mass_on_cls - 1.5 / 3.0).abs() < 1e-7);
         assert!((stats.mass_on_sep - 1.1 / 3.0).abs() < 1e-7);
         assert!(stats.degenerate);
-        let [max, mean, cls] = token_scores(&pattern, padded, 3);
+        let [max, mean, cls] = token_scores(&pattern, padded, 3, 1..2);
         assert_eq!((max, cls), (vec![0.25], vec![0.25]));
         assert!((mean[0] - 0.4 / 3.0).abs() < 1e-7);
     }

@@ -32,7 +32,7 @@ use crate::stats::bootstrap_mean_ci;
 use crate::stats::hypothesis::{
     benjamini_hochberg, cohens_d, hedges_g, mann_whitney_u, mean, student_t, welch_t,
 };
-use crate::tokenize::{covering_token_positions, crop_window};
+use crate::tokenize::{covering_positions, crop_window};
 
 const BOOTSTRAP: usize = 1000;
 
@@ -126,15 +126,7 @@ pub fn attention_statistics(
     let hooks = Hooks::none().capture("blocks.*.attn.hook_pattern")?;
     let examples: Vec<Example> = inputs.iter().map(|i| i.example.clone()).collect();
     let results = crate::analysis::collect_forward(loaded, &examples, &hooks, options, |p, o| {
-        analyse_batch(
-            p,
-            o,
-            layers,
-            &by_id,
-            loaded.tokenizer.kmer("the attention study")?.k(),
-            0,
-            true,
-        )
+        analyse_batch(p, o, layers, &by_id, 0, true)
     })?;
     Ok(results.into_iter().map(|r| (r.stats, r.scores)).collect())
 }
@@ -390,7 +382,6 @@ fn analyse_batch(
     output: &Output,
     layers: usize,
     inputs: &BTreeMap<&str, &AttentionInput>,
-    k: usize,
     window_nt: i64,
     scores: bool,
 ) -> crate::error::Result<Vec<SequenceResult>> {
@@ -414,10 +405,15 @@ fn analyse_batch(
         for (row, result) in results.iter_mut().enumerate() {
             let valid = prepared.batch.lengths[row];
             let input = inputs[prepared.examples[row].id.as_str()];
-            let length = prepared.tokens[row].sequence_length;
-            let variant = input
-                .variant_offset
-                .map(|v| covering_token_positions(v, length, k));
+            let spans = &prepared.tokens[row].spans;
+            let variant = input.variant_offset.map(|v| covering_positions(spans, v));
+            // Sequence tokens lie between the special tokens ([CLS] … [SEP], or <cls> …).
+            let first = spans.iter().position(Option::is_some).unwrap_or(1);
+            let end = spans
+                .iter()
+                .rposition(Option::is_some)
+                .map_or(first, |p| p + 1);
+            let sep = (end < valid).then_some(valid - 1);
             for head in 0..heads {
                 let start = (row * heads + head) * padded * padded;
                 let matrix = &values[start..start + padded * padded];
@@ -428,14 +424,18 @@ fn analyse_batch(
                     padded,
                     valid,
                     variant.clone(),
+                    sep,
                 ));
                 if scores {
-                    result.scores.push(token_scores(matrix, padded, valid));
+                    result
+                        .scores
+                        .push(token_scores(matrix, padded, valid, first..end));
                 }
                 if let Some(v) = input.variant_offset {
-                    // Token at model position m starts at base m − 1.
-                    for (m, &attention) in matrix.iter().enumerate().take(valid - 1).skip(1) {
-                        let offset = (m - 1) as i64 - v as i64;
+                    // Each token's [CLS] attention by where its span starts.
+                    for (m, &attention) in matrix.iter().enumerate().take(end).skip(first) {
+                        let Some(span) = &spans[m] else { continue };
+                        let offset = span.start as i64 - v as i64;
                         if offset.abs() <= window_nt {
                             result
                                 .profile
@@ -516,8 +516,10 @@ pub fn run_attention(
     }
     let config = loaded.model.config().clone();
     let (layers, heads) = (config.num_hidden_layers, config.num_attention_heads);
-    let k = loaded.tokenizer.kmer("the attention study")?.k();
-    context.set_config("k", k);
+    context.set_config("tokenizer", loaded.tokenizer.name());
+    if let Some(kmer) = loaded.tokenizer.as_kmer() {
+        context.set_config("k", kmer.k());
+    }
     context.set_config("profile_window_nt", study.profile_window_nt);
     context.set_config("permutations", study.permutations);
     context.set_config("block_tokens", 10);
@@ -543,7 +545,7 @@ pub fn run_attention(
         examples.into_iter().map(Ok),
         &hooks,
         &options,
-        |prepared, output| analyse_batch(prepared, output, layers, &by_id, k, window, correlate),
+        |prepared, output| analyse_batch(prepared, output, layers, &by_id, window, correlate),
         |example, result| {
             let input = by_id[example.id.as_str()];
             for s in &result.stats {
@@ -1136,12 +1138,17 @@ pub fn reduce_attention(context: &mut ReduceContext) -> anyhow::Result<()> {
                 &svg,
                 &format!(
                     "Mean [CLS] attention on each token by where it starts relative to the \
-                     variant, per class, with bootstrap 95 % CIs (L{}H{}, q = {} for {primary}). \
-                     Tokens starting {}..0 nt from the variant contain it.",
+                     variant, per class, with bootstrap 95 % CIs (L{}H{}, q = {} for {primary}).{}",
                     t.layer,
                     t.head,
                     format_q(t.q),
-                    -(context.config("k").and_then(|k| k.as_i64()).unwrap_or(6) - 1)
+                    match context.config("k").and_then(|k| k.as_i64()) {
+                        Some(k) => format!(
+                            " Tokens starting {}..0 nt from the variant contain it.",
+                            -(k - 1)
+                        ),
+                        None => String::new(),
+                    }
                 ),
             )?;
         }

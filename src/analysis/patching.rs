@@ -18,8 +18,12 @@ use crate::model::{Batch, BlockSite, HookPoint, HookedModel, Hooks, Intervention
 pub enum PatchSite {
     /// `blocks.{l}.hook_resid_pre`: the block input.
     ResidPre,
-    /// `blocks.{l}.hook_normalized_resid_post`: the block output.
+    /// `blocks.{l}.hook_normalized_resid_post`: the block output of post-LN models (DNABERT,
+    /// DNABERT-2).
     NormalizedResidPost,
+    /// `blocks.{l}.hook_resid_post`: the block output of pre-LN models (the Nucleotide
+    /// Transformer).
+    ResidPost,
     /// `blocks.{l}.hook_attn_out`.
     AttnOut,
     /// `blocks.{l}.hook_mlp_out`.
@@ -30,19 +34,47 @@ pub enum PatchSite {
 
 impl PatchSite {
     /// Every site, in the order reports list them.
-    pub const ALL: [PatchSite; 5] = [
+    pub const ALL: [PatchSite; 6] = [
         PatchSite::ResidPre,
         PatchSite::AttnOut,
         PatchSite::MlpOut,
         PatchSite::NormalizedResidPost,
+        PatchSite::ResidPost,
         PatchSite::Z,
     ];
+
+    /// The sites a model has: the block output is `normalized_resid_post` after a post-LN block,
+    /// `resid_post` after a pre-LN one.
+    pub fn of(model: &HookedModel) -> Vec<PatchSite> {
+        let pre_norm = model.config().architecture.pre_norm();
+        PatchSite::ALL
+            .into_iter()
+            .filter(|site| match site {
+                PatchSite::NormalizedResidPost => !pre_norm,
+                PatchSite::ResidPost => pre_norm,
+                _ => true,
+            })
+            .collect()
+    }
+
+    /// This site on `model`: the block output named as the model names it.
+    pub fn on(self, model: &HookedModel) -> PatchSite {
+        let pre_norm = model.config().architecture.pre_norm();
+        match self {
+            PatchSite::NormalizedResidPost | PatchSite::ResidPost if pre_norm => {
+                PatchSite::ResidPost
+            }
+            PatchSite::NormalizedResidPost | PatchSite::ResidPost => PatchSite::NormalizedResidPost,
+            other => other,
+        }
+    }
 
     /// The name used in tables and on the command line (`resid_pre`, ...).
     pub fn name(self) -> &'static str {
         match self {
             PatchSite::ResidPre => "resid_pre",
             PatchSite::NormalizedResidPost => "normalized_resid_post",
+            PatchSite::ResidPost => "resid_post",
             PatchSite::AttnOut => "attn_out",
             PatchSite::MlpOut => "mlp_out",
             PatchSite::Z => "z",
@@ -54,6 +86,7 @@ impl PatchSite {
         match self {
             PatchSite::ResidPre => BlockSite::ResidPre,
             PatchSite::NormalizedResidPost => BlockSite::NormalizedResidPost,
+            PatchSite::ResidPost => BlockSite::ResidPost,
             PatchSite::AttnOut => BlockSite::AttnOut,
             PatchSite::MlpOut => BlockSite::MlpOut,
             PatchSite::Z => BlockSite::Z,
@@ -134,6 +167,10 @@ pub struct PairRuns {
     corrupt_qkv: Vec<OnceLock<Vec<f32>>>,
     clean_final: Final,
     corrupt_final: Final,
+    /// Every patch runs as a hooked forward from its layer (DNABERT-2, NT): the row shortcuts
+    /// are written for BERT's blocks.
+    general: bool,
+    sites: Vec<PatchSite>,
 }
 
 /// What a run ends with: the final [CLS] row and the classifier's logits.
@@ -221,13 +258,17 @@ impl PairRuns {
                 ),
             ));
         }
+        let general = model.config().architecture != crate::model::Architecture::Bert;
+        let sites = PatchSite::of(model);
         let mut hooks = Hooks::none();
-        for site in PatchSite::ALL {
+        for site in &sites {
             hooks = hooks.capture(&format!("blocks.*.{}", site.block_site().suffix()))?;
         }
         let clean_output = model.forward(clean, &hooks)?;
-        for site in QKV {
-            hooks = hooks.capture(&format!("blocks.*.{}", site.suffix()))?;
+        if !general {
+            for site in QKV {
+                hooks = hooks.capture(&format!("blocks.*.{}", site.suffix()))?;
+            }
         }
         let corrupt_output = model.forward(corrupt, &hooks)?;
         let config = model.config();
@@ -253,7 +294,25 @@ impl PairRuns {
                 cls: Vec::new(),
                 logits: None,
             },
+            general,
+            sites,
         };
+        if general {
+            let last = |output: &Output| -> Result<Final> {
+                Ok(Final {
+                    cls: row(&output.cls)?,
+                    logits: match model.head_kind() {
+                        crate::model::HeadKind::SequenceClassification { .. } => {
+                            output.logits.as_ref().map(row).transpose()?
+                        }
+                        _ => None,
+                    },
+                })
+            };
+            runs.clean_final = last(&runs.clean)?;
+            runs.corrupt_final = last(&runs.corrupt)?;
+            return Ok(runs);
+        }
         let last = layers - 1;
         let inputs = Tensor::cat(
             &[
@@ -354,6 +413,13 @@ impl PairRuns {
 
     fn check(&self, patch: &Patch) -> Result<()> {
         let name = format!("{} layer {}", patch.site, patch.layer);
+        if !self.sites.contains(&patch.site) {
+            let names: Vec<&str> = self.sites.iter().map(|s| s.name()).collect();
+            return Err(GenolensError::argument(
+                name,
+                format!("this model's sites are {}", names.join(", ")),
+            ));
+        }
         if patch.layer >= self.layers {
             return Err(GenolensError::argument(
                 name,
@@ -480,7 +546,9 @@ impl PairRuns {
                 head: patch.head,
                 value,
             },
-            PatchSite::ResidPre | PatchSite::NormalizedResidPost => RowOverride::None,
+            PatchSite::ResidPre | PatchSite::NormalizedResidPost | PatchSite::ResidPost => {
+                RowOverride::None
+            }
         })
     }
 
@@ -557,6 +625,9 @@ impl PairRuns {
                 .collect());
         }
         let variants_per_batch = variants_per_batch.max(1);
+        if self.general {
+            return self.patch_in_general(model, patches, source, variants_per_batch);
+        }
         let jobs = patches
             .iter()
             .map(|patch| self.job(model, patch, source))
@@ -597,6 +668,67 @@ impl PairRuns {
             let outputs = self.run_intervention(model, &group_patches, source)?;
             for (&index, patched) in group.iter().zip(outputs) {
                 results[index] = Some(patched);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every patch ran"))
+            .collect())
+    }
+
+    /// Every patch as a hooked forward from its layer, patches sharing a layer and site as the
+    /// rows of one batch (a patch that writes the corrupt run's own values is that run).
+    fn patch_in_general(
+        &self,
+        model: &HookedModel,
+        patches: &[Patch],
+        source: PatchSource,
+        variants_per_batch: usize,
+    ) -> Result<Vec<Patched>> {
+        let mut results: Vec<Option<Patched>> = vec![None; patches.len()];
+        let mut pending = Vec::new();
+        for (index, patch) in patches.iter().enumerate() {
+            if self.writes_nothing_new(patch, source)? {
+                results[index] = Some(self.copied(patch, PatchSource::Corrupt));
+            } else {
+                pending.push(index);
+            }
+        }
+        pending.sort_by_key(|&i| (patches[i].layer, patches[i].site));
+        for group in runs_of(&pending, variants_per_batch, |&i| {
+            (patches[i].layer, patches[i].site)
+        }) {
+            let group_patches: Vec<Patch> = group.iter().map(|&i| patches[i]).collect();
+            let rows = group_patches.len();
+            let (site, layer) = (group_patches[0].site, group_patches[0].layer);
+            let device = model.device();
+            let batch = repeat_batch(&self.corrupt_batch, rows)?;
+            let patched_value = self.activation(source, site, layer)?;
+            let mask = selection_mask(&group_patches, patched_value.dims(), device)?;
+            let patched_rows = repeat_rows(patched_value, rows)?;
+            let intervention =
+                Intervention::Custom(std::sync::Arc::new(move |activation: &Tensor| {
+                    mask.broadcast_as(activation.shape())?
+                        .where_cond(&patched_rows, activation)
+                }));
+            let hooks =
+                Hooks::none().intervene(HookPoint::block(layer, site.block_site()), intervention);
+            let residual = repeat_rows(
+                self.activation(PatchSource::Corrupt, PatchSite::ResidPre, layer)?,
+                rows,
+            )?;
+            let output = model.forward_layers(layer, self.layers, &residual, &batch, &hooks)?;
+            let (cls, logits) = model.cls_and_classifier_logits(&output)?;
+            let cls = cls.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            let logits = logits
+                .map(|l| l.to_dtype(DType::F32)?.to_vec2::<f32>())
+                .transpose()?;
+            for (row_index, &index) in group.iter().enumerate() {
+                results[index] = Some(Patched {
+                    patch: patches[index],
+                    cls: cls[row_index].clone(),
+                    logits: logits.as_ref().map(|l| l[row_index].clone()),
+                });
             }
         }
         Ok(results
@@ -1006,6 +1138,14 @@ fn logit_classes(clean_logits: &[f32]) -> (usize, usize) {
     (order[0], order.get(1).copied().unwrap_or(order[0]))
 }
 
+/// Whether two sequences tokenize into the same layout (the same token spans): what
+/// position-wise patching between them needs. Always true for DNABERT's k-mers and NT's 6-mers
+/// of equal-length sequences without N; DNABERT-2's BPE can merge a variant's neighbourhood
+/// differently on REF and ALT.
+pub fn same_token_layout(tokenizer: &crate::tokenize::Tokenizer, a: &str, b: &str) -> Result<bool> {
+    Ok(tokenizer.tokenize("a", a)?.spans == tokenizer.tokenize("b", b)?.spans)
+}
+
 /// Every patched run of one pair, as table rows.
 pub fn sweep_pair(
     loaded: &crate::model::LoadedModel,
@@ -1013,12 +1153,27 @@ pub fn sweep_pair(
     settings: &SweepSettings,
 ) -> Result<Vec<PatchingRow>> {
     let device = loaded.model.device();
-    let tokenize = |id: String, sequence: &str| -> Result<Batch> {
-        let tokens = loaded.tokenizer.tokenize(&id, sequence)?;
-        Batch::from_tokenized(&[tokens], loaded.tokenizer.special().pad, device)
-    };
-    let clean = tokenize(format!("{} (clean)", pair.id), pair.clean)?;
-    let corrupt = tokenize(format!("{} (corrupt)", pair.id), pair.corrupt)?;
+    let clean_tokens = loaded
+        .tokenizer
+        .tokenize(&format!("{} (clean)", pair.id), pair.clean)?;
+    let corrupt_tokens = loaded
+        .tokenizer
+        .tokenize(&format!("{} (corrupt)", pair.id), pair.corrupt)?;
+    if clean_tokens.spans != corrupt_tokens.spans {
+        return Err(GenolensError::argument(
+            format!("pair {}", pair.id),
+            format!(
+                "the clean and corrupt sequences tokenize into different layouts ({} vs {} \
+                 tokens, or different spans): patching writes activations token by token, so \
+                 both need the same tokens (see same_token_layout)",
+                clean_tokens.ids.len(),
+                corrupt_tokens.ids.len()
+            ),
+        ));
+    }
+    let pad = loaded.tokenizer.special().pad;
+    let clean = Batch::from_tokenized(std::slice::from_ref(&clean_tokens), pad, device)?;
+    let corrupt = Batch::from_tokenized(&[corrupt_tokens], pad, device)?;
     let runs = PairRuns::new(&loaded.model, &clean, &corrupt)
         .map_err(|e| GenolensError::argument(format!("pair {}", pair.id), e.to_string()))?;
     let config = loaded.model.config();
@@ -1027,9 +1182,10 @@ pub fn sweep_pair(
         config.num_attention_heads,
         runs.tokens(),
     );
+    let model = &loaded.model;
     let mut patches: Vec<(&'static str, Patch)> = Vec::new();
     for layer in 0..layers {
-        for &site in &settings.layer_sites {
+        for site in settings.layer_sites.iter().map(|s| s.on(model)) {
             patches.push((
                 "layer",
                 Patch {
@@ -1041,7 +1197,7 @@ pub fn sweep_pair(
             ));
         }
         if let Some(covering) = &pair.covering {
-            for &site in &settings.position_sites {
+            for site in settings.position_sites.iter().map(|s| s.on(model)) {
                 for position in settings.positions.select(tokens, covering.clone()) {
                     patches.push((
                         "position",
@@ -1090,7 +1246,7 @@ pub fn sweep_pair(
             let (role, offset) = match (patch.position, &pair.covering) {
                 (None, _) => ("all", None),
                 (Some(0), _) => ("cls", None),
-                (Some(p), _) if p + 1 == tokens => ("sep", None),
+                (Some(p), _) if clean_tokens.spans[p].is_none() => ("sep", None),
                 (Some(p), Some(covering)) => (
                     if covering.contains(&p) {
                         pair.anchor_role

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use rand::{Rng, SeedableRng};
 
-use crate::analysis::patching::{sweep_pair, PatchSite, PatchingRow, SweepPair, SweepSettings};
+use crate::analysis::patching::{
+    same_token_layout, sweep_pair, PatchSite, PatchingRow, SweepPair, SweepSettings,
+};
 use crate::analysis::variant_pairs::{read_variant_pairs, Positions};
 use crate::experiment::{ExperimentContext, ReduceContext};
 use crate::model::HeadKind;
@@ -17,6 +19,7 @@ use crate::report::figures::{heatmap, line_plot, Heatmap, LinePlot, Series};
 use crate::report::html::cell;
 use crate::report::HtmlTable;
 use crate::stats::bootstrap_mean_ci;
+use crate::tokenize::covering_positions;
 
 /// The eqtl-proxy report's summary (`{pairs}` = the number of pairs).
 const EQTL_SUMMARY: &str = "For each variant, the model runs on the ALT window (corrupt) with one \
@@ -94,7 +97,10 @@ pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> a
     }
     context.set_config("split", split);
     context.set_config("context_nt", window);
-    context.set_config("k", loaded.tokenizer.kmer("the patching study")?.k());
+    context.set_config("tokenizer", loaded.tokenizer.name());
+    if let Some(kmer) = loaded.tokenizer.as_kmer() {
+        context.set_config("k", kmer.k());
+    }
     context.set_config("positions", study.positions.to_string());
     let position_sites: Vec<&str> = study.position_sites.iter().map(|s| s.name()).collect();
     context.set_config("position_sites", position_sites.join(","));
@@ -114,17 +120,25 @@ pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> a
         ..SweepSettings::default()
     };
     let null_settings = settings.null();
-    let k = loaded.tokenizer.kmer("the patching study")?.k();
+    let mut skipped_layout = 0usize;
     let mut table = context.table::<PatchingRow>("patching")?;
     let progress = crate::progress::bar(tasks.len() as u64, "patching pairs");
     for index in tasks {
         let pair = &pairs[index];
+        if !same_token_layout(&loaded.tokenizer, &pair.clean, &pair.corrupt)? {
+            // BPE can merge the variant's neighbourhood differently on REF and ALT: there is no
+            // token-by-token correspondence to patch along.
+            skipped_layout += 1;
+            progress.inc(1);
+            continue;
+        }
+        let spans = loaded.tokenizer.tokenize(&pair.id, &pair.clean)?.spans;
         let matched = SweepPair {
             id: &pair.id,
             pairing: "matched",
             clean: &pair.clean,
             corrupt: &pair.corrupt,
-            covering: Some(pair.covering_tokens(k)),
+            covering: Some(covering_positions(&spans, pair.variant_offset)),
             anchor_role: "variant",
             logit_classes: None,
         };
@@ -132,7 +146,9 @@ pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> a
             table.write(&row)?;
         }
         let partner = &pairs[(index + shift) % total];
-        if partner.corrupt.len() == pair.clean.len() {
+        if partner.corrupt.len() == pair.clean.len()
+            && same_token_layout(&loaded.tokenizer, &pair.clean, &partner.corrupt)?
+        {
             let random = SweepPair {
                 id: &pair.id,
                 pairing: "random",
@@ -149,6 +165,12 @@ pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> a
         progress.inc(1);
     }
     progress.finish_and_clear();
+    if skipped_layout > 0 {
+        tracing::warn!(
+            "{skipped_layout} pairs skipped: REF and ALT tokenize into different token layouts"
+        );
+    }
+    context.set_config("pairs_skipped_token_layout", skipped_layout);
     table.finish()?;
     Ok(())
 }

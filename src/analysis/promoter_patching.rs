@@ -8,7 +8,9 @@
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
 
-use crate::analysis::patching::{sweep_pair, PatchSite, PatchingRow, SweepPair, SweepSettings};
+use crate::analysis::patching::{
+    same_token_layout, sweep_pair, PatchSite, PatchingRow, SweepPair, SweepSettings,
+};
 use crate::analysis::variant_pairs::Positions;
 use crate::datasets::rows::read_sequence_rows;
 use crate::experiment::ExperimentContext;
@@ -154,10 +156,10 @@ pub fn run_promoter_patching(
     }
     context.set_config("split", split);
     context.set_config("pairs", pairs.len());
-    context.set_config(
-        "k",
-        loaded.tokenizer.kmer("the promoter-patching study")?.k(),
-    );
+    context.set_config("tokenizer", loaded.tokenizer.name());
+    if let Some(kmer) = loaded.tokenizer.as_kmer() {
+        context.set_config("k", kmer.k());
+    }
     context.set_config("positions", study.positions.to_string());
     context.set_config("tss_index", tss);
     context.set_config("anchor", "TSS");
@@ -211,18 +213,34 @@ pub fn run_promoter_patching(
         ..SweepSettings::default()
     };
     let null_settings = settings.null();
-    // The token whose k-mer starts at the TSS: [CLS] is token 0, the k-mer at base i is i + 1.
-    let anchor = tss + 1..tss + 2;
+    // The token whose k-mer starts at the TSS ([CLS] is token 0, the k-mer at base i is i + 1);
+    // for BPE and NT 6-mers, the token that contains the TSS.
+    let anchor_of = |id: &str, sequence: &str| -> anyhow::Result<std::ops::Range<usize>> {
+        Ok(match loaded.tokenizer.as_kmer() {
+            Some(_) => tss + 1..tss + 2,
+            None => {
+                let spans = loaded.tokenizer.tokenize(id, sequence)?.spans;
+                let start = crate::tokenize::covering_positions(&spans, tss).start;
+                start..start + 1
+            }
+        })
+    };
+    let mut skipped_layout = 0usize;
     let mut table = context.table::<PatchingRow>("patching")?;
     let progress = crate::progress::bar(tasks.len() as u64, "patching pairs");
     for index in tasks {
         let (f, b) = pairs[index];
+        if !same_token_layout(&loaded.tokenizer, &f.sequence, &b.sequence)? {
+            skipped_layout += 1;
+            progress.inc(1);
+            continue;
+        }
         let matched = SweepPair {
             id: &f.id,
             pairing: "gc-matched",
             clean: &f.sequence,
             corrupt: &b.sequence,
-            covering: Some(anchor.clone()),
+            covering: Some(anchor_of(&f.id, &f.sequence)?),
             anchor_role: "tss",
             logit_classes: Some((target, other)),
         };
@@ -230,7 +248,9 @@ pub fn run_promoter_patching(
             table.write(&row)?;
         }
         let partner = pairs[(index + shift) % total].1;
-        if partner.sequence.len() != f.sequence.len() {
+        if partner.sequence.len() != f.sequence.len()
+            || !same_token_layout(&loaded.tokenizer, &f.sequence, &partner.sequence)?
+        {
             progress.inc(1);
             continue;
         }
@@ -249,6 +269,12 @@ pub fn run_promoter_patching(
         progress.inc(1);
     }
     progress.finish_and_clear();
+    if skipped_layout > 0 {
+        tracing::warn!(
+            "{skipped_layout} pairs skipped: the two windows tokenize into different token layouts"
+        );
+    }
+    context.set_config("pairs_skipped_token_layout", skipped_layout);
     table.finish()?;
     Ok(())
 }

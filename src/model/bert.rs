@@ -577,6 +577,26 @@ impl HookedModel {
         Ok(Some((logits, cache)))
     }
 
+    /// The final [CLS] vectors [b,d] (after ESM's final LayerNorm) and, for a classifier, its
+    /// logits [b, classes], from the last block's output [b,t,d]; no hooks. What a patched run
+    /// is read by (an MLM's vocabulary projection is not computed).
+    pub fn cls_and_classifier_logits(
+        &self,
+        last_block_output: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let hooks = Hooks::none();
+        let mut cache = ActivationCache::default();
+        let cls_in = last_block_output.narrow(1, 0, 1)?;
+        let cls = self.final_norm(cls_in, &hooks, &mut cache)?.squeeze(1)?;
+        let logits = match (&self.head, &self.pooler) {
+            (Head::Classifier(classifier), Some(pooler)) => {
+                Some(classifier.forward(&pooler.forward(&cls)?.tanh()?)?)
+            }
+            _ => None,
+        };
+        Ok((cls, logits))
+    }
+
     /// Final hidden states [b,t,d] without any head or hooks: what training needs before it picks
     /// the positions a loss looks at (the MLM loss reads ~15 % of positions, so the vocabulary
     /// projection is applied to those rows only, see [`mlm_logits`](Self::mlm_logits)).

@@ -12,7 +12,7 @@ use std::path::Path;
 pub use bpe::BpeTokenizer;
 pub use kmer::{normalise_dna, KmerTokenizer, Tokenized};
 pub use nt::NtTokenizer;
-pub use spans::{covering_kmers, covering_token_positions, crop_window};
+pub use spans::{covering_kmers, covering_positions, covering_token_positions, crop_window};
 pub use vocab::{KmerVocab, SpecialTokens};
 
 use crate::error::{GenolensError, Result};

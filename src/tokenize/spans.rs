@@ -20,6 +20,22 @@ pub fn covering_token_positions(position: usize, length: usize, k: usize) -> Ran
     kmers.start + 1..kmers.end + 1
 }
 
+/// Model positions of the tokens whose nucleotide span contains `position` (special tokens have
+/// none), for any tokenizer: overlapping k-mers give up to k positions, BPE and NT 6-mers one.
+/// An empty range when no token covers it (a position past the sequence).
+pub fn covering_positions(spans: &[Option<Range<usize>>], position: usize) -> Range<usize> {
+    let covering: Vec<usize> = spans
+        .iter()
+        .enumerate()
+        .filter(|(_, span)| span.as_ref().is_some_and(|s| s.contains(&position)))
+        .map(|(index, _)| index)
+        .collect();
+    match (covering.first(), covering.last()) {
+        (Some(&first), Some(&last)) => first..last + 1,
+        _ => 0..0,
+    }
+}
+
 /// A window of at most `window` nt inside a `length` nt sequence that contains `position`,
 /// centred on it where the sequence allows. Returns [start, end) in sequence coordinates.
 pub fn crop_window(position: usize, length: usize, window: usize) -> Range<usize> {
@@ -68,6 +84,26 @@ mod tests {
             }
             assert_eq!(covering_token_positions(0, length, k), 1..2);
         }
+    }
+
+    #[test]
+    fn covering_positions_from_spans_equal_the_kmer_formula() {
+        for k in [3, 6] {
+            let tokenizer =
+                crate::tokenize::KmerTokenizer::new(crate::tokenize::KmerVocab::dnabert(k), 64);
+            let sequence = "ACGTAGCATCGGATCTAGGCTAC";
+            let spans = tokenizer.tokenize("s", sequence).unwrap().spans;
+            for position in 0..sequence.len() {
+                assert_eq!(
+                    covering_positions(&spans, position),
+                    covering_token_positions(position, sequence.len(), k)
+                );
+            }
+        }
+        let spans = vec![None, Some(0..4), Some(4..5), Some(5..11), None];
+        assert_eq!(covering_positions(&spans, 4), 2..3);
+        assert_eq!(covering_positions(&spans, 10), 3..4);
+        assert_eq!(covering_positions(&spans, 11), 0..0);
     }
 
     #[test]
