@@ -1335,7 +1335,7 @@ mod tests {
     fn every_patch(runs: &PairRuns) -> Vec<Patch> {
         let mut patches = Vec::new();
         for layer in 0..3 {
-            for site in PatchSite::ALL {
+            for site in runs.sites.clone() {
                 let heads: Vec<Option<usize>> = if site == PatchSite::Z {
                     (0..4).map(Some).collect()
                 } else {
