@@ -1185,7 +1185,9 @@ pub struct AttributeArgs {
     /// whose completeness gap exceeds 1 % of |f(x) − f(baseline)|.
     #[arg(long, default_value_t = 50)]
     pub ig_steps: usize,
-    /// How a k-mer token's score spreads over its bases: mean (DNABERT's) or sum.
+    /// How a token's score spreads over its bases: mean over the tokens covering a base
+    /// (DNABERT's convention; for BPE and NT 6-mers seed 001's "passed on"), sum, or equal
+    /// (score / token length, seed 001's "equally distributed": conserves the total).
     #[arg(long, default_value = "mean")]
     pub spread: String,
     /// ISM variants per forward pass.
@@ -1237,7 +1239,8 @@ impl AttributeArgs {
         study.spread = match self.spread.as_str() {
             "mean" => Spread::Mean,
             "sum" => Spread::Sum,
-            other => anyhow::bail!("--spread {other:?}: use mean or sum"),
+            "equal" => Spread::Equal,
+            other => anyhow::bail!("--spread {other:?}: use mean, sum or equal"),
         };
         study.ig_steps = self.ig_steps;
         study.ism_batch_size = self.ism_batch_size;

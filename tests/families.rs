@@ -29,7 +29,7 @@ fn family_reference(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(path, &Device::Cpu).unwrap()
 }
 
-fn batch_of(reference: &HashMap<String, Tensor>) -> Batch {
+fn batch_of(name: &str, reference: &HashMap<String, Tensor>) -> Batch {
     let ids = reference["input_ids"]
         .to_dtype(candle_core::DType::U32)
         .unwrap();
@@ -42,10 +42,13 @@ fn batch_of(reference: &HashMap<String, Tensor>) -> Batch {
         .iter()
         .map(|row| row.iter().filter(|&&m| m == 1).count())
         .collect();
+    // DNABERT-2 closes with [SEP]; the NT has no closing token.
+    let ends_with_special = !name.starts_with("nt");
     Batch {
         ids,
         attention_mask: mask,
         lengths,
+        ends_with_special,
     }
 }
 
@@ -61,8 +64,12 @@ fn scale(reference: &Tensor) -> f32 {
 }
 
 /// (name, |Δ| / scale) of every compared tensor.
-fn relative_errors(model: &HookedModel, reference: &HashMap<String, Tensor>) -> Vec<(String, f32)> {
-    let batch = batch_of(reference);
+fn relative_errors(
+    name: &str,
+    model: &HookedModel,
+    reference: &HashMap<String, Tensor>,
+) -> Vec<(String, f32)> {
+    let batch = batch_of(name, reference);
     let lengths = batch.lengths.clone();
     let pre_norm = model.config().architecture.pre_norm();
     let mut hooks = Hooks::none()
@@ -139,7 +146,7 @@ fn relative_errors(model: &HookedModel, reference: &HashMap<String, Tensor>) -> 
 fn every_family_matches_its_reference_implementation() {
     for name in FAMILIES {
         let loaded = load_dir(&family_dir(name), name, &LoadOptions::default()).unwrap();
-        let errors = relative_errors(&loaded.model, &family_reference(name));
+        let errors = relative_errors(name, &loaded.model, &family_reference(name));
         let layers = loaded.model.config().num_hidden_layers;
         assert_eq!(errors.len(), 2 * layers + 4, "{name}: {errors:?}");
         let failed: Vec<_> = errors
@@ -234,7 +241,7 @@ fn padding_changes_no_sequence_and_an_n_is_a_token() {
     for name in FAMILIES {
         let loaded = load_dir(&family_dir(name), name, &LoadOptions::default()).unwrap();
         let reference = family_reference(name);
-        let batch = batch_of(&reference);
+        let batch = batch_of(name, &reference);
         let all = loaded.model.forward(&batch, &Hooks::none()).unwrap();
         let ids = batch.ids.to_vec2::<u32>().unwrap();
         for (row, &length) in batch.lengths.iter().enumerate() {
@@ -277,7 +284,7 @@ fn token_dropout_scales_by_the_mask_fraction() {
     // scale itself, from the word embeddings of an unmasked token.
     let loaded = load_dir(&family_dir("nt-v1-mlm"), "v1", &LoadOptions::default()).unwrap();
     let reference = family_reference("nt-v1-mlm");
-    let batch = batch_of(&reference);
+    let batch = batch_of("nt-v1-mlm", &reference);
     let rows = batch.size();
     let masked_row = rows - 1;
     let length = batch.lengths[masked_row];

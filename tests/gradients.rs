@@ -29,6 +29,7 @@ fn reference_batch(reference: &HashMap<String, Tensor>) -> Batch {
         ids,
         attention_mask,
         lengths,
+        ends_with_special: true,
     }
 }
 

@@ -10,9 +10,9 @@ use anyhow::{bail, Context};
 use candle_core::Tensor;
 
 use crate::analysis::attribution::{
-    argmax_rows, attention_maps, chefer_relevance, integrated_gradients, ism,
-    kmer_scores_to_nucleotides, lrp, scale_to_unit, Baseline, IgSettings, Quadrature, Spread,
-    TargetKind,
+    argmax_rows, attention_maps, chefer_relevance, integrated_gradients, ism, lrp,
+    nucleotide_scores_to_tokens, scale_to_unit, token_scores_to_nucleotides, Baseline, IgSettings,
+    Quadrature, Spread, TargetKind,
 };
 use crate::analysis::{run_batches, PreparedBatch};
 use crate::data::Example;
@@ -255,6 +255,7 @@ fn select_rows(batch: &Batch, rows: &[usize]) -> anyhow::Result<Batch> {
         ids: batch.ids.index_select(&index, 0)?,
         attention_mask: batch.attention_mask.index_select(&index, 0)?,
         lengths: rows.iter().map(|&r| batch.lengths[r]).collect(),
+        ends_with_special: batch.ends_with_special,
     })
 }
 
@@ -556,8 +557,10 @@ pub fn attribute_examples(
     if study.ig_steps == 0 || study.ism_batch_size == 0 {
         bail!("--ig-steps and --ism-batch-size must be at least 1");
     }
-    let k = loaded.tokenizer.kmer("the attribution study")?.k();
-    context.set_config("k", k);
+    context.set_config("tokenizer", loaded.tokenizer.name());
+    if let Some(kmer) = loaded.tokenizer.as_kmer() {
+        context.set_config("k", kmer.k());
+    }
     context.set_config(
         "methods",
         study.methods.iter().map(|m| m.name()).collect::<Vec<_>>(),
@@ -585,13 +588,7 @@ pub fn attribute_examples(
         },
     );
     context.set_config("ig_steps", study.ig_steps);
-    context.set_config(
-        "spread",
-        match study.spread {
-            Spread::Mean => "mean",
-            Spread::Sum => "sum",
-        },
-    );
+    context.set_config("spread", study.spread.name());
     context.set_config("logos", study.logos);
     context.set_config("logo_window_nt", study.logo_window_nt);
     let suffix = &study.table_suffix;
@@ -629,7 +626,8 @@ pub fn attribute_examples(
                         score: f64::from(score),
                     })?;
                 }
-                let raw = kmer_scores_to_nucleotides(scores, length, k, study.spread)?;
+                let raw =
+                    token_scores_to_nucleotides(scores, &tokenized.spans, length, study.spread)?;
                 let scaled = scale_to_unit(&raw);
                 for (position, (r, s)) in raw.iter().zip(&scaled).enumerate() {
                     nucleotide_table.write(&NucleotideAttributionRow {
@@ -665,6 +663,21 @@ pub fn attribute_examples(
                     }
                 }
                 let centred = ism.centred(&upper);
+                // Nucleotide → token (seed 001's aggregation (a) sum and (b) mean), so ISM can
+                // be compared with the token methods token by token.
+                for spread in [Spread::Sum, Spread::Mean] {
+                    let per_token = nucleotide_scores_to_tokens(&centred, &tokenized.spans, spread);
+                    for (index, (&score, &id)) in per_token.iter().zip(&tokenized.ids).enumerate() {
+                        token_table.write(&TokenAttributionRow {
+                            sequence_id: example.id.clone(),
+                            token_index: index as u32,
+                            token: loaded.tokenizer.token(id).unwrap_or_else(|| "[UNK]".into()),
+                            method: format!("ism_centred_{}", spread.name()),
+                            target,
+                            score,
+                        })?;
+                    }
+                }
                 let largest = centred
                     .iter()
                     .filter(|v| v.is_finite())

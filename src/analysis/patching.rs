@@ -933,6 +933,7 @@ fn repeat_batch(batch: &Batch, rows: usize) -> Result<Batch> {
         ids: batch.ids.repeat((rows, 1))?,
         attention_mask: batch.attention_mask.repeat((rows, 1))?,
         lengths: vec![batch.lengths[0]; rows],
+        ends_with_special: batch.ends_with_special,
     })
 }
 

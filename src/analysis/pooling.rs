@@ -24,14 +24,20 @@ pub fn is_per_sequence(point: HookPoint, head: crate::model::HeadKind) -> bool {
         || (point == HookPoint::Logits && head != crate::model::HeadKind::MaskedLm)
 }
 
-/// Masked mean over real tokens of a [b,t,d] activation, excluding [CLS], [SEP] and padding.
-/// `lengths` are the token counts with [CLS] and [SEP] (as in [`Batch::lengths`]).
-pub fn mean_over_kmers(activation: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+/// Masked mean over the sequence tokens of a [b,t,d] activation, excluding [CLS], [SEP] and
+/// padding. `lengths` are the token counts with the special tokens (as in [`Batch::lengths`]);
+/// `ends_with_special` says whether the last is a [SEP] (false for the Nucleotide Transformer).
+pub fn mean_over_kmers(
+    activation: &Tensor,
+    lengths: &[usize],
+    ends_with_special: bool,
+) -> Result<Tensor> {
     let (batch_size, tokens, _) = activation.dims3()?;
     let mut weights = vec![0f32; batch_size * tokens];
     for (row, &length) in lengths.iter().enumerate() {
-        let kmers = length.saturating_sub(2).max(1);
-        for position in 1..length.saturating_sub(1) {
+        let end = length.saturating_sub(usize::from(ends_with_special));
+        let kmers = end.saturating_sub(1).max(1);
+        for position in 1..end {
             weights[row * tokens + position] = 1.0 / kmers as f32;
         }
     }
@@ -63,7 +69,7 @@ pub fn pool_activation(
                 activation.reshape((dims[0], dims[1], dims[2..].iter().product::<usize>()))?;
             match pooling {
                 Pooling::Cls => Ok(flat.narrow(1, 0, 1)?.squeeze(1)?),
-                Pooling::Mean => mean_over_kmers(&flat, &batch.lengths),
+                Pooling::Mean => mean_over_kmers(&flat, &batch.lengths, batch.ends_with_special),
             }
         }
     }
@@ -83,7 +89,7 @@ mod tests {
         ];
         let flat: Vec<f32> = values.iter().flatten().copied().collect();
         let activation = Tensor::from_vec(flat, (2, 5, 1), &Device::Cpu).unwrap();
-        let mean = mean_over_kmers(&activation, &[4, 3]).unwrap();
+        let mean = mean_over_kmers(&activation, &[4, 3], true).unwrap();
         assert_eq!(mean.to_vec2::<f32>().unwrap(), vec![vec![2.0], vec![7.0]]);
     }
 }

@@ -14,6 +14,9 @@ pub struct Batch {
     pub attention_mask: Tensor,
     /// Real (unpadded) token count of each sequence, [CLS] and [SEP] included.
     pub lengths: Vec<usize>,
+    /// Whether each sequence ends with a closing special token ([SEP]: DNABERT, DNABERT-2);
+    /// false for the Nucleotide Transformer, whose last token is a sequence token.
+    pub ends_with_special: bool,
 }
 
 impl Batch {
@@ -39,13 +42,25 @@ impl Batch {
             ids: Tensor::from_vec(ids, shape, device)?,
             attention_mask: Tensor::from_vec(mask, shape, device)?,
             lengths: sequences.iter().map(Vec::len).collect(),
+            ends_with_special: true,
         })
     }
 
     /// Pads tokenised sequences.
     pub fn from_tokenized(tokenized: &[Tokenized], pad_id: u32, device: &Device) -> Result<Self> {
         let ids: Vec<Vec<u32>> = tokenized.iter().map(|t| t.ids.clone()).collect();
-        Self::from_ids(&ids, pad_id, device)
+        let mut batch = Self::from_ids(&ids, pad_id, device)?;
+        batch.ends_with_special = tokenized
+            .first()
+            .is_none_or(|t| t.spans.last().is_some_and(Option::is_none));
+        Ok(batch)
+    }
+
+    /// Model positions of sequence `row`'s sequence tokens: after [CLS], before [SEP] when the
+    /// tokenizer closes with one.
+    pub fn sequence_positions(&self, row: usize) -> std::ops::Range<usize> {
+        let end = self.lengths[row].saturating_sub(usize::from(self.ends_with_special));
+        1..end.max(1)
     }
 
     /// Number of sequences.
@@ -64,6 +79,7 @@ impl Batch {
             ids: self.ids.to_device(device)?,
             attention_mask: self.attention_mask.to_device(device)?,
             lengths: self.lengths.clone(),
+            ends_with_special: self.ends_with_special,
         })
     }
 }

@@ -126,6 +126,38 @@ impl Tokenizer {
         }
     }
 
+    /// Tokens masked together in MLM pretraining: k for DNABERT's span masking (one base is
+    /// seen by k overlapping tokens), 1 for BPE and NT 6-mers.
+    pub fn mlm_span(&self) -> usize {
+        match self {
+            Tokenizer::Kmer(t) => t.k(),
+            _ => 1,
+        }
+    }
+
+    /// Ids of every sequence token (not special tokens): MLM's random replacements.
+    pub fn sequence_token_ids(&self) -> Vec<u32> {
+        match self {
+            Tokenizer::Kmer(t) => t.vocab.kmer_ids(),
+            Tokenizer::Bpe(t) => {
+                let special = t.special;
+                let specials = [
+                    special.pad,
+                    special.unk,
+                    special.cls,
+                    special.sep,
+                    special.mask,
+                ];
+                (0..t.len() as u32)
+                    .filter(|id| !specials.contains(id))
+                    .collect()
+            }
+            Tokenizer::Nt(t) => (0..t.len() as u32)
+                .filter(|&id| t.token(id).is_some_and(|tok| !tok.starts_with('<')))
+                .collect(),
+        }
+    }
+
     /// The overlapping k-mer tokenizer, when this is one.
     pub fn as_kmer(&self) -> Option<&KmerTokenizer> {
         match self {

@@ -96,6 +96,7 @@ pub fn conformance_errors(
         ids,
         attention_mask: mask,
         lengths: lengths.clone(),
+        ends_with_special: true,
     };
     let hooks = Hooks::none()
         .capture("blocks.0.hook_resid_pre")

@@ -188,6 +188,7 @@ pub fn integrated_gradients(
             ids: batch.ids.repeat((points, 1))?,
             attention_mask: batch.attention_mask.repeat((points, 1))?,
             lengths: (0..points).flat_map(|_| batch.lengths.clone()).collect(),
+            ends_with_special: batch.ends_with_special,
         };
         let logits =
             scores_with_embedding(model, &repeated, variable.as_tensor(), settings.target_kind)?;

@@ -16,7 +16,10 @@ pub use integrated_gradients::{
 };
 pub use ism::{ism, IsmResult};
 pub use lrp::{lrp, lrp_direction, DirectionTarget, LrpResult};
-pub use nucleotides::{kmer_scores_to_nucleotides, scale_to_unit, Spread};
+pub use nucleotides::{
+    kmer_scores_to_nucleotides, nucleotide_scores_to_tokens, scale_to_unit,
+    token_scores_to_nucleotides, Spread,
+};
 
 use crate::error::{GenolensError, Result};
 use crate::model::{Batch, HookedModel, Hooks};

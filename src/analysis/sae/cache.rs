@@ -568,9 +568,9 @@ pub fn batch_rows(
             let flat =
                 activation.reshape((dims[0], dims[1], dims[2..].iter().product::<usize>()))?;
             let mut out = Vec::with_capacity(dims[0]);
-            for (b, &length) in batch.lengths.iter().enumerate() {
-                let kmers = length.saturating_sub(2);
-                let rows = to_rows(flat.get(b)?.narrow(0, 1, kmers)?)?;
+            for b in 0..batch.size() {
+                let positions = batch.sequence_positions(b);
+                let rows = to_rows(flat.get(b)?.narrow(0, 1, positions.len())?)?;
                 out.push(
                     rows.into_iter()
                         .enumerate()

@@ -85,16 +85,24 @@ pub fn read_concepts(dir: &std::path::Path) -> Result<Vec<Track>> {
     Ok(concepts)
 }
 
-/// Per sequence, per token (index = token position, 0 = [CLS]), a bit per concept.
-pub fn token_concepts(concepts: &[Track], locus: &Locus, length: usize, k: usize) -> Vec<u64> {
-    let tokens = length.saturating_sub(k) + 1;
-    let mut bits = vec![0u64; tokens + 2];
+/// Per sequence, per token (index = model position, 0 = [CLS]), a bit per concept the token's
+/// span touches; `None` for special tokens (they are not scored). `spans` are the tokenizer's
+/// nucleotide spans, so any tokenizer works.
+pub fn token_concepts(
+    concepts: &[Track],
+    locus: &Locus,
+    spans: &[Option<std::ops::Range<usize>>],
+) -> Vec<Option<u64>> {
+    let mut bits: Vec<Option<u64>> = spans.iter().map(|s| s.as_ref().map(|_| 0)).collect();
     for (c, track) in concepts.iter().enumerate() {
         let coverage = track.coverage(locus);
-        for t in 0..tokens {
-            let end = (t + k).min(coverage.len());
-            if t < end && coverage[t..end].iter().any(|&v| v > 0.0) {
-                bits[t + 1] |= 1 << c;
+        for (bit, span) in bits.iter_mut().zip(spans) {
+            let (Some(bit), Some(span)) = (bit, span) else {
+                continue;
+            };
+            let end = span.end.min(coverage.len());
+            if span.start < end && coverage[span.start..end].iter().any(|&v| v > 0.0) {
+                *bit |= 1 << c;
             }
         }
     }
@@ -106,7 +114,7 @@ pub fn token_concepts(concepts: &[Track], locus: &Locus, length: usize, k: usize
 pub fn concept_f1(
     activations: &SequenceActivations,
     concepts: &[Track],
-    labels: &[Option<Vec<u64>>],
+    labels: &[Option<Vec<Option<u64>>>],
     seed: u64,
 ) -> Result<Vec<ConceptRow>> {
     let Some(tokens) = &activations.token_activations else {
@@ -136,9 +144,9 @@ pub fn concept_f1(
     for (s, bits) in labels.iter().enumerate() {
         if let (Some(bits), h @ 0..=1) = (bits, half[s]) {
             if h == 1 {
-                test_tokens += bits.len().saturating_sub(2) as u64;
+                test_tokens += bits.iter().flatten().count() as u64;
             }
-            for &b in &bits[1..bits.len().saturating_sub(1)] {
+            for &b in bits.iter().flatten() {
                 for (c, p) in positives.iter_mut().enumerate() {
                     if b >> c & 1 == 1 {
                         p[h as usize] += 1;
@@ -158,7 +166,7 @@ pub fn concept_f1(
         let Some(bits) = labels[s].as_ref() else {
             continue;
         };
-        let b = bits.get(t.token as usize).copied().unwrap_or(0);
+        let b = bits.get(t.token as usize).copied().flatten().unwrap_or(0);
         let f = t.feature as usize;
         let max = maximum[f];
         for (i, tau) in THRESHOLDS.iter().enumerate() {
@@ -243,8 +251,13 @@ mod tests {
                 end: (s * 100 + length) as i64,
                 minus: false,
             };
-            let bits = token_concepts(&concepts, &locus, length, k);
-            for (t, &b) in bits.iter().enumerate().take(length - k + 2).skip(1) {
+            let spans: Vec<Option<std::ops::Range<usize>>> = std::iter::once(None)
+                .chain((0..=length - k).map(|t| Some(t..t + k)))
+                .chain(std::iter::once(None))
+                .collect();
+            let bits = token_concepts(&concepts, &locus, &spans);
+            for (t, b) in bits.iter().enumerate().take(length - k + 2).skip(1) {
+                let b = b.unwrap();
                 if b & 1 == 1 {
                     tokens.push(TokenActivation {
                         sequence: s as u32,
@@ -265,8 +278,8 @@ mod tests {
             labels.push(Some(bits));
         }
         // Token t covers nucleotides t−1 .. t+1: tokens 4..=8 touch 5..8.
-        assert_eq!(labels[0].as_ref().unwrap()[4..=8], [1, 1, 1, 1, 1]);
-        assert_eq!(labels[0].as_ref().unwrap()[3], 0);
+        assert_eq!(labels[0].as_ref().unwrap()[4..=8], [Some(1); 5]);
+        assert_eq!(labels[0].as_ref().unwrap()[3], Some(0));
         let activations = SequenceActivations {
             sequences: (0..n)
                 .map(|i| SequenceRow {

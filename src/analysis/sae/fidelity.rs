@@ -237,21 +237,26 @@ pub fn fidelity(
         let special = &loaded.tokenizer.special();
         let (batch, targets, positions) = if head == HeadKind::MaskedLm {
             let ids: Vec<Vec<u32>> = tokenized.iter().map(|t| t.ids.clone()).collect();
-            let lengths: Vec<usize> = ids.iter().map(|i| i.len()).collect();
+            // mask_spans leaves the last position alone (DNABERT's [SEP]); the NT has none, so
+            // its rows count one more.
+            let closing = tokenized
+                .first()
+                .is_none_or(|t| t.spans.last().is_some_and(Option::is_none));
+            let lengths: Vec<usize> = ids
+                .iter()
+                .map(|i| i.len() + usize::from(!closing))
+                .collect();
             let masked = crate::train::masking::mask_spans(
                 &ids,
                 &lengths,
-                loaded.tokenizer.kmer("the SAE fidelity study")?.k(),
+                loaded.tokenizer.mlm_span(),
                 0.15,
                 special,
-                &loaded
-                    .tokenizer
-                    .kmer("the SAE fidelity study")?
-                    .vocab
-                    .kmer_ids(),
+                &loaded.tokenizer.sequence_token_ids(),
                 &mut rng,
             );
-            let batch = Batch::from_ids(&masked.ids, special.pad, &device)?;
+            let mut batch = Batch::from_ids(&masked.ids, special.pad, &device)?;
+            batch.ends_with_special = closing;
             (batch, masked.labels.clone(), Some(masked.positions.clone()))
         } else {
             let batch = Batch::from_tokenized(&tokenized, special.pad, &device)?;

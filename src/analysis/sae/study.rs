@@ -532,16 +532,18 @@ fn analyse_held_out(
             &s.key("concepts"),
             concepts.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
         );
-        let k = loaded.tokenizer.kmer("the SAE study")?.k();
-        let labels: Vec<Option<Vec<u64>>> = activations
+        let labels: Vec<Option<Vec<Option<u64>>>> = activations
             .sequences
             .iter()
-            .map(|row| {
-                let locus = loci.get(&row.sequence_id)?;
-                let length = row.sequence.as_ref()?.len();
-                Some(token_concepts(&concepts, locus, length, k))
+            .map(|row| -> anyhow::Result<Option<Vec<Option<u64>>>> {
+                let (Some(locus), Some(sequence)) = (loci.get(&row.sequence_id), &row.sequence)
+                else {
+                    return Ok(None);
+                };
+                let spans = loaded.tokenizer.tokenize(&row.sequence_id, sequence)?.spans;
+                Ok(Some(token_concepts(&concepts, locus, &spans)))
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         let located = labels.iter().filter(|l| l.is_some()).count();
         if located < 2 {
             bail!(
@@ -614,10 +616,9 @@ fn feature_attributions(
     per_feature: usize,
 ) -> anyhow::Result<Vec<FeatureAttributionRow>> {
     use crate::analysis::attribution::{
-        kmer_scores_to_nucleotides, lrp_direction, DirectionTarget, Spread,
+        lrp_direction, token_scores_to_nucleotides, DirectionTarget, Spread,
     };
     let w_enc = sae.w_enc.as_tensor().to_device(&candle_core::Device::Cpu)?;
-    let k = loaded.tokenizer.kmer("the SAE study")?.k();
     let mut rows = Vec::new();
     for &feature in features {
         let direction = w_enc.narrow(1, feature, 1)?.squeeze(1)?;
@@ -639,7 +640,12 @@ fn feature_attributions(
                 position: activations.tokens[s * activations.d_sae + feature] as usize,
             };
             let result = lrp_direction(&loaded.model, &batch, &target, None)?;
-            let scores = kmer_scores_to_nucleotides(&result[0].scores, dna.len(), k, Spread::Mean)?;
+            let scores = token_scores_to_nucleotides(
+                &result[0].scores,
+                &tokens.spans,
+                dna.len(),
+                Spread::Mean,
+            )?;
             for (position, (score, base)) in scores.iter().zip(dna.bytes()).enumerate() {
                 rows.push(FeatureAttributionRow {
                     feature: feature as u32,
