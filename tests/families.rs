@@ -17,6 +17,9 @@ use genolens::model::{
 };
 
 const FAMILIES: [&str; 3] = ["dnabert2-mlm", "nt-v1-mlm", "nt-v2-mlm"];
+/// The same families with a sequence-classification head (DNABERT-2's bert_layers
+/// BertForSequenceClassification, HF's EsmForSequenceClassification).
+const CLASSIFIERS: [&str; 3] = ["dnabert2-cls", "nt-v1-cls", "nt-v2-cls"];
 
 fn family_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -138,13 +141,18 @@ fn relative_errors(
         &output.last_hidden_state,
         &[1],
     );
-    compare("logits".into(), output.logits.as_ref().unwrap(), &[1]);
+    let logits = output.logits.as_ref().unwrap();
+    compare(
+        "logits".into(),
+        logits,
+        if logits.rank() == 3 { &[1] } else { &[] },
+    );
     errors
 }
 
 #[test]
 fn every_family_matches_its_reference_implementation() {
-    for name in FAMILIES {
+    for name in FAMILIES.into_iter().chain(CLASSIFIERS) {
         let loaded = load_dir(&family_dir(name), name, &LoadOptions::default()).unwrap();
         let errors = relative_errors(name, &loaded.model, &family_reference(name));
         let layers = loaded.model.config().num_hidden_layers;
@@ -176,6 +184,18 @@ fn architectures_and_heads_are_detected() {
         let loaded = load_dir(&family_dir(name), name, &LoadOptions::default()).unwrap();
         assert_eq!(loaded.model.config().architecture, architecture, "{name}");
         assert_eq!(loaded.model.head_kind(), HeadKind::MaskedLm, "{name}");
+        let name = name.replace("mlm", "cls");
+        let loaded = load_dir(&family_dir(&name), &name, &LoadOptions::default()).unwrap();
+        assert_eq!(loaded.model.config().architecture, architecture, "{name}");
+        assert_eq!(
+            loaded.model.head_kind(),
+            HeadKind::SequenceClassification { num_labels: 2 },
+            "{name}"
+        );
+        assert_eq!(
+            loaded.model.config().class_names(),
+            Some(vec!["background".to_string(), "promoter".to_string()])
+        );
     }
     let v2 = load_dir(&family_dir("nt-v2-mlm"), "v2", &LoadOptions::default()).unwrap();
     assert!(v2.model.config().rotary() && v2.model.config().gated_mlp());

@@ -118,8 +118,8 @@ def import_dnabert2(code: Path):
     return bert_layers
 
 
-def dnabert2(code: Path) -> None:
-    name = "dnabert2-mlm"
+def dnabert2(code: Path, classifier: bool) -> None:
+    name = "dnabert2-cls" if classifier else "dnabert2-mlm"
     out = ROOT / name
     out.mkdir(parents=True, exist_ok=True)
     bpe_tokenizer(out / "tokenizer.json")
@@ -157,19 +157,28 @@ def dnabert2(code: Path) -> None:
         "use_cache": True,
         "vocab_size": vocab_size,
     }
+    if classifier:
+        # As a fine-tuned copy's config: the classes named.
+        config_json["architectures"] = ["BertForSequenceClassification"]
+        config_json["id2label"] = {"0": "background", "1": "promoter"}
+        config_json["label2id"] = {"background": 0, "promoter": 1}
     (out / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
     bert_layers = import_dnabert2(code)
-    config = transformers.BertConfig(**{k: v for k, v in config_json.items() if k not in ("auto_map", "_name_or_path")})
+    config = transformers.BertConfig(**{k: v for k, v in config_json.items() if k not in ("auto_map", "_name_or_path", "architectures")})
     config.alibi_starting_size = 512
-    model = bert_layers.BertForMaskedLM(config)
-    randomise(model, 2)
+    if classifier:
+        model = bert_layers.BertForSequenceClassification(config)
+    else:
+        model = bert_layers.BertForMaskedLM(config)
+    randomise(model, 12 if classifier else 2)
     model.eval()
     # As the hub file: torch.save of the state dict, the decoder sharing the embeddings' storage.
     torch.save(model.state_dict(), out / "pytorch_model.bin")
 
     tokens = {s: fast(s)["input_ids"] for s in SEQUENCES}
     tokens["acgtNNacgt"] = fast("acgtNNacgt")["input_ids"]
-    (ROOT / f"{name}.tokens.json").write_text(json.dumps(tokens, indent=1) + "\n")
+    if not classifier:
+        (ROOT / f"{name}.tokens.json").write_text(json.dumps(tokens, indent=1) + "\n")
     ids, mask = pad([tokens[s] for s in SEQUENCES], 3)
 
     captured = {}
@@ -228,8 +237,8 @@ class SwiGlu(torch.nn.Module):
         return torch.nn.functional.silu(first) * second
 
 
-def nt(version: int) -> None:
-    name = f"nt-v{version}-mlm"
+def nt(version: int, classifier: bool) -> None:
+    name = f"nt-v{version}-{'cls' if classifier else 'mlm'}"
     out = ROOT / name
     out.mkdir(parents=True, exist_ok=True)
     vocab = nt_vocab(version)
@@ -251,19 +260,25 @@ def nt(version: int) -> None:
     else:
         config = transformers.EsmConfig(intermediate_size=48, position_embedding_type="rotary", token_dropout=False, **common)
     config._attn_implementation = "eager"
-    model = transformers.EsmForMaskedLM(config)
+    if classifier:
+        config.num_labels = 2
+        config.id2label = {0: "background", 1: "promoter"}
+        config.label2id = {"background": 0, "promoter": 1}
+        model = transformers.EsmForSequenceClassification(config)
+    else:
+        model = transformers.EsmForMaskedLM(config)
     if version == 2:
         for layer in model.esm.encoder.layer:
             layer.intermediate = SwiGlu(config.hidden_size, config.intermediate_size)
             layer.output.dense = torch.nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
-    randomise(model, 3 + version)
+    randomise(model, 3 + version + (10 if classifier else 0))
     model.eval()
     state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
     config_json = json.loads(config.to_json_string())
     for key in ["_attn_implementation_autoset", "_name_or_path"]:
         config_json.pop(key, None)
     if version == 1:
-        config_json["architectures"] = ["EsmForMaskedLM"]
+        config_json["architectures"] = ["EsmForSequenceClassification" if classifier else "EsmForMaskedLM"]
         # The hub's .bin holds the int64 position_ids buffer.
         state["esm.embeddings.position_ids"] = torch.arange(config.max_position_embeddings).unsqueeze(0)
         torch.save(state, out / "pytorch_model.bin")
@@ -292,7 +307,8 @@ def nt(version: int) -> None:
 
     tokenizer = transformers.EsmTokenizer(str(out / "vocab.txt"), eos_token=None)
     tokens = {s: tokenizer(s)["input_ids"] for s in SEQUENCES}
-    (ROOT / f"{name}.tokens.json").write_text(json.dumps(tokens, indent=1) + "\n")
+    if not classifier:
+        (ROOT / f"{name}.tokens.json").write_text(json.dumps(tokens, indent=1) + "\n")
     rows = [tokens[s] for s in SEQUENCES]
     if version == 1:
         # Token dropout: a sequence with two <mask> tokens changes the scale of its embeddings.
@@ -321,9 +337,10 @@ def main() -> None:
                         help="local copy of the zhihan1996/DNABERT-2-117M hub repository (bert_layers.py, bert_padding.py)")
     args = parser.parse_args()
     ROOT.mkdir(parents=True, exist_ok=True)
-    dnabert2(args.dnabert2_code)
-    nt(1)
-    nt(2)
+    for classifier in [False, True]:
+        dnabert2(args.dnabert2_code, classifier)
+        nt(1, classifier)
+        nt(2, classifier)
     (ROOT / "manifest.json").write_text(json.dumps({
         "torch": torch.__version__,
         "transformers": transformers.__version__,
