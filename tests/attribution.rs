@@ -476,9 +476,15 @@ fn attribute_command_writes_every_method_and_matches_the_references() {
     let total_tokens: usize = sequences.iter().map(|(_, s)| s.len() - 6 + 3).sum();
     assert_eq!(
         tokens.rows(),
-        total_tokens * 10,
-        "ten token methods (ISM is per base)"
+        total_tokens * 12,
+        "ten token methods, and ISM (per base) summed and averaged over each token's bases"
     );
+    // Seed 001's (a) sum and (b) mean of ISM over a k-mer's bases.
+    let ism_tokens = methods
+        .iter()
+        .filter(|m| m.starts_with("ism_centred_"))
+        .count();
+    assert_eq!(ism_tokens, total_tokens * 2);
     // End to end, AttnLRP and gradient × input reproduce LXT and captum.
     for (method, key) in [
         ("attnlrp", &reference["lxt"]["attnlrp"]["scores"]),

@@ -557,9 +557,55 @@ pub fn attribute_examples(
     if study.ig_steps == 0 || study.ism_batch_size == 0 {
         bail!("--ig-steps and --ism-batch-size must be at least 1");
     }
+    // Chefer et al.'s LRP propagates through BERT's own layers (post-LN, dense GELU MLP): on
+    // DNABERT-2 and the NT the relevance methods are AttnLRP and CP-LRP (seed 001's rules).
+    let chefer = [Method::Lrp, Method::LrpLast, Method::FullLrp];
+    let architecture = loaded.model.config().architecture;
+    let filtered;
+    let study = if architecture != crate::model::Architecture::Bert
+        && study.methods.iter().any(|m| chefer.contains(m))
+    {
+        let mut kept = study.clone();
+        kept.methods.retain(|m| !chefer.contains(m));
+        if kept.methods.is_empty() {
+            bail!(
+                "--method lrp/lrp_last/full_lrp: Chefer et al.'s LRP is written for BERT's blocks; \
+                 on this {} model use attnlrp or cp_lrp",
+                architecture.name()
+            );
+        }
+        let skipped: Vec<&str> = study
+            .methods
+            .iter()
+            .filter(|m| chefer.contains(m))
+            .map(|m| m.name())
+            .collect();
+        tracing::warn!(
+            "{} skipped: Chefer et al.'s LRP is written for BERT's blocks (AttnLRP and CP-LRP run on {} models)",
+            skipped.join(", "),
+            architecture.name()
+        );
+        context.set_config("methods_skipped", skipped);
+        filtered = kept;
+        &filtered
+    } else {
+        study
+    };
     context.set_config("tokenizer", loaded.tokenizer.name());
     if let Some(kmer) = loaded.tokenizer.as_kmer() {
         context.set_config("k", kmer.k());
+    }
+    if loaded.model.config().rotary()
+        && study.baseline == Baseline::Zero
+        && study.methods.contains(&Method::IntegratedGradients)
+    {
+        // Nothing is added to the word embeddings before the first LayerNorm, which is scale
+        // invariant: f(αx) = f(x) for every α > 0, and the whole difference sits at α = 0.
+        tracing::warn!(
+            "integrated gradients from a zero baseline on a model without position embeddings \
+             (NT v2): the path is flat until α = 0, so completeness cannot be reached; use \
+             --baseline mask"
+        );
     }
     context.set_config(
         "methods",

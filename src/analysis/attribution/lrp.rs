@@ -47,7 +47,8 @@ pub fn lrp_direction(
     target: &DirectionTarget,
     rules: Option<RelevanceRules>,
 ) -> Result<Vec<LrpResult>> {
-    let (hooks, variable, embedding) = embedding_hooks(model, batch, rules, Some(target.hook))?;
+    let (hooks, variable, embedding, positional) =
+        embedding_hooks(model, batch, rules, Some(target.hook))?;
     let output = model.forward(batch, &hooks)?;
     let activation = output
         .cache
@@ -91,7 +92,7 @@ pub fn lrp_direction(
         .to_dtype(activation.dtype())?
         .to_device(activation.device())?;
     let selected = activation.broadcast_mul(&direction)?.sum(1)?;
-    relevance_of(batch, &output.cache, &variable, &embedding, &selected)
+    relevance_of(batch, &positional, &variable, &embedding, &selected)
 }
 
 /// LRP relevance of each row's `targets[row]` class under `rules`, for the whole batch in one
@@ -110,9 +111,9 @@ pub fn lrp(
             format!("{} targets for {rows} sequences", targets.len()),
         ));
     }
-    let (hooks, variable, embedding) = embedding_hooks(model, batch, rules, None)?;
+    let (hooks, variable, embedding, positional) = embedding_hooks(model, batch, rules, None)?;
     // The last block for [CLS] only (the head reads nothing else): less forward and backward.
-    let (logits, cache) = model.classifier_forward(batch, &hooks)?.ok_or_else(|| {
+    let (logits, _) = model.classifier_forward(batch, &hooks)?.ok_or_else(|| {
         GenolensError::hook(
             "hook_logits",
             format!(
@@ -128,17 +129,22 @@ pub fn lrp(
     let selector =
         super::one_hot_targets(targets, scores.dim(1)?, scores.device(), scores.dtype())?;
     let selected = (scores * selector)?.sum(1)?;
-    relevance_of(batch, &cache, &variable, &embedding, &selected)
+    relevance_of(batch, &positional, &variable, &embedding, &selected)
 }
 
-/// The hooks of a forward (under `rules`) with the word embeddings as a leaf, the position and
-/// token-type embeddings (and `capture`, if any) captured: (hooks, the leaf, the embeddings).
+/// Leaves standing in for the position and token-type embeddings (whichever the model has),
+/// broadcast to [b,t,d] so each row's relevance can be read; filled during the forward.
+type PositionalLeaves = Vec<std::sync::Arc<std::sync::Mutex<Option<Var>>>>;
+
+/// The hooks of a forward (under `rules`) with the word embeddings as a leaf and the position
+/// and token-type embeddings (those the model has) as leaves of their own, `capture` captured:
+/// (hooks, the word leaf, the embeddings, the positional leaves).
 fn embedding_hooks(
     model: &HookedModel,
     batch: &Batch,
     rules: Option<RelevanceRules>,
     capture: Option<HookPoint>,
-) -> Result<(Hooks, Var, Tensor)> {
+) -> Result<(Hooks, Var, Tensor, PositionalLeaves)> {
     let embedding = model.word_embeddings(&batch.ids)?;
     let variable = Var::from_tensor(&embedding)?;
     let mut hooks = match rules {
@@ -148,25 +154,43 @@ fn embedding_hooks(
     if let Some(point) = capture {
         hooks = hooks.capture_point(point);
     }
-    let hooks = hooks
-        .capture_point(HookPoint::PosEmbed)
-        .capture_point(HookPoint::TokenTypeEmbed)
-        .intervene(
-            HookPoint::Embed,
-            Intervention::Replace {
-                value: variable.as_tensor().clone(),
-                positions: None,
-                heads: None,
-            },
+    let shape = embedding.dims().to_vec();
+    let points = model.hook_points();
+    let mut leaves = Vec::new();
+    for point in [HookPoint::PosEmbed, HookPoint::TokenTypeEmbed] {
+        if !points.contains(&point) {
+            continue;
+        }
+        let leaf: std::sync::Arc<std::sync::Mutex<Option<Var>>> = Default::default();
+        let slot = leaf.clone();
+        let shape = shape.clone();
+        hooks = hooks.intervene(
+            point,
+            Intervention::Custom(std::sync::Arc::new(move |activation: &Tensor| {
+                let var = Var::from_tensor(&activation.broadcast_as(shape.as_slice())?.contiguous()?)?;
+                let tensor = var.as_tensor().clone();
+                *slot.lock().expect("one forward at a time") = Some(var);
+                Ok(tensor)
+            })),
         );
-    Ok((hooks, variable, embedding))
+        leaves.push(leaf);
+    }
+    let hooks = hooks.intervene(
+        HookPoint::Embed,
+        Intervention::Replace {
+            value: variable.as_tensor().clone(),
+            positions: None,
+            heads: None,
+        },
+    );
+    Ok((hooks, variable, embedding, leaves))
 }
 
 /// Gradient × input at the word embeddings of `selected` [b] (one scalar per row), with the
-/// positional relevance and the conservation error.
+/// positional relevance (at the position and token-type leaves) and the conservation error.
 fn relevance_of(
     batch: &Batch,
-    cache: &crate::model::ActivationCache,
+    positional_leaves: &PositionalLeaves,
     variable: &Var,
     embedding: &Tensor,
     selected: &Tensor,
@@ -180,20 +204,26 @@ fn relevance_of(
         .sum(D::Minus1)?
         .to_dtype(DType::F32)?
         .to_vec2()?;
-    // The embedding sum is word + position + token type: all three see the same gradient.
-    let positional = cache
-        .get_point(HookPoint::PosEmbed)
-        .expect("captured")
-        .broadcast_add(
-            cache
-                .get_point(HookPoint::TokenTypeEmbed)
-                .expect("captured"),
-        )?;
-    let positional: Vec<Vec<f32>> = gradient
-        .broadcast_mul(&positional)?
-        .sum(D::Minus1)?
-        .to_dtype(DType::F32)?
-        .to_vec2()?;
+    let rows = token_scores.len();
+    let tokens = token_scores.first().map_or(0, Vec::len);
+    let mut positional = vec![vec![0f32; tokens]; rows];
+    for leaf in positional_leaves {
+        let Some(var) = leaf.lock().expect("forward finished").take() else {
+            continue;
+        };
+        let Some(leaf_gradient) = gradients.get(var.as_tensor()) else {
+            continue;
+        };
+        let relevance: Vec<Vec<f32>> = (leaf_gradient * var.as_tensor())?
+            .sum(D::Minus1)?
+            .to_dtype(DType::F32)?
+            .to_vec2()?;
+        for (total, row) in positional.iter_mut().zip(relevance) {
+            for (t, r) in total.iter_mut().zip(row) {
+                *t += r;
+            }
+        }
+    }
     Ok(token_scores
         .into_iter()
         .zip(positional)

@@ -158,7 +158,13 @@ pub(crate) fn apply_intervention(
         }
         Intervention::Custom(function) => {
             let out = function(activation)?;
-            if out.dims() != dims {
+            // Position and token-type rows ([1,t,d], shared by the batch) may come back per
+            // sequence ([b,t,d]): attribution reads each sequence's positional relevance so.
+            let per_sequence = matches!(point, HookPoint::PosEmbed | HookPoint::TokenTypeEmbed)
+                && dims.first() == Some(&1)
+                && out.rank() == dims.len()
+                && out.dims()[1..] == dims[1..];
+            if out.dims() != dims && !per_sequence {
                 return Err(GenolensError::hook(
                     point,
                     format!(
