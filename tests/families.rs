@@ -512,3 +512,230 @@ fn patching_keeps_its_invariants_on_every_family() {
         );
     }
 }
+
+/// A Parquet table of string and integer columns (test inputs).
+fn write_table(
+    path: &std::path::Path,
+    columns: Vec<(&str, Vec<String>)>,
+    integers: Vec<(&str, Vec<i64>)>,
+) {
+    use std::sync::Arc;
+    let mut fields = Vec::new();
+    let mut arrays: Vec<arrow_array::ArrayRef> = Vec::new();
+    for (name, values) in columns {
+        fields.push(arrow_schema::Field::new(
+            name,
+            arrow_schema::DataType::Utf8,
+            false,
+        ));
+        arrays.push(Arc::new(arrow_array::StringArray::from(values)));
+    }
+    for (name, values) in integers {
+        fields.push(arrow_schema::Field::new(
+            name,
+            arrow_schema::DataType::Int64,
+            false,
+        ));
+        arrays.push(Arc::new(arrow_array::Int64Array::from(values)));
+    }
+    let schema = Arc::new(arrow_schema::Schema::new(fields));
+    let batch = arrow_array::RecordBatch::try_new(schema.clone(), arrays).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+/// Seeded random DNA.
+fn random_dna(n: usize, seed: u64) -> String {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            b"ACGT"[(state >> 33) as usize % 4] as char
+        })
+        .collect()
+}
+
+#[test]
+fn tokenize_attention_patch_attribute_and_sae_run_on_every_family() {
+    let dir = tempfile::tempdir().unwrap();
+    // Labelled windows (a TATA box in class 1), located on chr20 by their ids.
+    let sequences: Vec<String> = (0..24)
+        .map(|i| {
+            let mut s = random_dna(96, i as u64 + 1);
+            if i % 2 == 1 {
+                s.replace_range(40..48, "TATAAAAG");
+            }
+            s
+        })
+        .collect();
+    let ids: Vec<String> = (0..24)
+        .map(|i| format!("chr20:{}-{}(+)", 1000 + 200 * i, 1096 + 200 * i))
+        .collect();
+    let labels: Vec<i64> = (0..24).map(|i| i % 2).collect();
+    let names: Vec<String> = labels
+        .iter()
+        .map(|&l| ["background", "promoter"][l as usize].to_string())
+        .collect();
+    let splits: Vec<String> = (0..24)
+        .map(|i| if i % 3 == 0 { "test" } else { "train" }.to_string())
+        .collect();
+    let windows = dir.path().join("windows.parquet");
+    write_table(
+        &windows,
+        vec![
+            ("id", ids.clone()),
+            ("sequence", sequences.clone()),
+            ("label_name", names),
+            ("split", splits),
+        ],
+        vec![("label", labels), ("variant_offset", vec![44; 24])],
+    );
+    // SNVs at base 44.
+    let alts: Vec<String> = sequences
+        .iter()
+        .map(|s| {
+            let mut alt = s.clone().into_bytes();
+            alt[44] = if alt[44] == b'A' { b'C' } else { b'A' };
+            String::from_utf8(alt).unwrap()
+        })
+        .collect();
+    let variants = dir.path().join("variants.parquet");
+    write_table(
+        &variants,
+        vec![("id", ids), ("sequence", sequences), ("alt_sequence", alts)],
+        vec![("variant_offset", vec![44; 24])],
+    );
+    let run = |args: &[&str]| {
+        let output = common::genolens(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let read = |path: std::path::PathBuf| genolens::report::ParquetTable::read(&path).unwrap();
+    for (mlm, classifier) in FAMILIES.into_iter().zip(CLASSIFIERS) {
+        let (mlm_dir, cls_dir) = (family_dir(mlm), family_dir(classifier));
+        let (mlm_dir, cls_dir) = (mlm_dir.to_str().unwrap(), cls_dir.to_str().unwrap());
+        let out = |what: &str| dir.path().join(format!("{mlm}-{what}"));
+        let windows = windows.to_str().unwrap();
+
+        run(&[
+            "tokenize",
+            "--model",
+            mlm_dir,
+            "--data",
+            windows,
+            "--out",
+            out("tokens").to_str().unwrap(),
+        ]);
+        let tokens = read(out("tokens").join("tokens.parquet"));
+        assert!(tokens.rows() > 24 * 10, "{mlm}");
+
+        run(&[
+            "attention",
+            "--model",
+            cls_dir,
+            "--data",
+            windows,
+            "--split",
+            "all",
+            "--permutations",
+            "5",
+            "--out",
+            out("attention").to_str().unwrap(),
+        ]);
+        let stats = read(out("attention").join("head_stats.parquet"));
+        let heads = if mlm.starts_with("dnabert2") { 12 } else { 4 };
+        assert_eq!(
+            stats.rows(),
+            24 * 2 * heads,
+            "{mlm}: sequences x layers x heads"
+        );
+
+        run(&[
+            "patch",
+            "--model",
+            mlm_dir,
+            "--data",
+            variants.to_str().unwrap(),
+            "--out",
+            out("patch").to_str().unwrap(),
+        ]);
+        let patching = read(out("patch").join("patching.parquet"));
+        let (sweeps, sites, layers) = (
+            patching.strings("sweep").unwrap(),
+            patching.strings("site").unwrap(),
+            patching.integers("layer").unwrap(),
+        );
+        let restored = patching.f64s("fraction_restored").unwrap();
+        let mut whole_inputs = 0;
+        for i in 0..patching.rows() {
+            if sweeps[i] == "layer" && sites[i] == "resid_pre" && layers[i] == 0 {
+                assert!((restored[i] - 1.0).abs() < 1e-4, "{mlm}: {}", restored[i]);
+                whole_inputs += 1;
+            }
+        }
+        assert!(whole_inputs > 0, "{mlm}: no pair was patched");
+
+        run(&[
+            "attribute",
+            "--model",
+            cls_dir,
+            "--data",
+            windows,
+            "--split",
+            "all",
+            "--limit",
+            "2",
+            "--baseline",
+            "mask",
+            "--out",
+            out("attribute").to_str().unwrap(),
+        ]);
+        let checks = read(out("attribute").join("attribution_checks.parquet"));
+        let methods = checks.strings("method").unwrap();
+        for method in [
+            "attnlrp",
+            "cp-lrp",
+            "integrated_gradients",
+            "ism",
+            "grad_x_input",
+        ] {
+            assert!(
+                methods.iter().any(|m| m == method),
+                "{classifier}: no {method}"
+            );
+        }
+        let nucleotides = read(out("attribute").join("nucleotide_attributions.parquet"));
+        assert!(nucleotides.rows() > 0, "{classifier}");
+
+        run(&[
+            "sae",
+            "train",
+            "--model",
+            mlm_dir,
+            "--data",
+            windows,
+            "--hook",
+            "blocks.1.hook_resid_post",
+            "--rows",
+            "tokens",
+            "--latents",
+            "16",
+            "--epochs",
+            "3",
+            "--no-motifs",
+            "--out",
+            out("sae").to_str().unwrap(),
+        ]);
+        let metrics = read(out("sae").join("sae_metrics.parquet"));
+        assert_eq!(metrics.rows(), 2, "{mlm}");
+    }
+}

@@ -167,7 +167,8 @@ fn embedding_hooks(
         hooks = hooks.intervene(
             point,
             Intervention::Custom(std::sync::Arc::new(move |activation: &Tensor| {
-                let var = Var::from_tensor(&activation.broadcast_as(shape.as_slice())?.contiguous()?)?;
+                let var =
+                    Var::from_tensor(&activation.broadcast_as(shape.as_slice())?.contiguous()?)?;
                 let tensor = var.as_tensor().clone();
                 *slot.lock().expect("one forward at a time") = Some(var);
                 Ok(tensor)
