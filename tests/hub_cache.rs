@@ -21,8 +21,44 @@ fn hub_ids_resolve_from_the_local_cache_offline() {
         )
         .unwrap();
     }
+    // DNABERT-2 and the NT as their hub repositories ship them (tokenizer.json and a zip .bin;
+    // vocab.txt and safetensors).
+    let families =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families");
+    for (repo_name, fixture) in [
+        ("models--zhihan1996--DNABERT-2-117M", "dnabert2-mlm"),
+        (
+            "models--InstaDeepAI--nucleotide-transformer-v2-50m-multi-species",
+            "nt-v2-mlm",
+        ),
+    ] {
+        let repo = home.path().join("hub").join(repo_name);
+        let snapshot = repo.join("snapshots").join(revision);
+        std::fs::create_dir_all(&snapshot).unwrap();
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs/main"), revision).unwrap();
+        for entry in std::fs::read_dir(families.join(fixture)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), snapshot.join(entry.file_name())).unwrap();
+        }
+    }
     std::env::set_var("HF_HOME", home.path());
     std::env::set_var("HF_HUB_OFFLINE", "1");
+    for (id, architecture) in [
+        (
+            "zhihan1996/DNABERT-2-117M",
+            genolens::model::Architecture::MosaicBert,
+        ),
+        (
+            "InstaDeepAI/nucleotide-transformer-v2-50m-multi-species",
+            genolens::model::Architecture::Esm,
+        ),
+    ] {
+        let loaded = load(id, &LoadOptions::default()).unwrap();
+        assert_eq!(loaded.model.config().architecture, architecture, "{id}");
+        assert_eq!(loaded.model.head_kind(), HeadKind::MaskedLm, "{id}");
+        assert_eq!(loaded.source.id, id);
+    }
 
     let loaded = load("genolens-test/tiny-mlm-k3", &LoadOptions::default()).unwrap();
     assert_eq!(loaded.model.head_kind(), HeadKind::MaskedLm);
