@@ -98,6 +98,7 @@ pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> a
     context.set_config("split", split);
     context.set_config("context_nt", window);
     context.set_config("tokenizer", loaded.tokenizer.name());
+    context.set_config("architecture", loaded.model.config().architecture.name());
     if let Some(kmer) = loaded.tokenizer.as_kmer() {
         context.set_config("k", kmer.k());
     }
@@ -387,6 +388,23 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
         .unwrap_or_else(|| "Activation patching: REF → ALT of eqtl-proxy variants".into());
     let summary = text("report_summary").unwrap_or_else(|| EQTL_SUMMARY.into());
     let anchor = text("anchor").unwrap_or_else(|| "variant".into());
+    // Runs written before the tokenizer was recorded are DNABERT k-mer runs.
+    let kmer = context.config("k").and_then(|k| k.as_u64());
+    let offsets = match (kmer, text("tokenizer").as_deref()) {
+        (Some(k), _) => format!(
+            "Offsets 0 to {} are the {k}-mers that contain the {anchor}'s first base.",
+            k - 1
+        ),
+        (None, None) => {
+            format!("Offsets 0 to k − 1 are the k-mers that contain the {anchor}'s first base.")
+        }
+        (None, Some(_)) => format!("Offset 0 is the token that contains the {anchor}."),
+    };
+    let output_site = if text("architecture").as_deref() == Some("esm") {
+        "resid_post"
+    } else {
+        "normalized_resid_post"
+    };
     let matched = text("pairing").unwrap_or_else(|| "matched".into());
     let clean = text("clean_name").unwrap_or_else(|| "REF".into());
     let corrupt = text("corrupt_name").unwrap_or_else(|| "ALT".into());
@@ -416,8 +434,8 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
                 "Patching one layer's attention or MLP output (all positions) from the {clean} run \
                  into the {corrupt} run; bands are bootstrap 95 % CIs over pairs. Random pairs \
                  ({clean} of one pair, {corrupt} of another) are the null. Whole-layer resid_pre \
-                 and normalized_resid_post patches restore exactly 1 at every layer (the whole \
-                 stream is replaced) and are in the table."
+                 and block-output ({output_site}) patches restore exactly 1 at every layer (the \
+                 whole stream is replaced) and are in the table."
             ),
         )?;
     }
@@ -437,8 +455,7 @@ pub fn reduce_patching(context: &mut ReduceContext) -> anyhow::Result<()> {
             &heatmap(&map)?,
             &format!(
                 "Mean {metric_text} when only one token's block input is patched (grey: no such \
-                 position). Offsets 0 to k − 1 are the k-mers that contain the {anchor}'s first \
-                 base."
+                 position). {offsets}"
             ),
         )?;
     }

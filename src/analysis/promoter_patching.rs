@@ -157,6 +157,7 @@ pub fn run_promoter_patching(
     context.set_config("split", split);
     context.set_config("pairs", pairs.len());
     context.set_config("tokenizer", loaded.tokenizer.name());
+    context.set_config("architecture", loaded.model.config().architecture.name());
     if let Some(kmer) = loaded.tokenizer.as_kmer() {
         context.set_config("k", kmer.k());
     }
