@@ -25,6 +25,12 @@ pub enum BenchShape {
     Mini,
     /// No model: the JASPAR 2024 CORE vertebrate motifs (879), the `tomtom` case's database.
     Jaspar,
+    /// DNABERT-2-117M's shape (12 × 768, 12 heads, GEGLU 3072, vocab 4096), weights written by
+    /// the reference side in the hub's layout (`bench.py make-family-inputs`).
+    Dnabert2,
+    /// NT-v2-50m-multi-species's shape (12 × 512, 16 heads, SwiGLU 2048, vocab 4107), weights
+    /// written by the reference side.
+    NtV2,
 }
 
 impl BenchShape {
@@ -34,8 +40,10 @@ impl BenchShape {
             "bert-base" => Ok(BenchShape::BertBase),
             "mini" => Ok(BenchShape::Mini),
             "jaspar" => Ok(BenchShape::Jaspar),
+            "dnabert2-117m" => Ok(BenchShape::Dnabert2),
+            "nt-v2-50m" => Ok(BenchShape::NtV2),
             _ => Err(bench_error(format!(
-                "unknown shape {name:?} (bert-base, mini, jaspar)"
+                "unknown shape {name:?} (bert-base, mini, jaspar, dnabert2-117m, nt-v2-50m)"
             ))),
         }
     }
@@ -46,6 +54,8 @@ impl BenchShape {
             BenchShape::BertBase => "bert-base",
             BenchShape::Mini => "mini",
             BenchShape::Jaspar => "jaspar",
+            BenchShape::Dnabert2 => "dnabert2-117m",
+            BenchShape::NtV2 => "nt-v2-50m",
         }
     }
 
@@ -54,7 +64,7 @@ impl BenchShape {
         match self {
             BenchShape::BertBase => Some(ModelConfig::bert(4101, 12, 768, 12, 3072, 512)),
             BenchShape::Mini => Some(ModelConfig::bert(4101, 6, 256, 8, 1024, 512)),
-            BenchShape::Jaspar => None,
+            BenchShape::Jaspar | BenchShape::Dnabert2 | BenchShape::NtV2 => None,
         }
     }
 }
@@ -180,6 +190,37 @@ pub fn bench_ids(batch: usize, tokens: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// Token ids of the `mlm-forward` cases (same formula in the Python reference): DNABERT-2
+/// `[CLS]=1 … [SEP]=2` over ids 5..4096, the NT `<cls>=3` then ids 6..4102 (its 6-mers).
+pub fn family_bench_ids(shape: BenchShape, batch: usize, tokens: usize) -> Result<Vec<Vec<u32>>> {
+    let id = |row: usize, t: usize, offset: usize, count: usize| {
+        (offset + (row * 7919 + t * 104_729) % count) as u32
+    };
+    Ok(match shape {
+        BenchShape::Dnabert2 => (0..batch)
+            .map(|row| {
+                let mut ids = vec![1u32];
+                ids.extend((1..tokens - 1).map(|t| id(row, t, 5, 4091)));
+                ids.push(2);
+                ids
+            })
+            .collect(),
+        BenchShape::NtV2 => (0..batch)
+            .map(|row| {
+                let mut ids = vec![3u32];
+                ids.extend((1..tokens).map(|t| id(row, t, 6, 4096)));
+                ids
+            })
+            .collect(),
+        other => {
+            return Err(bench_error(format!(
+                "mlm-forward runs on dnabert2-117m or nt-v2-50m, not {}",
+                other.name()
+            )))
+        }
+    })
+}
+
 /// REF/ALT token ids of the patch-sweep case: REF = [`bench_ids`] row, ALT = the same with the
 /// middle token's id moved by one (same formula in the Python reference).
 pub fn patch_pairs(pairs: usize, tokens: usize) -> Vec<(Vec<u32>, Vec<u32>)> {
@@ -239,6 +280,7 @@ impl Case {
             "ism",
             "tomtom",
             "sae-train",
+            "mlm-forward",
         ]
         .contains(kind)
         {
@@ -444,6 +486,23 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
             time_twice(|| {
                 let rows = crate::motif::tomtom(&queries, &targets, &options);
                 assert_eq!(rows.len(), queries.len());
+                Ok(())
+            })
+        }
+        "mlm-forward" => {
+            // DNABERT-2 / NT forward with MLM logits at the real shape, on the weights the
+            // reference side wrote in the hub's layout.
+            let loaded = load_dir(
+                &weights_dir(root, case.shape, "mlm"),
+                "bench",
+                &LoadOptions::default(),
+            )?;
+            let ids = family_bench_ids(case.shape, case.batch, case.tokens)?;
+            let batch = Batch::from_ids(&ids, loaded.tokenizer.special().pad, &Device::Cpu)?;
+            time_twice(|| {
+                let output = loaded.model.forward(&batch, &Hooks::none())?;
+                let logits = output.logits.expect("an MLM head");
+                logits.sum_all()?.to_scalar::<f32>()?;
                 Ok(())
             })
         }

@@ -845,10 +845,13 @@ impl HookedModel {
         };
         let reads_pattern = hooks.wants(point(BlockSite::AttnScores))
             || hooks.wants(point(BlockSite::Pattern))
-            || hooks.rules().is_some()
-            || matches!(self.positions, Positions::Alibi(_));
+            || hooks.rules().is_some();
         let z = if !reads_pattern && crate::ops::attention::applies(&q, &k, &v) {
-            crate::ops::attention::attention(&q, &k, &v, key_mask, scale)?
+            let alibi = match &self.positions {
+                Positions::Alibi(slopes) => Some(slopes.as_slice()),
+                _ => None,
+            };
+            crate::ops::attention::attention(&q, &k, &v, key_mask, scale, alibi)?
         } else {
             self.unfused_attention(index, q, k, v, key_mask, hooks, cache)?
         };
@@ -1047,6 +1050,22 @@ impl HookedModel {
         let both = layer.intermediate.forward(normalized)?;
         let width = self.config.intermediate_size;
         let last = both.rank() - 1;
+        let gate = match self.mlp_activation {
+            Activation::GeluErf => Some(crate::ops::mlp::Gate::GeluErf),
+            Activation::Silu => Some(crate::ops::mlp::Gate::Silu),
+            _ => None,
+        };
+        if let Some(gate) = gate.filter(|_| {
+            hooks.rules().is_none()
+                && !hooks.wants(point(BlockSite::MlpPre))
+                && !hooks.wants(point(BlockSite::MlpPreLinear))
+        }) {
+            // Nobody reads the halves: the activation and the product in one pass.
+            if let Some(post) = crate::ops::mlp::gated_product(&both, gate)? {
+                let post = hooks.apply(point(BlockSite::MlpPost), post, cache)?;
+                return Ok(layer.output.forward(&post)?);
+            }
+        }
         let gate = hooks.apply(
             point(BlockSite::MlpPre),
             both.narrow(last, 0, width)?,

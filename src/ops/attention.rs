@@ -16,6 +16,9 @@ struct FusedAttention {
     /// Additive key mask, [b, t] (0 or f32::MIN).
     mask: Vec<f32>,
     scale: f32,
+    /// ALiBi slopes, one per head (DNABERT-2): −slope·|i − j| is added to the scores before the
+    /// mask, as the unfused path adds its bias tensor.
+    alibi: Option<Vec<f32>>,
 }
 
 /// A pointer the tasks share; each writes its own (sequence, head) columns of `z`.
@@ -111,6 +114,14 @@ impl CustomOp3 for FusedAttention {
                         gemm::Parallelism::None,
                     );
                 }
+                if let Some(slopes) = &self.alibi {
+                    let slope = slopes[h];
+                    for (i, row) in scores.chunks_mut(t).enumerate() {
+                        for (j, score) in row.iter_mut().enumerate() {
+                            *score += slope * -(i.abs_diff(j) as f32);
+                        }
+                    }
+                }
                 let mask = &self.mask[b * t..(b + 1) * t];
                 if mask.iter().all(|&m| m == 0.0) {
                     // No padding: adding zeros changes no value.
@@ -155,14 +166,16 @@ pub(crate) fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
     [q, k, v].iter().all(|x| fused(x) && !x.track_op())
 }
 
-/// z = softmax(q·kᵀ·scale + mask)·v for q, k, v [b, t, heads, d_head] and an additive key mask
-/// [b, 1, 1, t]; z is [b, t, heads, d_head]. Check [`applies`] first.
+/// z = softmax(q·kᵀ·scale + alibi + mask)·v for q, k, v [b, t, heads, d_head], an additive key
+/// mask [b, 1, 1, t] and optional ALiBi slopes (one per head); z is [b, t, heads, d_head]. Check
+/// [`applies`] first.
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     key_mask: &Tensor,
     scale: f64,
+    alibi: Option<&[f32]>,
 ) -> Result<Tensor> {
     let mask = key_mask.flatten_all()?.to_vec1::<f32>()?;
     q.contiguous()?.apply_op3(
@@ -171,6 +184,7 @@ pub(crate) fn attention(
         FusedAttention {
             mask,
             scale: scale as f32,
+            alibi: alibi.map(<[f32]>::to_vec),
         },
     )
 }
@@ -197,7 +211,7 @@ mod tests {
                 .unwrap();
         let scale = (d as f64).powf(-0.5);
         assert!(applies(&q, &k, &v));
-        let fused = attention(&q, &k, &v, &mask, scale).unwrap();
+        let fused = attention(&q, &k, &v, &mask, scale, None).unwrap();
         let by_head = |x: &Tensor| x.transpose(1, 2).unwrap();
         let product =
             batched_matmul(&(by_head(&q) * scale).unwrap(), &by_head(&k).t().unwrap()).unwrap();
@@ -209,6 +223,24 @@ mod tests {
             .contiguous()
             .unwrap();
         let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(flat(&fused), flat(&unfused));
+        // With ALiBi biases (any head count), against the bias added to the unfused product.
+        let slopes = [0.5f32, 0.25, 0.70710678, 0.125];
+        let fused = attention(&q, &k, &v, &mask, scale, Some(&slopes)).unwrap();
+        let mut bias = Vec::new();
+        for &slope in &slopes {
+            for i in 0..t {
+                bias.extend((0..t).map(|j| slope * -(i.abs_diff(j) as f32)));
+            }
+        }
+        let bias = Tensor::from_vec(bias, (1, h, t, t), &Device::Cpu).unwrap();
+        let pattern = masked_softmax(&product.broadcast_add(&bias).unwrap(), &mask).unwrap();
+        let unfused = batched_matmul(&pattern, &by_head(&v))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap();
         assert_eq!(flat(&fused), flat(&unfused));
     }
 }

@@ -213,3 +213,73 @@ mod tests {
         }
     }
 }
+
+/// The gate of a gated MLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// erf GELU (DNABERT-2's GEGLU).
+    GeluErf,
+    /// x·σ(x) (NT v2's SwiGLU).
+    Silu,
+}
+
+crate::simd_dispatch! {
+    /// `out[j] = gelu(gate[j]) · linear[j]`.
+    fn geglu_slice(output: &mut [f32], gate: &[f32], linear: &[f32]) {
+        for ((o, &g), &l) in output.iter_mut().zip(gate).zip(linear) {
+            *o = crate::ops::kernels::gelu_value(g) * l;
+        }
+    }
+}
+
+crate::simd_dispatch! {
+    /// `out[j] = silu(gate[j]) · linear[j]`.
+    fn swiglu_slice(output: &mut [f32], gate: &[f32], linear: &[f32]) {
+        for ((o, &g), &l) in output.iter_mut().zip(gate).zip(linear) {
+            *o = g / (1.0 + crate::ops::vector_math::exp(-g)) * l;
+        }
+    }
+}
+
+struct GatedProduct(Gate);
+
+impl candle_core::CustomOp1 for GatedProduct {
+    fn name(&self) -> &'static str {
+        "genolens-gated-product"
+    }
+
+    /// [rows, 2w] (gate columns first) → [rows, w].
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let input = contiguous_f32(storage, layout, self.name())?;
+        let dims = layout.dims();
+        let both = dims[dims.len() - 1];
+        if both % 2 != 0 {
+            candle_core::bail!("{}: {both} columns are not two halves", self.name());
+        }
+        let width = both / 2;
+        let rows = input.len() / both.max(1);
+        let output = crate::ops::row_ops::new_row_blocks(rows * width, width, |start, out| {
+            let first = start / width;
+            for (r, row) in out.chunks_mut(width).enumerate() {
+                let source = &input[(first + r) * both..][..both];
+                let (gate, linear) = source.split_at(width);
+                match self.0 {
+                    Gate::GeluErf => geglu_slice(row, gate, linear),
+                    Gate::Silu => swiglu_slice(row, gate, linear),
+                }
+            }
+        });
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("non-empty dims") = width;
+        Ok((CpuStorage::F32(output), Shape::from(out_dims)))
+    }
+}
+
+/// `act(x[.., :w]) ⊙ x[.., w:]` of a gated MLP's projection `x` [.., 2w] in one parallel pass,
+/// when it applies (CPU f32, no gradient wanted); `None` otherwise (then compose the ops).
+pub(crate) fn gated_product(both: &Tensor, gate: Gate) -> Result<Option<Tensor>> {
+    if !fused(both) || both.track_op() {
+        return Ok(None);
+    }
+    Ok(Some(both.contiguous()?.apply_op1(GatedProduct(gate))?))
+}

@@ -33,10 +33,17 @@ CASES = [
     "ism:mini:10x250",
     "tomtom:jaspar:1000",
     "sae-train:mini:64x300",
+    "mlm-forward:dnabert2-117m:16x200",
+    "mlm-forward:nt-v2-50m:16x200",
 ]
 # Cases whose reference runs in the .venv-lxt environment (LXT 2.1 and captum need
 # transformers 4.46; `just attribution-fixtures` or `just bench` builds it).
 LXT_KINDS = ("attnlrp", "ig")
+# Cases whose reference is DNABERT-2's hub code or NT v2's SwiGLU ESM (transformers 4.x, in
+# .venv-families: `just family-fixtures`); DNABERT-2's needs GENOLENS_DNABERT2_CODE, a local copy
+# of the zhihan1996/DNABERT-2-117M hub repository.
+FAMILY_KINDS = ("mlm-forward",)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "families"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -61,6 +68,68 @@ def from_folder(cls, folder):
     model = cls._from_config(config, attn_implementation="eager")
     model.load_state_dict(load_file(Path(folder) / "model.safetensors"), strict=True)
     return model.eval()
+
+
+def family_bench_ids(shape, batch, tokens):
+    """Same formula as genolens::bench::family_bench_ids."""
+    def ident(row, t, offset, count):
+        return offset + (row * 7919 + t * 104729) % count
+    if shape == "dnabert2-117m":
+        return [[1] + [ident(r, t, 5, 4091) for t in range(1, tokens - 1)] + [2] for r in range(batch)]
+    return [[3] + [ident(r, t, 6, 4096) for t in range(1, tokens)] for r in range(batch)]
+
+
+def family_model(shape, root):
+    """The reference model of a family shape, with seeded random weights that are written once in
+    the hub's layout under root/<shape>-mlm (genolens reads the same files)."""
+    import shutil
+
+    import torch
+    import transformers
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from make_family_fixtures import SwiGlu, import_dnabert2
+
+    folder = Path(root) / f"{shape}-mlm"
+    torch.manual_seed(0)
+    if shape == "dnabert2-117m":
+        code = os.environ.get("GENOLENS_DNABERT2_CODE")
+        if not code:
+            raise SystemExit("mlm-forward:dnabert2-117m needs GENOLENS_DNABERT2_CODE (a local copy of the hub repo)")
+        bert_layers = import_dnabert2(Path(code))
+        config_json = json.loads((FIXTURES / "dnabert2-mlm" / "config.json").read_text())
+        config_json.update(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                           num_hidden_layers=12, vocab_size=4096)
+        config = transformers.BertConfig(**{k: v for k, v in config_json.items() if k not in ("auto_map", "_name_or_path")})
+        config.alibi_starting_size = 512
+        model = bert_layers.BertForMaskedLM(config).eval()
+        bert_layers.flash_attn_qkvpacked_func = None
+        if not (folder / "pytorch_model.bin").exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), folder / "pytorch_model.bin")
+            (folder / "config.json").write_text(json.dumps(config_json, indent=2))
+            shutil.copy(FIXTURES / "dnabert2-mlm" / "tokenizer.json", folder / "tokenizer.json")
+        model.load_state_dict(torch.load(folder / "pytorch_model.bin"))
+        return model, 3
+    config_json = json.loads((FIXTURES / "nt-v2-mlm" / "config.json").read_text())
+    config_json.update(hidden_size=512, intermediate_size=2048, num_attention_heads=16,
+                       num_hidden_layers=12, max_position_embeddings=2050)
+    config = transformers.EsmConfig(**{k: v for k, v in config_json.items() if k not in ("auto_map", "architectures")})
+    config._attn_implementation = "eager"
+    model = transformers.EsmForMaskedLM(config)
+    for layer in model.esm.encoder.layer:
+        layer.intermediate = SwiGlu(config.hidden_size, config.intermediate_size)
+        layer.output.dense = torch.nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+    model.eval()
+    if not (folder / "model.safetensors").exists():
+        from safetensors.torch import save_file
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+        (folder / "config.json").write_text(json.dumps(config_json, indent=2))
+        shutil.copy(FIXTURES / "nt-v2-mlm" / "vocab.txt", folder / "vocab.txt")
+    from safetensors.torch import load_file
+    model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+    return model, 1
 
 
 def masked_positions(tokens):
@@ -97,6 +166,23 @@ def worker(case, root):
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     kind, shape, size = case.split(":")
     root = Path(root)
+    if kind == "mlm-forward":
+        model, pad = family_model(shape, root)
+        batch, tokens = map(int, size.split("x"))
+        ids = torch.tensor(family_bench_ids(shape, batch, tokens))
+        mask = torch.ones_like(ids)
+
+        def work():
+            with torch.no_grad():
+                logits = model(input_ids=ids, attention_mask=mask).logits
+            float(logits.sum())
+
+        work()
+        start = time.perf_counter()
+        work()
+        seconds = time.perf_counter() - start
+        print(json.dumps({"case": case, "seconds": seconds, "peak_rss_bytes": peak_rss_bytes()}))
+        return
 
     def timed_twice(work):
         work()
@@ -324,6 +410,10 @@ def run_one(implementation, case, root, threads):
         command = [str(REPO / "target/release/genolens-bench"), "run", "--root", str(root), "--case", case]
     else:
         python = sys.executable
+        if case.split(":")[0] in FAMILY_KINDS:
+            python = str(REPO / ".venv-families/bin/python")
+            if not Path(python).exists():
+                raise SystemExit(f"{case} needs .venv-families: run `just family-fixtures DIR` once")
         if case.split(":")[0] in LXT_KINDS:
             python = str(REPO / ".venv-lxt/bin/python")
             if not Path(python).exists():
@@ -346,6 +436,11 @@ def drive(args):
     root = Path(args.root)
     subprocess.run([str(REPO / "target/release/genolens-bench"), "make-inputs", "--root", str(root)], check=True)
     cases = args.cases.split(",") if args.cases else CASES
+    for case in cases:
+        kind, shape, _ = case.split(":")
+        if kind in FAMILY_KINDS and "pytorch" in args.implementations.split(","):
+            # The reference side writes the weights in the hub's layout first.
+            run_one("pytorch", f"{kind}:{shape}:1x8", root, args.threads)
     records = []
     for case in cases:
         first_round = 0 if args.warmup_round else 1
