@@ -43,8 +43,15 @@ impl CustomOp3 for DenseLayer {
                 bias.len()
             );
         }
-        // The bias rows, written in parallel (a single-threaded `repeat` was a visible memmove).
-        let mut out = crate::ops::row_ops::repeated_rows(bias, rows);
+        // The bias rows, written in parallel (a single-threaded `repeat` was a visible memmove);
+        // a layer without bias (exact zeros: DNABERT-2's and NT v2's MLPs) starts from a fresh
+        // zeroed buffer the GEMM does not read.
+        let zero_bias = bias.iter().all(|&b| b == 0.0);
+        let mut out = if zero_bias {
+            vec![0f32; rows * outputs]
+        } else {
+            crate::ops::row_ops::repeated_rows(bias, rows)
+        };
         let threads = rayon::current_num_threads();
         let parallelism = if threads > 1 {
             gemm::Parallelism::Rayon(threads)
@@ -63,7 +70,7 @@ impl CustomOp3 for DenseLayer {
                 out.as_mut_ptr(),
                 1,
                 outputs as isize,
-                true,
+                !zero_bias,
                 x.as_ptr(),
                 1,
                 inner as isize,
