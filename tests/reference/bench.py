@@ -34,7 +34,9 @@ CASES = [
     "tomtom:jaspar:1000",
     "sae-train:mini:64x300",
     "mlm-forward:dnabert2-117m:16x200",
+    "mlm-forward:dnabert2-117m:4x512",
     "mlm-forward:nt-v2-50m:16x200",
+    "mlm-forward:nt-v2-50m:4x512",
 ]
 # Cases whose reference runs in the .venv-lxt environment (LXT 2.1 and captum need
 # transformers 4.46; `just attribution-fixtures` or `just bench` builds it).
