@@ -699,24 +699,8 @@ impl PairRuns {
             (patches[i].layer, patches[i].site)
         }) {
             let group_patches: Vec<Patch> = group.iter().map(|&i| patches[i]).collect();
-            let rows = group_patches.len();
-            let (site, layer) = (group_patches[0].site, group_patches[0].layer);
-            let device = model.device();
-            let batch = repeat_batch(&self.corrupt_batch, rows)?;
-            let patched_value = self.activation(source, site, layer)?;
-            let mask = selection_mask(&group_patches, patched_value.dims(), device)?;
-            let patched_rows = repeat_rows(patched_value, rows)?;
-            let intervention =
-                Intervention::Custom(std::sync::Arc::new(move |activation: &Tensor| {
-                    mask.broadcast_as(activation.shape())?
-                        .where_cond(&patched_rows, activation)
-                }));
-            let hooks =
-                Hooks::none().intervene(HookPoint::block(layer, site.block_site()), intervention);
-            let residual = repeat_rows(
-                self.activation(PatchSource::Corrupt, PatchSite::ResidPre, layer)?,
-                rows,
-            )?;
+            let layer = group_patches[0].layer;
+            let (hooks, residual, batch) = self.intervention_rows(model, &group_patches, source)?;
             let output = model.forward_layers(layer, self.layers, &residual, &batch, &hooks)?;
             let (cls, logits) = model.cls_and_classifier_logits(&output)?;
             let cls = cls.to_dtype(DType::F32)?.to_vec2::<f32>()?;
@@ -871,6 +855,33 @@ impl PairRuns {
         self.finals(model, &inputs, &tails)
     }
 
+    /// For `patches` sharing a site and layer, one row each: the hook that writes each row's
+    /// patch from `source`, the corrupt run's input of that layer, and the corrupt batch.
+    fn intervention_rows(
+        &self,
+        model: &HookedModel,
+        patches: &[Patch],
+        source: PatchSource,
+    ) -> Result<(Hooks, Tensor, Batch)> {
+        let rows = patches.len();
+        let (site, layer) = (patches[0].site, patches[0].layer);
+        let batch = repeat_batch(&self.corrupt_batch, rows)?;
+        let patched_value = self.activation(source, site, layer)?;
+        let mask = selection_mask(patches, patched_value.dims(), model.device())?;
+        let patched_rows = repeat_rows(patched_value, rows)?;
+        let intervention = Intervention::Custom(std::sync::Arc::new(move |activation: &Tensor| {
+            mask.broadcast_as(activation.shape())?
+                .where_cond(&patched_rows, activation)
+        }));
+        let hooks =
+            Hooks::none().intervene(HookPoint::block(layer, site.block_site()), intervention);
+        let residual = repeat_rows(
+            self.activation(PatchSource::Corrupt, PatchSite::ResidPre, layer)?,
+            rows,
+        )?;
+        Ok((hooks, residual, batch))
+    }
+
     /// One forward pass for whole-layer attn_out / mlp_out / z patches sharing a site and layer
     /// (before the last layer), one row each.
     fn run_intervention(
@@ -880,23 +891,8 @@ impl PairRuns {
         source: PatchSource,
     ) -> Result<Vec<Patched>> {
         let rows = patches.len();
-        let site = patches[0].site;
         let layer = patches[0].layer;
-        let device = model.device();
-        let batch = repeat_batch(&self.corrupt_batch, rows)?;
-        let patched_value = self.activation(source, site, layer)?;
-        let mask = selection_mask(patches, patched_value.dims(), device)?;
-        let residual = repeat_rows(
-            self.activation(PatchSource::Corrupt, PatchSite::ResidPre, layer)?,
-            rows,
-        )?;
-        let patched_rows = repeat_rows(patched_value, rows)?;
-        let intervention = Intervention::Custom(std::sync::Arc::new(move |activation: &Tensor| {
-            mask.broadcast_as(activation.shape())?
-                .where_cond(&patched_rows, activation)
-        }));
-        let hooks =
-            Hooks::none().intervene(HookPoint::block(layer, site.block_site()), intervention);
+        let (hooks, residual, batch) = self.intervention_rows(model, patches, source)?;
         let inputs = model.forward_layers(layer, self.layers - 1, &residual, &batch, &hooks)?;
         let finals = self.finals(model, &inputs, &vec![None; rows])?;
         Ok(patches

@@ -159,23 +159,27 @@ pub(crate) struct Parts {
     pub(crate) head: Head,
 }
 
-/// DNABERT-k (HF `BertModel` names under `bert.`).
-fn build_bert(
+/// BERT's embeddings (`bert.embeddings.*`): word, token-type and LayerNorm, and the learned
+/// position table when `positions` (DNABERT; DNABERT-2's ALiBi has none).
+pub(crate) fn bert_embeddings(
     config: &ModelConfig,
-    head_kind: HeadKind,
     source: &mut impl TensorSource,
-) -> Result<Parts> {
+    positions: bool,
+) -> Result<Embeddings> {
     let hidden = config.hidden_size;
-    let eps = config.layer_norm_eps;
-    let embeddings = Embeddings {
+    Ok(Embeddings {
         word: source.take(
             "bert.embeddings.word_embeddings.weight",
             &[config.vocab_size, hidden],
         )?,
-        position: Some(source.take(
-            "bert.embeddings.position_embeddings.weight",
-            &[config.max_position_embeddings, hidden],
-        )?),
+        position: if positions {
+            Some(source.take(
+                "bert.embeddings.position_embeddings.weight",
+                &[config.max_position_embeddings, hidden],
+            )?)
+        } else {
+            None
+        },
         position_offset: 0,
         token_type: Some(source.take(
             "bert.embeddings.token_type_embeddings.weight",
@@ -185,9 +189,63 @@ fn build_bert(
             source,
             "bert.embeddings.LayerNorm",
             hidden,
-            eps,
+            config.layer_norm_eps,
         )?),
+    })
+}
+
+/// BERT's pooler (`bert.pooler.dense`, when the head uses it) and head (`cls.predictions.*` with
+/// the MLM transform's LayerNorm at `head_eps`, or `classifier`), shared by DNABERT and
+/// DNABERT-2. `tied_to`: the word embeddings a decoder is tied to by construction (DNABERT-2).
+pub(crate) fn bert_pooler_and_head(
+    config: &ModelConfig,
+    head_kind: HeadKind,
+    source: &mut impl TensorSource,
+    head_eps: f64,
+    tied_to: Option<&Tensor>,
+) -> Result<(Option<Linear>, Head)> {
+    let hidden = config.hidden_size;
+    let pooler = if head_kind.uses_pooler() {
+        Some(linear(source, "bert.pooler.dense", hidden, hidden)?)
+    } else {
+        None
     };
+    let head = match head_kind {
+        HeadKind::Encoder { .. } => Head::Encoder,
+        HeadKind::MaskedLm => {
+            let name = "cls.predictions.decoder.weight";
+            let shape = [config.vocab_size, hidden];
+            Head::MaskedLm {
+                transform: linear(source, "cls.predictions.transform.dense", hidden, hidden)?,
+                layer_norm: layer_norm(
+                    source,
+                    "cls.predictions.transform.LayerNorm",
+                    hidden,
+                    head_eps,
+                )?,
+                decoder_weight: match tied_to {
+                    Some(word) => source.take_tied(name, &shape, word)?,
+                    None => source.take(name, &shape)?,
+                },
+                bias: source.take("cls.predictions.bias", &[config.vocab_size])?,
+            }
+        }
+        HeadKind::SequenceClassification { num_labels } => {
+            Head::Classifier(linear(source, "classifier", num_labels, hidden)?)
+        }
+    };
+    Ok((pooler, head))
+}
+
+/// DNABERT-k (HF `BertModel` names under `bert.`).
+fn build_bert(
+    config: &ModelConfig,
+    head_kind: HeadKind,
+    source: &mut impl TensorSource,
+) -> Result<Parts> {
+    let hidden = config.hidden_size;
+    let eps = config.layer_norm_eps;
+    let embeddings = bert_embeddings(config, source, true)?;
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for layer in 0..config.num_hidden_layers {
         let prefix = format!("bert.encoder.layer.{layer}");
@@ -220,26 +278,7 @@ fn build_bert(
             )?,
         });
     }
-    let pooler = if head_kind.uses_pooler() {
-        Some(linear(source, "bert.pooler.dense", hidden, hidden)?)
-    } else {
-        None
-    };
-    let head = match head_kind {
-        HeadKind::Encoder { .. } => Head::Encoder,
-        HeadKind::MaskedLm => Head::MaskedLm {
-            transform: linear(source, "cls.predictions.transform.dense", hidden, hidden)?,
-            layer_norm: layer_norm(source, "cls.predictions.transform.LayerNorm", hidden, eps)?,
-            decoder_weight: source.take(
-                "cls.predictions.decoder.weight",
-                &[config.vocab_size, hidden],
-            )?,
-            bias: source.take("cls.predictions.bias", &[config.vocab_size])?,
-        },
-        HeadKind::SequenceClassification { num_labels } => {
-            Head::Classifier(linear(source, "classifier", num_labels, hidden)?)
-        }
-    };
+    let (pooler, head) = bert_pooler_and_head(config, head_kind, source, eps, None)?;
     Ok(Parts {
         embeddings,
         positions: Positions::Learned,

@@ -11,8 +11,8 @@ use candle_core::Device;
 
 use crate::error::Result;
 use crate::model::bert::{
-    alibi_slopes, layer_norm, linear, linear_without_bias, Embeddings, EncoderLayer, Head, Parts,
-    Positions,
+    alibi_slopes, bert_embeddings, bert_pooler_and_head, layer_norm, linear, linear_without_bias,
+    EncoderLayer, Parts, Positions,
 };
 use crate::model::config::{Activation, ModelConfig};
 use crate::model::heads::HeadKind;
@@ -32,24 +32,7 @@ pub(crate) fn build(
     let hidden = config.hidden_size;
     let mlp = config.intermediate_size;
     let eps = config.layer_norm_eps;
-    let embeddings = Embeddings {
-        word: source.take(
-            "bert.embeddings.word_embeddings.weight",
-            &[config.vocab_size, hidden],
-        )?,
-        position: None,
-        position_offset: 0,
-        token_type: Some(source.take(
-            "bert.embeddings.token_type_embeddings.weight",
-            &[config.type_vocab_size, hidden],
-        )?),
-        layer_norm: Some(layer_norm(
-            source,
-            "bert.embeddings.LayerNorm",
-            hidden,
-            eps,
-        )?),
-    };
+    let embeddings = bert_embeddings(config, source, false)?;
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for layer in 0..config.num_hidden_layers {
         let prefix = format!("bert.encoder.layer.{layer}");
@@ -92,32 +75,13 @@ pub(crate) fn build(
             output_layer_norm: layer_norm(source, &format!("{prefix}.mlp.layernorm"), hidden, eps)?,
         });
     }
-    let pooler = if head_kind.uses_pooler() {
-        Some(linear(source, "bert.pooler.dense", hidden, hidden)?)
-    } else {
-        None
-    };
-    let head = match head_kind {
-        HeadKind::Encoder { .. } => Head::Encoder,
-        HeadKind::MaskedLm => Head::MaskedLm {
-            transform: linear(source, "cls.predictions.transform.dense", hidden, hidden)?,
-            layer_norm: layer_norm(
-                source,
-                "cls.predictions.transform.LayerNorm",
-                hidden,
-                HEAD_LAYER_NORM_EPS,
-            )?,
-            decoder_weight: source.take_tied(
-                "cls.predictions.decoder.weight",
-                &[config.vocab_size, hidden],
-                &embeddings.word,
-            )?,
-            bias: source.take("cls.predictions.bias", &[config.vocab_size])?,
-        },
-        HeadKind::SequenceClassification { num_labels } => {
-            Head::Classifier(linear(source, "classifier", num_labels, hidden)?)
-        }
-    };
+    let (pooler, head) = bert_pooler_and_head(
+        config,
+        head_kind,
+        source,
+        HEAD_LAYER_NORM_EPS,
+        Some(&embeddings.word),
+    )?;
     Ok(Parts {
         embeddings,
         positions: Positions::Alibi(alibi_slopes(config.num_attention_heads)),

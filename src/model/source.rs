@@ -113,9 +113,9 @@ impl<'a, S: TensorSource> VarSource<'a, S> {
     }
 }
 
-impl<S: TensorSource> TensorSource for VarSource<'_, S> {
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let tensor = self.inner.take(name, shape)?;
+impl<S: TensorSource> VarSource<'_, S> {
+    /// The Var holding `tensor` (one per source tensor: tied names share it).
+    fn var_of(&mut self, name: &str, tensor: Tensor) -> Result<Tensor> {
         if let Some(var) = self.by_tensor.get(&tensor.id()) {
             return Ok(var.as_tensor().clone());
         }
@@ -123,6 +123,13 @@ impl<S: TensorSource> TensorSource for VarSource<'_, S> {
         self.by_tensor.insert(tensor.id(), var.clone());
         self.vars.push((name.to_string(), var.clone()));
         Ok(var.as_tensor().clone())
+    }
+}
+
+impl<S: TensorSource> TensorSource for VarSource<'_, S> {
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let tensor = self.inner.take(name, shape)?;
+        self.var_of(name, tensor)
     }
 
     fn take_buffer(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
@@ -136,12 +143,6 @@ impl<S: TensorSource> TensorSource for VarSource<'_, S> {
         if tensor.id() == tied.id() {
             return Ok(tensor);
         }
-        if let Some(var) = self.by_tensor.get(&tensor.id()) {
-            return Ok(var.as_tensor().clone());
-        }
-        let var = candle_core::Var::from_tensor(&tensor)?;
-        self.by_tensor.insert(tensor.id(), var.clone());
-        self.vars.push((name.to_string(), var.clone()));
-        Ok(var.as_tensor().clone())
+        self.var_of(name, tensor)
     }
 }
