@@ -876,10 +876,13 @@ impl HookedModel {
         // 1/√d_head applied to q (t·d_head values) rather than to the scores (t² values).
         let scale = (head_dim as f64).powf(-0.5);
         let (q, k) = match &self.positions {
-            Positions::Rotary(inv_freq) => (
-                hooks.apply(point(BlockSite::RotQ), rotary(&q, inv_freq)?, cache)?,
-                hooks.apply(point(BlockSite::RotK), rotary(&k, inv_freq)?, cache)?,
-            ),
+            Positions::Rotary(inv_freq) => {
+                let tables = rotary_tables(q.dim(1)?, q.dim(3)?, inv_freq, q.device())?;
+                (
+                    hooks.apply(point(BlockSite::RotQ), rotary(&q, &tables)?, cache)?,
+                    hooks.apply(point(BlockSite::RotK), rotary(&k, &tables)?, cache)?,
+                )
+            }
             _ => (q, k),
         };
         let reads_pattern = hooks.wants(point(BlockSite::AttnScores))
@@ -1266,11 +1269,15 @@ fn alibi_bias(slopes: &[f32], queries: usize, keys: usize, device: &Device) -> R
     )?)
 }
 
-/// Rotary embeddings (GPT-NeoX halves, as ESM applies them) on [b, t, heads, d_head]: position
-/// t (0-based over the padded length, [CLS] at 0) turns each pair (x_i, x_{i+d/2}) by
-/// t·inv_freq_i, the angle computed in f32 as HF does.
-fn rotary(x: &Tensor, inv_freq: &[f32]) -> Result<Tensor> {
-    let (_, tokens, _, head_dim) = x.dims4()?;
+/// cos and sin [1, t, 1, d_head] of the rotary angles: position t (0-based over the padded
+/// length, [CLS] at 0) turns each pair (x_i, x_{i+d/2}) by t·inv_freq_i, the angle computed in f32
+/// as HF does. One table serves q and k.
+fn rotary_tables(
+    tokens: usize,
+    head_dim: usize,
+    inv_freq: &[f32],
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let half = head_dim / 2;
     let mut cos = Vec::with_capacity(tokens * head_dim);
     let mut sin = Vec::with_capacity(tokens * head_dim);
@@ -1281,12 +1288,20 @@ fn rotary(x: &Tensor, inv_freq: &[f32]) -> Result<Tensor> {
             sin.push(angle.sin());
         }
     }
-    let cos = Tensor::from_vec(cos, (1, tokens, 1, head_dim), x.device())?;
-    let sin = Tensor::from_vec(sin, (1, tokens, 1, head_dim), x.device())?;
+    Ok((
+        Tensor::from_vec(cos, (1, tokens, 1, head_dim), device)?,
+        Tensor::from_vec(sin, (1, tokens, 1, head_dim), device)?,
+    ))
+}
+
+/// Rotary embeddings (GPT-NeoX halves, as ESM applies them) on [b, t, heads, d_head] with the
+/// tables of [`rotary_tables`].
+fn rotary(x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<Tensor> {
+    let half = x.dim(3)? / 2;
     let first = x.narrow(3, 0, half)?;
     let second = x.narrow(3, half, half)?;
     let rotated = Tensor::cat(&[&second.neg()?, &first], 3)?;
-    Ok((x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?)
+    Ok((x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?)
 }
 
 /// ALiBi slopes of `heads` heads as MosaicBERT computes them: for a power of two n, the
