@@ -252,7 +252,7 @@ pub struct ExperimentArgs {
     #[arg(long)]
     pub split: Option<String>,
     /// Use only the first N sequences.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_limit)]
     pub limit: Option<usize>,
     /// Output root.
     #[arg(long, default_value = "reports")]
@@ -295,8 +295,13 @@ pub struct DataScanArgs {
     /// Sequences: FASTA, CSV, TSV or Parquet.
     #[arg(long)]
     pub sequences: PathBuf,
-    /// Report windows with p below this.
-    #[arg(long, default_value_t = 1e-4)]
+    /// Report windows with p below this (strictly between 0 and 1).
+    #[arg(
+        long,
+        default_value_t = 1e-4,
+        value_parser = parse_p_threshold,
+        allow_negative_numbers = true
+    )]
     pub p_threshold: f64,
     /// Scan the given strand only.
     #[arg(long)]
@@ -325,8 +330,8 @@ pub struct DataVariantsArgs {
     /// How a QTL table's rows become labels (required with --qtl-table).
     #[arg(long, value_enum)]
     pub label_rule: Option<crate::data::variants::QtlLabelRule>,
-    /// Window length; the variant sits at length / 2.
-    #[arg(long, default_value_t = 1024)]
+    /// Window length (at least 1); the variant sits at length / 2.
+    #[arg(long, default_value_t = 1024, value_parser = parse_window_length)]
     pub length: usize,
     /// Output Parquet.
     #[arg(long)]
@@ -964,7 +969,7 @@ pub struct PatchArgs {
     #[arg(long)]
     pub split: Option<String>,
     /// Use only the first N pairs.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_limit)]
     pub limit: Option<usize>,
     /// Output folder (default reports/patch/<data stem>).
     #[arg(long)]
@@ -1120,7 +1125,7 @@ pub struct AttentionArgs {
     #[arg(long)]
     pub split: Option<String>,
     /// Use only the first N sequences.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_limit)]
     pub limit: Option<usize>,
     /// Sequences per forward pass (each holds every layer's attention maps).
     #[arg(long, default_value_t = 16)]
@@ -1204,7 +1209,7 @@ pub struct AttributeArgs {
     #[arg(long)]
     pub split: Option<String>,
     /// Use only the first N sequences.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_limit)]
     pub limit: Option<usize>,
     /// Sequences per pass.
     #[arg(long, default_value_t = 8)]
@@ -1289,7 +1294,7 @@ pub struct MotifsArgs {
     #[arg(long)]
     pub split: Option<String>,
     /// Sequences per class (default 300).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_limit)]
     pub limit: Option<usize>,
     /// Sequences per pass.
     #[arg(long, default_value_t = 8)]
@@ -1353,6 +1358,46 @@ fn parse_filter(text: &str) -> Result<(String, String), String> {
         Some((column, value)) if !column.is_empty() => Ok((column.to_string(), value.to_string())),
         _ => Err(format!("expected COLUMN=VALUE, got {text:?}")),
     }
+}
+
+/// `--limit N`: at least 1 (a run on no sequences would only write empty tables).
+fn parse_limit(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (leave --limit out to use every sequence)".into()),
+        Ok(limit) => Ok(limit),
+        Err(_) => Err(format!("expected a whole number ≥ 1, got {text:?}")),
+    }
+}
+
+/// `data variants --length N`: at least 1 (the window must hold the variant).
+fn parse_window_length(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1: the window must hold the variant".into()),
+        Ok(length) => Ok(length),
+        Err(_) => Err(format!(
+            "expected a whole number of bases ≥ 1, got {text:?}"
+        )),
+    }
+}
+
+/// `data scan --p-threshold P`: a p-value strictly between 0 and 1 (at 1 or above every window
+/// is a hit; at 0, below it or NaN none is).
+fn parse_p_threshold(text: &str) -> Result<f64, String> {
+    let p: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a p-value between 0 and 1 such as 1e-4, got {text:?}"))?;
+    if p > 0.0 && p < 1.0 {
+        return Ok(p);
+    }
+    let outcome = if p >= 1.0 {
+        "every window would be a hit"
+    } else {
+        "no window could be a hit"
+    };
+    Err(format!(
+        "must be strictly between 0 and 1, such as 1e-4 ({outcome})"
+    ))
 }
 
 /// The settings every study command starts from: global seed and device, the model and data,
@@ -1433,7 +1478,7 @@ pub struct SaeMeaningArgs {
     #[arg(long)]
     pub split: Option<String>,
     /// At most N sequences per split.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_limit)]
     pub limit: Option<usize>,
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 16)]
@@ -1662,7 +1707,7 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub split: Option<String>,
     /// At most N sequences per split.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_limit)]
     pub limit: Option<usize>,
     /// L2 penalty of the logistic regression (features z-scored).
     #[arg(long, default_value_t = 1.0)]

@@ -172,6 +172,12 @@ impl ExperimentContext {
                 "must be at least 1",
             ));
         }
+        if settings.limit == Some(0) {
+            return Err(GenolensError::argument(
+                "--limit 0",
+                "must be at least 1 (leave --limit out to use every sequence)",
+            ));
+        }
         let run_id = match (&settings.run_id, settings.shard) {
             (Some(id), _) => id.clone(),
             (None, Some(shard)) => {
@@ -192,6 +198,15 @@ impl ExperimentContext {
             .out_dir
             .clone()
             .unwrap_or_else(|| settings.reports_root.join(name).join(run_id));
+        match settings.shard {
+            None => crate::interrupt::prepare_run_dir(&out_dir, "run.json", |_| true)?,
+            Some(shard) => {
+                let part = shard.part_name();
+                crate::interrupt::prepare_run_dir(&out_dir, &format!("run.{part}.json"), |name| {
+                    name.contains(&part)
+                })?
+            }
+        };
         std::fs::create_dir_all(&out_dir).map_err(|e| crate::GenolensError::io(&out_dir, e))?;
         let mut config = serde_json::Map::new();
         config.insert("batch_size".into(), settings.batch_size.into());

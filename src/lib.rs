@@ -15,6 +15,7 @@ pub mod defaults;
 pub mod device;
 pub mod error;
 pub mod experiment;
+pub mod interrupt;
 pub mod memory;
 pub mod model;
 pub mod motif;

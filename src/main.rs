@@ -9,6 +9,7 @@ include!(concat!(env!("OUT_DIR"), "/experiments.rs"));
 
 fn main() -> anyhow::Result<()> {
     genolens::memory::keep_freed_memory();
+    genolens::interrupt::install();
     let cli = Cli::parse();
     cli.init_logging();
     let globals = cli.globals()?;

@@ -163,9 +163,13 @@ fn embed_rejects_attention_maps_and_bad_sequences() {
     std::fs::write(&bad, ">ok\nACGTACGT\n>broken\nACGTUACGT\n").unwrap();
     settings.data = bad;
     settings.hook = "hook_cls".into();
+    // RNA's U is refused by the FASTA reader, naming the file, line, record and 1-based column.
     let error = run_embed(&loaded, &settings).unwrap_err().to_string();
     assert!(
-        error.contains("broken") && error.contains("'U'") && error.contains("position 4"),
+        error.contains("bad.fa:4")
+            && error.contains("broken")
+            && error.contains("'U'")
+            && error.contains("column 5"),
         "{error}"
     );
 }

@@ -196,6 +196,7 @@ pub fn run_batches<R>(
                 tokens: row_tokens,
             };
             let batch_results = analyse(&prepared)?;
+            crate::interrupt::batch_done();
             if batch_results.len() != rows.len() {
                 return Err(GenolensError::argument(
                     "analysis",

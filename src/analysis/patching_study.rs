@@ -163,6 +163,7 @@ pub fn run_patching(context: &mut ExperimentContext, study: &PatchingStudy) -> a
                 table.write(&row)?;
             }
         }
+        crate::interrupt::batch_done();
         progress.inc(1);
     }
     progress.finish_and_clear();

@@ -53,13 +53,31 @@ pub struct EmbedSettings {
 }
 
 /// Runs the embedding; returns what the tokenizer counted (sequences, [UNK] tokens, ...).
+/// A run that fails removes the output folder when it created it (no empty `--out` is left).
 pub fn run_embed(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<TokenizationCounts> {
     if settings.batch_size == 0 {
         return Err(GenolensError::argument(
-            "--batch-size",
-            "must be at least 1",
+            "embed --batch-size 0",
+            "must be at least 1 (sequences per forward pass)",
         ));
     }
+    // The outermost folder of `out` that does not exist yet: this run creates it.
+    let created = settings
+        .out
+        .ancestors()
+        .take_while(|dir| !dir.as_os_str().is_empty() && std::fs::symlink_metadata(dir).is_err())
+        .last()
+        .map(Path::to_path_buf);
+    crate::interrupt::prepare_run_dir(&settings.out, "run.json", |_| true)?;
+    let result = embed_into(loaded, settings);
+    if let (Err(_), Some(dir)) = (&result, created) {
+        // Best effort: the error being returned matters more than a failed clean-up.
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+fn embed_into(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<TokenizationCounts> {
     let point: HookPoint = settings.hook.parse()?;
     let started_at = now_rfc3339();
     let provenance = Provenance::current(settings.seed)

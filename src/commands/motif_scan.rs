@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::data::{open_sequences, Example, TableColumns};
-use crate::error::Result;
+use crate::error::{GenolensError, Result};
 use crate::motif::{letter_codes, read_meme, MotifScanner, ScanOptions};
 use crate::report::{Provenance, TableWriter};
 
@@ -38,8 +38,16 @@ pub struct ScanSettings {
     pub seed: u64,
 }
 
-/// Scans every sequence with every motif; returns (sequences, hits).
+/// Scans every sequence with every motif; returns (sequences, hits). The p-value threshold must
+/// lie strictly between 0 and 1 (at 1 every window is a hit, at 0 none is).
 pub fn run_scan(settings: &ScanSettings) -> Result<(usize, usize)> {
+    let p = settings.options.p_threshold;
+    if !(p > 0.0 && p < 1.0) {
+        return Err(GenolensError::argument(
+            format!("--p-threshold {p}"),
+            "must be strictly between 0 and 1, such as 1e-4",
+        ));
+    }
     let scanner = MotifScanner::new(read_meme(&settings.motifs)?, settings.options);
     let provenance = Provenance::current(settings.seed)
         .with_data_file(&settings.motifs)?

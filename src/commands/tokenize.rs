@@ -75,6 +75,7 @@ pub fn run_tokenize(
     seed: u64,
 ) -> Result<Tokenized> {
     let started_at = now_rfc3339();
+    crate::interrupt::prepare_run_dir(out, "run.json", |_| true)?;
     let provenance = Provenance::current(seed)
         .with_model(&loaded.source)
         .with_data_file(data)?;

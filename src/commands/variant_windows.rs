@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::variants::{read_qtl_table, read_vcf, QtlLabelRule, ReferenceGenome, Variant};
+use crate::data::variants::{
+    check_window, read_qtl_table, read_vcf, QtlLabelRule, ReferenceGenome, Variant,
+};
 use crate::error::Result;
 use crate::report::{Provenance, TableWriter};
 
@@ -32,7 +34,8 @@ pub enum VariantSource {
     Qtl(PathBuf, QtlLabelRule),
 }
 
-/// Writes the windows; returns (written, skipped non-SNV records).
+/// Writes the windows; returns (written, skipped non-SNV records). `length` must be ≥ 1 (the
+/// window holds the variant at `length / 2`).
 pub fn run_variant_windows(
     source: &VariantSource,
     reference: &Path,
@@ -40,6 +43,7 @@ pub fn run_variant_windows(
     out: &Path,
     seed: u64,
 ) -> Result<(usize, usize)> {
+    check_window(length, length / 2)?;
     let (path, variants, skipped): (&Path, Vec<(Variant, Option<i64>)>, usize) = match source {
         VariantSource::Vcf(path) => {
             let (variants, skipped) = read_vcf(path)?;
@@ -67,10 +71,20 @@ pub fn run_variant_windows(
         .with_data_file(path)?
         .with_data_file(reference)?;
     let mut writer = TableWriter::<VariantWindowRow>::create(out, &provenance)?;
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
     for (variant, label) in &variants {
         let window = genome.window(path, variant, length, offset)?;
+        // Ids stay unique (sequence tables refuse repeats): a repeated id (one per ALT of a
+        // multi-allelic site, one per gene of a QTL variant) gets `_2`, `_3`, … from its second
+        // row on.
+        let count = seen.entry(variant.id.as_str()).or_insert(0);
+        *count += 1;
+        let id = match *count {
+            1 => variant.id.clone(),
+            n => format!("{}_{n}", variant.id),
+        };
         writer.write(&VariantWindowRow {
-            id: variant.id.clone(),
+            id,
             sequence: window.reference_sequence,
             alt_sequence: window.alternative_sequence,
             label: *label,

@@ -1,5 +1,6 @@
 //! A streaming FASTA reader (plain or gzip, multi-line records) whose errors carry file and line.
 
+use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,8 @@ pub struct FastaReader {
     line_number: usize,
     pending_header: Option<(String, usize)>,
     finished: bool,
+    /// With [`FastaReader::unique_ids`]: the header line of every id read so far.
+    seen_ids: Option<HashMap<String, usize>>,
 }
 
 impl FastaReader {
@@ -25,15 +28,28 @@ impl FastaReader {
             line_number: 0,
             pending_header: None,
             finished: false,
+            seen_ids: None,
         })
     }
 
+    /// Refuses a record whose id repeats an earlier one (the error names both header lines).
+    /// Sequence files need this (ids key every output row); raw inputs of the dataset builders
+    /// may list a region twice and are read without it.
+    pub fn unique_ids(mut self) -> Self {
+        self.seen_ids = Some(HashMap::new());
+        self
+    }
+
+    /// A data error at `line`, or the corruption of a gzip file when that is the real cause.
     fn error(&self, line: usize, message: impl Into<String>) -> GenolensError {
-        GenolensError::Data {
-            path: self.path.clone(),
-            line,
-            message: message.into(),
-        }
+        crate::data::blame_compression(
+            &self.path,
+            GenolensError::Data {
+                path: self.path.clone(),
+                line,
+                message: message.into(),
+            },
+        )
     }
 
     fn read_record(&mut self) -> Result<Option<Example>> {
@@ -41,10 +57,9 @@ impl FastaReader {
         let mut line = String::new();
         loop {
             line.clear();
-            let read = self
-                .lines
-                .read_line(&mut line)
-                .map_err(|e| GenolensError::io(&self.path, e))?;
+            let read = self.lines.read_line(&mut line).map_err(|e| {
+                crate::data::blame_compression(&self.path, GenolensError::io(&self.path, e))
+            })?;
             if read == 0 {
                 self.finished = true;
                 return match self.pending_header.take() {
@@ -62,6 +77,20 @@ impl FastaReader {
                         "empty FASTA header (expected '>name ...')",
                     ));
                 }
+                if let Some(seen) = &self.seen_ids {
+                    if let Some(first) = seen.get(&id) {
+                        return Err(self.error(
+                            self.line_number,
+                            format!(
+                                "record id {id:?} repeats the header on line {first} \
+                                 (ids must be unique: they key every output row)"
+                            ),
+                        ));
+                    }
+                }
+                if let Some(seen) = &mut self.seen_ids {
+                    seen.insert(id.clone(), self.line_number);
+                }
                 let previous = self.pending_header.replace((id, self.line_number));
                 if let Some((previous_id, header_line)) = previous {
                     return self.finish(previous_id, header_line, sequence).map(Some);
@@ -78,11 +107,23 @@ impl FastaReader {
                 if let Some((offset, bad)) =
                     text.char_indices().find(|(_, c)| !is_nucleotide_symbol(*c))
                 {
+                    let id = self
+                        .pending_header
+                        .as_ref()
+                        .map(|(id, _)| id.as_str())
+                        .unwrap_or_default();
+                    let hint = match bad {
+                        'U' | 'u' => "; RNA? write T for U",
+                        '-' | '.' => "; an alignment? remove the gaps",
+                        '*' => "; '*' (a stop or deletion) is not a base",
+                        _ => "",
+                    };
                     return Err(self.error(
                         self.line_number,
                         format!(
-                            "character {bad:?} at column {} is not a nucleotide \
-                             (A C G T, N, IUPAC codes R Y S W K M B D H V, U, any case; '-' or '*')",
+                            "record {id:?}: character {bad:?} at column {} is not a DNA base \
+                             (expected A, C, G, T, N or an IUPAC ambiguity code R Y S W K M B D H V, \
+                             any case{hint})",
                             offset + 1
                         ),
                     ));
@@ -104,27 +145,13 @@ impl FastaReader {
     }
 }
 
-/// A, C, G, T, N, U and the IUPAC ambiguity codes in either case, plus gap `-` and stop `*`.
+/// A, C, G, T, N and the IUPAC ambiguity codes R Y S W K M B D H V, in either case: the
+/// symbols every tokenizer accepts ([`crate::tokenize::normalise_dna`]). RNA's U, gaps `-` and
+/// `*` are not DNA bases and are refused where the file is read, not later by the model.
 pub fn is_nucleotide_symbol(c: char) -> bool {
     matches!(
         c.to_ascii_uppercase(),
-        'A' | 'C'
-            | 'G'
-            | 'T'
-            | 'U'
-            | 'N'
-            | 'R'
-            | 'Y'
-            | 'S'
-            | 'W'
-            | 'K'
-            | 'M'
-            | 'B'
-            | 'D'
-            | 'H'
-            | 'V'
-            | '-'
-            | '*'
+        'A' | 'C' | 'G' | 'T' | 'N' | 'R' | 'Y' | 'S' | 'W' | 'K' | 'M' | 'B' | 'D' | 'H' | 'V'
     )
 }
 

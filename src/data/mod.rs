@@ -86,16 +86,50 @@ pub fn file_kind(path: &Path) -> FileKind {
 pub fn open_text(path: &Path) -> Result<Box<dyn std::io::BufRead>> {
     use std::io::BufReader;
     let file = std::fs::File::open(path).map_err(|e| GenolensError::io(path, e))?;
-    Ok(
-        if path.extension().is_some_and(|e| e == "gz" || e == "bgz") {
-            Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
-        } else {
-            Box::new(BufReader::new(file))
-        },
-    )
+    Ok(if is_gzip(path) {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    })
+}
+
+/// True when `path` is read through the gzip decoder (`.gz` / `.bgz`, as [`open_text`] does).
+pub fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz" || e == "bgz")
+}
+
+/// For a gzip / bgzip file, the error of decompressing it whole when its stream is corrupt
+/// (a flipped byte, a truncated copy); `None` for intact or uncompressed files.
+///
+/// A gzip member's checksum is only checked at its end, so a reader parsing the text sees the
+/// garbage first and would blame it on the content (a bad nucleotide, an unreadable record).
+pub fn corrupt_gzip(path: &Path) -> Option<GenolensError> {
+    if !is_gzip(path) {
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    let mut decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+    match std::io::copy(&mut decoder, &mut std::io::sink()) {
+        Ok(_) => None,
+        Err(e) => Some(GenolensError::Data {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!(
+                "the gzip/bgzip stream is corrupt ({e}): the file is damaged or truncated; \
+                 download or compress it again (`gzip -t` checks a file)"
+            ),
+        }),
+    }
+}
+
+/// `error`, unless `path` is a corrupt gzip / bgzip file: then the corruption, which is the
+/// real cause of whatever the reader found wrong in the decompressed text.
+pub fn blame_compression(path: &Path, error: GenolensError) -> GenolensError {
+    corrupt_gzip(path).unwrap_or(error)
 }
 
 /// Opens a sequence file by extension: .fa/.fasta/.fna (optionally .gz), .csv, .tsv, .parquet.
+/// Ids must be unique (a repeated id is an error naming both rows) and labels non-empty.
 pub fn open_sequences(path: &Path, columns: &TableColumns) -> Result<ExampleStream> {
     let kind = file_kind(path);
     if kind == FileKind::Fasta {
@@ -106,7 +140,7 @@ pub fn open_sequences(path: &Path, columns: &TableColumns) -> Result<ExampleStre
                 message: "FASTA files have no label column; use a CSV/TSV/Parquet table".into(),
             });
         }
-        return Ok(Box::new(fasta::FastaReader::open(path)?));
+        return Ok(Box::new(fasta::FastaReader::open(path)?.unique_ids()));
     }
     match kind {
         FileKind::Csv => return table::read_delimited(path, b',', columns),

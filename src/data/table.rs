@@ -1,5 +1,6 @@
 //! Sequence tables: CSV / TSV (header row) and Parquet, with named sequence, id and label columns.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -12,11 +13,14 @@ use crate::data::{Example, ExampleStream, TableColumns};
 use crate::error::{GenolensError, Result};
 
 fn data_error(path: &Path, line: usize, message: impl Into<String>) -> GenolensError {
-    GenolensError::Data {
-        path: path.to_path_buf(),
-        line,
-        message: message.into(),
-    }
+    crate::data::blame_compression(
+        path,
+        GenolensError::Data {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        },
+    )
 }
 
 fn column_index(path: &Path, headers: &[String], name: &str) -> Result<usize> {
@@ -78,6 +82,12 @@ pub fn read_delimited(path: &Path, delimiter: u8, columns: &TableColumns) -> Res
         None => None,
     };
     let path: PathBuf = path.to_path_buf();
+    let (id_name, label_name) = (
+        columns.id.clone(),
+        columns.label.clone().unwrap_or_default(),
+    );
+    // The line of every id read so far: a repeated id is refused, naming both lines.
+    let mut seen_ids: HashMap<String, usize> = HashMap::new();
     let records = reader.into_records().enumerate().map(move |(row, record)| {
         let line = row + 2;
         let record = record.map_err(|e| data_error(&path, line, e.to_string()))?;
@@ -91,16 +101,43 @@ pub fn read_delimited(path: &Path, delimiter: u8, columns: &TableColumns) -> Res
         if sequence.is_empty() {
             return Err(data_error(&path, line, "empty sequence"));
         }
+        let id = match id_column {
+            Some(index) => field(index, "id")?,
+            None => format!("row{}", row + 1),
+        };
+        if let Some(first) = seen_ids.get(&id) {
+            return Err(data_error(
+                &path,
+                line,
+                format!(
+                    "id {id:?} in column {id_name:?} repeats line {first} (ids must be unique: \
+                     they key every output row)"
+                ),
+            ));
+        }
+        seen_ids.insert(id.clone(), line);
+        let label = match label_column {
+            Some(index) => {
+                let label = field(index, "label")?;
+                if label.trim().is_empty() {
+                    return Err(data_error(
+                        &path,
+                        line,
+                        format!(
+                            "empty value in label column {label_name:?} (column {}); every row \
+                             needs a class",
+                            index + 1
+                        ),
+                    ));
+                }
+                Some(label)
+            }
+            None => None,
+        };
         Ok(Example {
-            id: match id_column {
-                Some(index) => field(index, "id")?,
-                None => format!("row{}", row + 1),
-            },
+            id,
             sequence,
-            label: match label_column {
-                Some(index) => Some(field(index, "label")?),
-                None => None,
-            },
+            label,
         })
     });
     Ok(Box::new(records))
@@ -128,10 +165,14 @@ pub fn read_parquet(path: &Path, columns: &TableColumns) -> Result<ExampleStream
     let path = path.to_path_buf();
     let columns = columns.clone();
     let mut row_offset = 0usize;
+    // The row of every id read so far: a repeated id is refused, naming both rows.
+    let mut seen_ids: HashMap<String, usize> = HashMap::new();
     let batches = reader.flat_map(move |batch| {
         let examples = batch
             .map_err(|e| data_error(&path, 0, e.to_string()))
-            .and_then(|batch| examples_from_batch(&path, &batch, &columns, row_offset));
+            .and_then(|batch| {
+                examples_from_batch(&path, &batch, &columns, row_offset, &mut seen_ids)
+            });
         if let Ok(examples) = &examples {
             row_offset += examples.len();
         }
@@ -164,6 +205,7 @@ fn examples_from_batch(
     batch: &RecordBatch,
     columns: &TableColumns,
     row_offset: usize,
+    seen_ids: &mut HashMap<String, usize>,
 ) -> Result<Vec<Example>> {
     let sequences = strings(path, batch, &columns.sequence)?;
     let ids = match batch.column_by_name(&columns.id) {
@@ -183,9 +225,34 @@ fn examples_from_batch(
             Some(ids) => ids[index].clone().ok_or_else(|| missing("id"))?,
             None => format!("row{row}"),
         };
-        let label = match &labels {
-            Some(labels) => Some(labels[index].clone().ok_or_else(|| missing("label"))?),
-            None => None,
+        if let Some(first) = seen_ids.get(&id) {
+            return Err(data_error(
+                path,
+                0,
+                format!(
+                    "row {row}: id {id:?} in column {:?} repeats row {first} (ids must be unique: \
+                     they key every output row)",
+                    columns.id
+                ),
+            ));
+        }
+        seen_ids.insert(id.clone(), row);
+        let label = match (&labels, &columns.label) {
+            (Some(labels), Some(name)) => {
+                let label = labels[index].clone().ok_or_else(|| missing("label"))?;
+                if label.trim().is_empty() {
+                    return Err(data_error(
+                        path,
+                        0,
+                        format!(
+                            "row {row}: empty value in label column {name:?}; every row needs a \
+                             class"
+                        ),
+                    ));
+                }
+                Some(label)
+            }
+            _ => None,
         };
         examples.push(Example {
             id,

@@ -57,12 +57,17 @@ pub struct VariantWindow {
     pub offset: usize,
 }
 
+/// A data error at `line` of `path`, or the corruption of a gzip / bgzip file when that is what
+/// the reader really met.
 fn data_error(path: &Path, line: usize, message: String) -> GenolensError {
-    GenolensError::Data {
-        path: path.to_path_buf(),
-        line,
-        message,
-    }
+    crate::data::blame_compression(
+        path,
+        GenolensError::Data {
+            path: path.to_path_buf(),
+            line,
+            message,
+        },
+    )
 }
 
 /// Reads the SNVs of a VCF (plain or bgzip). Multi-allelic sites give one variant per ALT;
@@ -88,10 +93,25 @@ pub fn read_vcf(path: &Path) -> Result<(Vec<Variant>, usize)> {
         if read == 0 {
             break;
         }
+        // noodles reads POS 0 (VCF's telomere marker) as "no position".
         let position = record
             .variant_start()
-            .ok_or_else(|| data_error(path, line, "missing POS".into()))?
-            .map_err(|e| data_error(path, line, format!("bad POS: {e}")))?;
+            .ok_or_else(|| {
+                data_error(
+                    path,
+                    line,
+                    "POS 0: VCF positions are 1-based, so POS must be ≥ 1 (0 marks a telomere, \
+                     which has no base to vary)"
+                        .into(),
+                )
+            })?
+            .map_err(|e| {
+                data_error(
+                    path,
+                    line,
+                    format!("POS is not a 1-based position ≥ 1 ({e})"),
+                )
+            })?;
         let pos = usize::from(position) as i64 - 1;
         let reference = record.reference_bases().to_ascii_uppercase();
         let ids = record.ids();
@@ -252,7 +272,7 @@ impl ReferenceGenome {
 
     fn read_only(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Self> {
         let mut chromosomes = HashMap::new();
-        for record in crate::data::fasta::FastaReader::open(path)? {
+        for record in crate::data::fasta::FastaReader::open(path)?.unique_ids() {
             let record = record?;
             if keep(&record.id) {
                 chromosomes.insert(record.id, record.sequence.into_bytes().to_ascii_uppercase());
@@ -279,8 +299,9 @@ impl ReferenceGenome {
     }
 
     /// The `length`-bp REF/ALT windows of a variant with the variant at `offset`, N-padded where
-    /// the window leaves the chromosome. Errors name the source line when the chromosome is absent
-    /// or REF disagrees with the reference.
+    /// the window leaves the chromosome. Errors name the source line when the chromosome is absent,
+    /// the position is past its end or REF disagrees with the reference; a window that cannot
+    /// hold the variant (`offset ≥ length`) is an argument error.
     pub fn window(
         &self,
         source: &Path,
@@ -288,6 +309,7 @@ impl ReferenceGenome {
         length: usize,
         offset: usize,
     ) -> Result<VariantWindow> {
+        check_window(length, offset)?;
         let chromosome = self.chromosome(&variant.chrom).ok_or_else(|| {
             let mut names: Vec<&String> = self.chromosomes.keys().collect();
             names.sort();
@@ -307,8 +329,22 @@ impl ReferenceGenome {
                 ),
             )
         })?;
-        let found = chromosome.get(variant.pos as usize).copied();
-        if variant.pos < 0 || found != Some(variant.reference.as_bytes()[0]) {
+        if variant.pos < 0 || variant.pos as usize >= chromosome.len() {
+            return Err(data_error(
+                source,
+                variant.line,
+                format!(
+                    "position {} (1-based) is past the end of chromosome {} of length {} in the \
+                     reference {}; is it the right genome build?",
+                    variant.pos + 1,
+                    variant.chrom,
+                    chromosome.len(),
+                    self.path.display(),
+                ),
+            ));
+        }
+        let found = chromosome[variant.pos as usize];
+        if variant.reference.as_bytes().first() != Some(&found) {
             return Err(data_error(
                 source,
                 variant.line,
@@ -318,7 +354,7 @@ impl ReferenceGenome {
                     variant.chrom,
                     variant.pos + 1,
                     self.path.display(),
-                    found.map(|b| (b as char).to_string()).unwrap_or_else(|| "nothing (past the end)".into())
+                    (found as char).to_string()
                 ),
             ));
         }
@@ -341,6 +377,23 @@ impl ReferenceGenome {
             offset,
         })
     }
+}
+
+/// Refuses a window that cannot hold the variant: `length` must be ≥ 1 and `offset` inside it.
+pub fn check_window(length: usize, offset: usize) -> Result<()> {
+    if length == 0 {
+        return Err(GenolensError::argument(
+            "--length 0",
+            "a window must hold the variant: give a length of at least 1 base",
+        ));
+    }
+    if offset >= length {
+        return Err(GenolensError::argument(
+            format!("--length {length}"),
+            format!("the variant's offset {offset} is outside a window of {length} bases"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

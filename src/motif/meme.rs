@@ -25,9 +25,10 @@ impl Motif {
 
 /// Reads every motif of a MEME file (plain text, DNA alphabet).
 ///
-/// Errors name the file and line: a matrix row without 4 numbers, a negative or non-numeric
-/// probability, a row that does not sum to 1 (± 0.01), a `w=` that disagrees with the rows, or a
-/// file with no motif at all.
+/// Errors name the file and line: a non-DNA alphabet (`ALPHABET=` other than ACGT / ACGU, a
+/// protein-like alphabet definition, `alength=` other than 4), a matrix row without 4 numbers, a
+/// negative or non-numeric probability, a row that does not sum to 1 (± 0.01), a `w=` that
+/// disagrees with the rows, or a file with no motif at all.
 pub fn read_meme(path: &Path) -> Result<Vec<Motif>> {
     let file = std::fs::File::open(path).map_err(|e| GenolensError::io(path, e))?;
     parse_meme(std::io::BufReader::new(file), path)
@@ -70,6 +71,10 @@ fn parse_meme(reader: impl BufRead, path: &Path) -> Result<Vec<Motif>> {
         let number = index + 1;
         let line = line.map_err(|e| GenolensError::io(path, e))?;
         let trimmed = line.trim();
+        if trimmed.starts_with("ALPHABET") {
+            check_alphabet(trimmed).map_err(|m| error(number, m))?;
+            continue;
+        }
         if let Some(rest) = trimmed.strip_prefix("MOTIF") {
             if let Some(done) = current.take() {
                 motifs.push(finish_motif(done, path)?);
@@ -93,6 +98,19 @@ fn parse_meme(reader: impl BufRead, path: &Path) -> Result<Vec<Motif>> {
             continue;
         };
         if trimmed.starts_with("letter-probability") {
+            let alength = declared_value(trimmed, "alength=").map_err(|m| error(number, m))?;
+            if let Some(alength) = alength {
+                if alength != 4 {
+                    return Err(error(
+                        number,
+                        format!(
+                            "motif {} has alength= {alength}; genolens reads DNA motifs, which \
+                             need alength= 4 (A C G T)",
+                            motif.id
+                        ),
+                    ));
+                }
+            }
             *width = declared_width(trimmed)
                 .map(Some)
                 .map_err(|m| error(number, m))?;
@@ -157,20 +175,57 @@ fn parse_meme(reader: impl BufRead, path: &Path) -> Result<Vec<Motif>> {
 }
 
 fn declared_width(line: &str) -> std::result::Result<usize, String> {
+    Ok(declared_value(line, "w=")?.unwrap_or(0))
+}
+
+/// The number after `key` (`w=`, `alength=`) on a `letter-probability matrix:` line, written
+/// `key N` or `keyN`; `None` when the line has no such key.
+fn declared_value(line: &str, key: &str) -> std::result::Result<Option<usize>, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    for pair in words.windows(2) {
-        if pair[0] == "w=" {
-            return pair[1]
-                .parse()
-                .map_err(|_| format!("width {:?} is not a number", pair[1]));
-        }
-        if let Some(value) = pair[0].strip_prefix("w=").filter(|v| !v.is_empty()) {
-            return value
-                .parse()
-                .map_err(|_| format!("width {value:?} is not a number"));
-        }
+    for (index, word) in words.iter().enumerate() {
+        let value = if *word == key {
+            match words.get(index + 1) {
+                Some(value) => *value,
+                None => continue,
+            }
+        } else {
+            match word.strip_prefix(key).filter(|v| !v.is_empty()) {
+                Some(value) => value,
+                None => continue,
+            }
+        };
+        return value
+            .parse::<usize>()
+            .map(Some)
+            .map_err(|_| format!("{key} {value:?} is not a number"));
     }
-    Ok(0)
+    Ok(None)
+}
+
+/// Accepts a DNA (or RNA, read as DNA) alphabet line: `ALPHABET= ACGT` / `ACGU` in any case or
+/// an alphabet definition header `ALPHABET "name" DNA-LIKE` / `RNA-LIKE`; refuses any other
+/// (protein, custom) alphabet, whose columns are not A C G T.
+fn check_alphabet(line: &str) -> std::result::Result<(), String> {
+    let rest = line.strip_prefix("ALPHABET").unwrap_or(line).trim_start();
+    if let Some(letters) = rest.strip_prefix('=') {
+        let letters = letters.trim();
+        return match letters.to_ascii_uppercase().as_str() {
+            "ACGT" | "ACGU" => Ok(()),
+            _ => Err(format!(
+                "ALPHABET= {letters:?} is not DNA; genolens reads DNA motifs (expected \
+                 ALPHABET= ACGT, or ACGU for RNA)"
+            )),
+        };
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.iter().any(|w| *w == "DNA-LIKE" || *w == "RNA-LIKE") {
+        return Ok(());
+    }
+    Err(format!(
+        "alphabet {:?} is not DNA; genolens reads DNA motifs (expected ALPHABET= ACGT or an \
+         alphabet definition marked DNA-LIKE)",
+        line
+    ))
 }
 
 fn finish_motif((line, motif, width): (usize, Motif, Option<usize>), path: &Path) -> Result<Motif> {

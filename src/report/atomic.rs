@@ -19,6 +19,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::create_dir_all(parent).map_err(|e| GenolensError::io(parent, e))?;
     }
     let temp = temp_path(path);
-    std::fs::write(&temp, bytes).map_err(|e| GenolensError::io(&temp, e))?;
-    std::fs::rename(&temp, path).map_err(|e| GenolensError::io(path, e))
+    crate::interrupt::register(&temp);
+    if let Err(e) = std::fs::write(&temp, bytes) {
+        let _ = std::fs::remove_file(&temp);
+        crate::interrupt::unregister(&temp);
+        return Err(GenolensError::io(&temp, e));
+    }
+    crate::interrupt::commit(&temp, path)
 }

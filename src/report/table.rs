@@ -41,6 +41,7 @@ impl<R: TableRow> TableWriter<R> {
         }
         let temp = temp_path(path);
         let file = File::create(&temp).map_err(|e| GenolensError::io(&temp, e))?;
+        crate::interrupt::register(&temp);
         let schema: SchemaRef = Arc::new(Schema::new(R::fields()));
         let metadata = provenance
             .key_values()
@@ -108,7 +109,7 @@ impl<R: TableRow> TableWriter<R> {
         self.flush()?;
         let writer = self.writer.take().expect("writer open until finish");
         writer.close().map_err(|e| parquet_error(&self.path, e))?;
-        std::fs::rename(&self.temp, &self.path).map_err(|e| GenolensError::io(&self.path, e))?;
+        crate::interrupt::commit(&self.temp, &self.path)?;
         Ok(self.written)
     }
 }
@@ -118,6 +119,7 @@ impl<R: TableRow> Drop for TableWriter<R> {
         if self.writer.is_some() {
             // Not finished (error or interruption): leave no half-written table behind.
             let _ = std::fs::remove_file(&self.temp);
+            crate::interrupt::unregister(&self.temp);
         }
     }
 }

@@ -76,11 +76,16 @@ impl KmerVocab {
             path: path.to_path_buf(),
             message,
         };
-        let ids: HashMap<String, u32> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
+        let mut ids: HashMap<String, u32> = HashMap::with_capacity(tokens.len());
+        for (line, token) in tokens.iter().enumerate() {
+            if let Some(first) = ids.insert(token.clone(), line as u32) {
+                return Err(fail(format!(
+                    "line {}: token {token:?} repeats line {} (a vocabulary must map ids one to one)",
+                    line + 1,
+                    first + 1
+                )));
+            }
+        }
         let special_id = |name: &str| {
             ids.get(name).copied().ok_or_else(|| {
                 fail(format!(
@@ -115,7 +120,7 @@ impl KmerVocab {
         }
         if kmers.len() != 4usize.pow(k as u32) {
             return Err(fail(format!(
-                "{} {k}-mers, expected all {}",
+                "{} distinct {k}-mers, expected all {}",
                 kmers.len(),
                 4usize.pow(k as u32)
             )));
