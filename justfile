@@ -128,3 +128,8 @@ bench ROUNDS="5" CASES="":
 # 80 = A100, 89 = L4/L40).
 build-cuda PREFIX CAP="90":
     CARGO_TARGET_DIR=target/cuda CUDA_ROOT={{PREFIX}} CUDA_HOME={{PREFIX}} CUDA_PATH={{PREFIX}} PATH={{PREFIX}}/bin:$PATH LIBRARY_PATH={{PREFIX}}/lib:{{PREFIX}}/lib/stubs CUDA_COMPUTE_CAP={{CAP}} CUDAFORGE_THREADS=2 cargo build --release --features cuda --bins
+
+# Fuzz a parser (TARGET: fasta, sequence_table, parquet_table, vcf_windows, qtl_table, bed, meme,
+# config_json, vocab, tokenizer_input, safetensors_header, or all) for SECONDS each; see README.
+fuzz TARGET SECONDS="60":
+    scripts/fuzz.sh {{TARGET}} {{SECONDS}}

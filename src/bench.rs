@@ -23,6 +23,9 @@ pub enum BenchShape {
     /// A mini DNABERT-6 shape: 6 layers, hidden 256, 8 heads, MLP 1024, vocab 4101 (the default
     /// models' shape until they were retrained on the CPU at hidden 128; kept so bench rows compare).
     Mini,
+    /// The committed default models' shape (`data/models/mini-dnabert6*`): 6 layers, hidden 128,
+    /// 4 heads, MLP 512, vocab 4101.
+    Default,
     /// No model: the JASPAR 2024 CORE vertebrate motifs (879), the `tomtom` case's database.
     Jaspar,
     /// DNABERT-2-117M's shape (12 × 768, 12 heads, GEGLU 3072, vocab 4096), weights written by
@@ -34,16 +37,17 @@ pub enum BenchShape {
 }
 
 impl BenchShape {
-    /// Parses `bert-base` or `mini`.
+    /// Parses a shape name (`bert-base`, `mini`, `default`, ...).
     pub fn parse(name: &str) -> Result<Self> {
         match name {
             "bert-base" => Ok(BenchShape::BertBase),
             "mini" => Ok(BenchShape::Mini),
+            "default" => Ok(BenchShape::Default),
             "jaspar" => Ok(BenchShape::Jaspar),
             "dnabert2-117m" => Ok(BenchShape::Dnabert2),
             "nt-v2-50m" => Ok(BenchShape::NtV2),
             _ => Err(bench_error(format!(
-                "unknown shape {name:?} (bert-base, mini, jaspar, dnabert2-117m, nt-v2-50m)"
+                "unknown shape {name:?} (bert-base, mini, default, jaspar, dnabert2-117m, nt-v2-50m)"
             ))),
         }
     }
@@ -53,6 +57,7 @@ impl BenchShape {
         match self {
             BenchShape::BertBase => "bert-base",
             BenchShape::Mini => "mini",
+            BenchShape::Default => "default",
             BenchShape::Jaspar => "jaspar",
             BenchShape::Dnabert2 => "dnabert2-117m",
             BenchShape::NtV2 => "nt-v2-50m",
@@ -64,6 +69,7 @@ impl BenchShape {
         match self {
             BenchShape::BertBase => Some(ModelConfig::bert(4101, 12, 768, 12, 3072, 512)),
             BenchShape::Mini => Some(ModelConfig::bert(4101, 6, 256, 8, 1024, 512)),
+            BenchShape::Default => Some(ModelConfig::bert(4101, 6, 128, 4, 512, 512)),
             BenchShape::Jaspar | BenchShape::Dnabert2 | BenchShape::NtV2 => None,
         }
     }
@@ -84,7 +90,7 @@ pub fn weights_dir(root: &Path, shape: BenchShape, head: &str) -> PathBuf {
 /// Writes seeded random weights (HF layout, safetensors) for every shape with a classifier and an
 /// MLM head, plus the FASTA inputs of the embed cases.
 pub fn make_inputs(root: &Path, seed: u64) -> Result<()> {
-    for shape in [BenchShape::BertBase, BenchShape::Mini] {
+    for shape in [BenchShape::BertBase, BenchShape::Mini, BenchShape::Default] {
         for (head, kind) in [
             ("cls", HeadKind::SequenceClassification { num_labels: 2 }),
             ("mlm", HeadKind::MaskedLm),

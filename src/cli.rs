@@ -27,6 +27,10 @@ pub struct Cli {
     /// Seed for every random choice (same seed, same inputs -> identical tables).
     #[arg(long, default_value_t = 0, global = true)]
     pub seed: u64,
+    /// Reproduce DNABERT's pretraining-time MLM logits (its transformers 2.5 fork added the
+    /// output bias twice): applies to every model a command loads.
+    #[arg(long, global = true)]
+    pub legacy_double_bias: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -115,9 +119,6 @@ pub struct InspectArgs {
     /// committed mini-dnabert6-promoters).
     #[arg(long, default_value = crate::defaults::MODEL)]
     pub model: String,
-    /// Reproduce DNABERT's pretraining-time MLM logits (output bias added twice).
-    #[arg(long)]
-    pub legacy_double_bias: bool,
 }
 
 /// Arguments of `genolens embed`.
@@ -176,7 +177,7 @@ pub struct TokenizeArgs {
 impl TokenizeArgs {
     /// Tokenizes the sequences into tokens.parquet.
     pub fn run(self, globals: &Globals) -> anyhow::Result<crate::commands::tokenize::Tokenized> {
-        let loaded = load_model(&self.model, LoadOptions::default())?;
+        let loaded = load_model(&self.model, globals.load_options())?;
         let out = self
             .out
             .unwrap_or_else(|| crate::commands::tokenize::default_out(&self.data));
@@ -464,6 +465,19 @@ pub struct Globals {
     pub seed: u64,
     /// Where to compute.
     pub device: Device,
+    /// `--legacy-double-bias`: DNABERT's pretraining-time MLM logits.
+    pub legacy_double_bias: bool,
+}
+
+impl Globals {
+    /// Load options for every model a command loads.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            device: self.device.clone(),
+            legacy_double_bias: self.legacy_double_bias,
+            ..Default::default()
+        }
+    }
 }
 
 impl Cli {
@@ -489,6 +503,7 @@ impl Cli {
         Ok(Globals {
             seed: self.seed,
             device: crate::device::parse_device(&self.device)?,
+            legacy_double_bias: self.legacy_double_bias,
         })
     }
 }
@@ -500,12 +515,7 @@ fn load_model(model: &str, options: LoadOptions) -> anyhow::Result<LoadedModel> 
 impl InspectArgs {
     /// The model's description (config, head, hooks, tokenizer).
     pub fn run(self, globals: &Globals) -> anyhow::Result<String> {
-        let options = LoadOptions {
-            legacy_double_bias: self.legacy_double_bias,
-            device: globals.device.clone(),
-            ..Default::default()
-        };
-        let loaded = load_model(&self.model, options)?;
+        let loaded = load_model(&self.model, globals.load_options())?;
         Ok(crate::commands::inspect::describe(&loaded))
     }
 }
@@ -530,11 +540,7 @@ impl EmbedArgs {
 
     /// Embeds the sequences.
     pub fn run(self, globals: &Globals) -> anyhow::Result<Embedded> {
-        let options = LoadOptions {
-            device: globals.device.clone(),
-            ..Default::default()
-        };
-        let loaded = load_model(&self.model, options)?;
+        let loaded = load_model(&self.model, globals.load_options())?;
         let settings = self.settings(globals);
         let counts = run_embed(&loaded, &settings)?;
         Ok(Embedded {
@@ -570,11 +576,7 @@ impl fmt::Display for Embedded {
 impl EvaluateArgs {
     /// Evaluates the classifier (and appends the result to its card when asked).
     pub fn run(self, globals: &Globals) -> anyhow::Result<Evaluated> {
-        let options = LoadOptions {
-            device: globals.device.clone(),
-            ..Default::default()
-        };
-        let loaded = load_model(&self.model, options)?;
+        let loaded = load_model(&self.model, globals.load_options())?;
         let data = crate::commands::evaluate::resolve_data(&loaded, self.data.as_deref())?;
         let evaluation = crate::commands::evaluate::run_evaluate(&loaded, &data, self.batch_size)?;
         let markdown = evaluation.markdown(&data);
@@ -657,6 +659,7 @@ impl ExperimentArgs {
             run_id: self.run_id,
             seed: globals.seed,
             device: globals.device.clone(),
+            legacy_double_bias: globals.legacy_double_bias,
             model: self.model,
             data: self.data,
             split: self.split,
@@ -1412,6 +1415,7 @@ fn command_settings(
     let mut settings = RunSettings::new("reports");
     settings.seed = globals.seed;
     settings.device = globals.device.clone();
+    settings.legacy_double_bias = globals.legacy_double_bias;
     settings.model = Some(model);
     settings.data = data;
     settings.out_dir = Some(out);

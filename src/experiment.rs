@@ -102,6 +102,8 @@ pub struct RunSettings {
     pub seed: u64,
     /// Where to compute.
     pub device: Device,
+    /// DNABERT's pretraining-time MLM logits (output bias added twice) for every model loaded.
+    pub legacy_double_bias: bool,
     /// Model override (folder or hub id) for experiments that accept one.
     pub model: Option<String>,
     /// Data override for experiments that accept one.
@@ -130,6 +132,7 @@ impl RunSettings {
             run_id: None,
             seed: 0,
             device: Device::Cpu,
+            legacy_double_bias: false,
             model: None,
             data: None,
             split: None,
@@ -244,7 +247,7 @@ impl ExperimentContext {
         let options = LoadOptions {
             device: self.device.clone(),
             head,
-            ..Default::default()
+            legacy_double_bias: self.settings.legacy_double_bias,
         };
         let loaded = crate::model::load(&id, &options)?;
         self.provenance = self.provenance.clone().with_model(&loaded.source);
@@ -262,6 +265,9 @@ impl ExperimentContext {
         }
         self.set_config("models", models);
         self.set_config("model", id);
+        if self.settings.legacy_double_bias {
+            self.set_config("legacy_double_bias", true);
+        }
         let training_data = crate::datasets::model_data::recorded_training_data(&loaded)?;
         self.model = Some((
             loaded.model.config().clone(),

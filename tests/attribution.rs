@@ -98,7 +98,8 @@ fn gradient_x_input_and_integrated_gradients_match_captum() {
         })
         .collect();
     let worst = max_difference(&gxi, &rows(&reference["grad_x_input"]));
-    assert!(worst <= 1e-4, "gradient × input vs captum: {worst:e}");
+    // README: within 5e-8 per token (measured; values up to 0.07); the test allows 1e-6.
+    assert!(worst <= 1e-6, "gradient × input vs captum: {worst:e}");
     eprintln!("gradient × input: worst |genolens − captum| {worst:.2e}");
 
     let special = loaded.tokenizer.special();
@@ -140,7 +141,8 @@ fn gradient_x_input_and_integrated_gradients_match_captum() {
             .collect();
         let worst = max_difference(&scores, &expected);
         let label = format!("{} / {}", case["method"], case["baseline"]);
-        assert!(worst <= 1e-4, "IG {label} vs captum: {worst:e}");
+        // README: within 5e-8 per token (measured; values up to 0.14); the test allows 1e-6.
+        assert!(worst <= 1e-6, "IG {label} vs captum: {worst:e}");
         for (row, result) in results.iter().enumerate() {
             let total: f64 = expected[row].iter().sum();
             // captum's convergence delta, Σ attributions − (f(x) − f(x′)), on the same footing.
@@ -188,8 +190,9 @@ fn ism_matches_a_direct_loop_of_hf_forwards() {
         for (p, (ours, theirs)) in result.deltas.iter().zip(&expected).enumerate() {
             for (b, (x, y)) in ours.iter().zip(theirs).enumerate() {
                 worst = worst.max((x - y).abs());
+                // README: within 2e-7 (measured); the test allows 2e-6.
                 assert!(
-                    (x - y).abs() <= 1e-5,
+                    (x - y).abs() <= 2e-6,
                     "{id} position {p} base {b}: {x} vs {y}"
                 );
             }
@@ -265,7 +268,8 @@ fn attention_score_rollout_and_gradcam_match_the_published_formulas_on_hf_attent
             .fold(0.0f64, |m, v| m.max(v.abs()));
         assert!(scale > 0.0, "{method}: the reference is all zero");
         let worst = max_difference(&ours, &expected) / scale;
-        assert!(worst <= 1e-5, "{method}: relative {worst:e}");
+        // README: within 5e-7 of the largest value (measured); the test allows 5e-6.
+        assert!(worst <= 5e-6, "{method}: relative {worst:e}");
         eprintln!("{method}: worst |genolens − reference| / max {worst:.2e}");
     }
 }
@@ -351,7 +355,8 @@ fn attnlrp_and_cp_lrp_match_lxt_efficient_bert() {
         let scores: Vec<Vec<f32>> = ours.iter().map(|r| r.scores.clone()).collect();
         let difference = max_difference(&scores, &expected);
         eprintln!("{key}: max |ours − LXT| = {difference:.2e}");
-        assert!(difference <= 1e-5, "{key}: max |ours − LXT| = {difference}");
+        // README: within 3e-8 (AttnLRP) and 6e-8 (CP-LRP) per token measured; 1e-6 allowed.
+        assert!(difference <= 1e-6, "{key}: max |ours − LXT| = {difference}");
         for (row, (result, want)) in ours.iter().zip(&expected).enumerate() {
             let r = pearson(&result.scores, want);
             assert!(r >= 0.999, "{key} row {row}: Pearson {r}");
@@ -379,7 +384,8 @@ fn chefer_lrp_conserves_relevance_and_batches_like_single_sequences() {
     for sums in relevance.input_sums().unwrap() {
         let total: f64 = sums.iter().map(|&v| f64::from(v)).sum();
         eprintln!("Σ full LRP relevance = {total}");
-        assert!((total - 1.0).abs() < 1e-5, "Σ R = {total}");
+        // README: within 4e-7 (measured); the test allows 4e-6.
+        assert!((total - 1.0).abs() < 4e-6, "Σ R = {total}");
     }
     let lrp = relevance.rollout(0).unwrap();
     let last = relevance.last_layer().unwrap();

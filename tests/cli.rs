@@ -1115,3 +1115,58 @@ fn ablation_heads_runs_on_the_committed_fly_core_classifier() {
     assert_eq!(sets.rows(), 1 + 6 * 22);
     assert!(dir.join("figures/ablation_accuracy.svg").is_file());
 }
+
+/// `--legacy-double-bias` reaches every command that produces MLM logits: `embed` at
+/// `hook_logits` moves each logit by the decoder bias once more.
+#[test]
+fn legacy_double_bias_reaches_embedded_logits() {
+    let model = fixture_model("tiny-mlm-k3");
+    let dir = tempfile::tempdir().unwrap();
+    let fasta = dir.path().join("one.fa");
+    std::fs::write(&fasta, ">s\nACGTACGTTGCA\n").unwrap();
+    let embed = |out: &str, legacy: bool| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            fasta.to_str().unwrap(),
+            "--hook",
+            "hook_logits",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if legacy {
+            args.push("--legacy-double-bias");
+        }
+        let run = genolens(&args);
+        assert!(run.status.success(), "{}", text(&run));
+        genolens::report::ParquetTable::read(&out.join("embeddings.parquet"))
+            .unwrap()
+            .f64s("value")
+            .unwrap()
+    };
+    let (modern, legacy) = (embed("modern", false), embed("legacy", true));
+    let record = std::fs::read_to_string(dir.path().join("legacy/run.json")).unwrap();
+    assert!(record.contains("\"legacy_double_bias\": true"), "{record}");
+    let loaded = genolens::model::load_dir(
+        &model,
+        "tiny-mlm-k3",
+        &genolens::model::LoadOptions::default(),
+    )
+    .unwrap();
+    let bias: Vec<f32> = loaded.model.named_parameters()["cls.predictions.bias"]
+        .to_vec1()
+        .unwrap();
+    assert_eq!(modern.len(), legacy.len());
+    // Pooled logits: per vocabulary entry, the pooled difference is that entry's bias.
+    assert_eq!(modern.len() % bias.len(), 0, "{} values", modern.len());
+    for (index, (a, b)) in modern.iter().zip(&legacy).enumerate() {
+        let expected = f64::from(bias[index % bias.len()]);
+        assert!(
+            (b - a - expected).abs() < 1e-4,
+            "{index}: {a} {b} {expected}"
+        );
+    }
+}

@@ -11,20 +11,41 @@ use genolens::train::classify::evaluate_classifier;
 use genolens::train::corpus::Corpus;
 use genolens::train::mlm::MlmValidation;
 
-/// The first `n` test rows of a committed dataset.
-fn test_rows(dataset: &str, n: usize) -> Vec<SequenceRow> {
+/// Every test row of a committed dataset.
+fn test_rows(dataset: &str) -> Vec<SequenceRow> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dataset);
     read_sequence_rows(&path)
         .unwrap()
         .into_iter()
         .filter(|r| r.split == "test")
-        .take(n)
         .collect()
 }
 
-fn held_out_auroc(model: &str, dataset: &str) -> f64 {
+/// The test AUROC and accuracy a classifier's card states ("Test split: AUROC **0.750** (…),
+/// accuracy 0.677").
+fn card_test_figures(model: &str) -> (f64, f64) {
+    let card = std::fs::read_to_string(format!("{model}/MODEL.md")).unwrap();
+    let line = card
+        .lines()
+        .find(|l| l.starts_with("Test split: AUROC **"))
+        .expect("the card states its test AUROC");
+    let auroc = line.split("**").nth(1).unwrap().parse().unwrap();
+    let accuracy = line
+        .rsplit("accuracy ")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (auroc, accuracy)
+}
+
+/// Recomputes a classifier's test AUROC and accuracy on the whole test split, as its card did.
+/// The models are deterministic, so the card's three printed decimals come back: the test allows
+/// the rounding of the third decimal (5e-4) and nothing more.
+fn reproduces_its_card(model: &str, dataset: &str) {
     let loaded = load(model, &LoadOptions::default()).unwrap();
-    let rows = test_rows(dataset, 96);
+    let rows = test_rows(dataset);
     let refs: Vec<&SequenceRow> = rows.iter().collect();
     let evaluation = evaluate_classifier(
         &loaded.model,
@@ -34,21 +55,35 @@ fn held_out_auroc(model: &str, dataset: &str) -> f64 {
         loaded.model.device(),
     )
     .unwrap();
-    evaluation.auroc.value
+    let (auroc, accuracy) = card_test_figures(model);
+    eprintln!(
+        "{model}: {} test rows, AUROC {:.5} (card {auroc}), accuracy {:.5} (card {accuracy})",
+        rows.len(),
+        evaluation.auroc.value,
+        evaluation.accuracy
+    );
+    assert!(
+        (evaluation.auroc.value - auroc).abs() <= 5e-4 + 1e-9,
+        "{model}: test AUROC {} vs the card's {auroc}",
+        evaluation.auroc.value
+    );
+    assert!(
+        (evaluation.accuracy - accuracy).abs() <= 5e-4 + 1e-9,
+        "{model}: test accuracy {} vs the card's {accuracy}",
+        evaluation.accuracy
+    );
 }
 
 #[test]
 fn the_promoter_classifier_separates_held_out_promoters() {
-    let auroc = held_out_auroc(defaults::PROMOTER_MODEL, "data/human-promoters.parquet");
-    // MODEL.md: 0.750 on the whole test split (1 088 windows); chance is 0.5.
-    assert!(auroc > 0.65, "AUROC {auroc}");
+    // MODEL.md: AUROC 0.750 on the whole test split (1 088 windows); chance is 0.5.
+    reproduces_its_card(defaults::PROMOTER_MODEL, "data/human-promoters.parquet");
 }
 
 #[test]
 fn the_tf_classifier_separates_held_out_oct4_and_mafk_peaks() {
-    let auroc = held_out_auroc(defaults::TF_MODEL, "data/tf-oct4-mafk.parquet");
-    // MODEL.md: 0.981 on the whole test split (1 374 peaks).
-    assert!(auroc > 0.95, "AUROC {auroc}");
+    // MODEL.md: AUROC 0.981 on the whole test split (1 374 peaks).
+    reproduces_its_card(defaults::TF_MODEL, "data/tf-oct4-mafk.parquet");
 }
 
 #[test]
@@ -104,8 +139,10 @@ fn the_pretrained_model_beats_the_kmer_frequency_baseline_on_held_out_chr20() {
         "{} masked tokens",
         evaluation.tokens
     );
+    // The card's 0.605 (baseline 0.303) is on 256 windows of the held-out corpus, which is not
+    // committed; on this fixture the test asks for at least half the card's margin.
     assert!(
-        evaluation.accuracy > baseline + 0.03,
+        evaluation.accuracy > baseline + 0.15,
         "masked-token accuracy {:.4} vs the k-mer frequency baseline {baseline:.4}",
         evaluation.accuracy
     );
@@ -113,7 +150,6 @@ fn the_pretrained_model_beats_the_kmer_frequency_baseline_on_held_out_chr20() {
 
 #[test]
 fn the_fly_core_classifier_separates_held_out_core_promoters() {
-    let auroc = held_out_auroc(defaults::FLY_CORE_MODEL, "data/fly-core-promoters.parquet");
-    // MODEL.md: 0.835 on the whole test split (7 896 windows).
-    assert!(auroc > 0.7, "AUROC {auroc}");
+    // MODEL.md: AUROC 0.835 on the whole test split (7 896 windows).
+    reproduces_its_card(defaults::FLY_CORE_MODEL, "data/fly-core-promoters.parquet");
 }

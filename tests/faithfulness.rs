@@ -302,12 +302,14 @@ fn tomtom_agrees_with_memelite() {
                 "{kind}: score {} vs {score}",
                 o.grid_score
             );
-            // The exact median moves a column's grid by at most one step now and then.
-            assert!(ratio < 3.0, "{kind}: p {} vs memelite {p}", o.p_value);
+            // The exact median moves a column's grid by at most one step now and then. README:
+            // every pair within 1.8× (measured); the test allows 2×.
+            assert!(ratio < 2.0, "{kind}: p {} vs memelite {p}", o.p_value);
             worst_any = worst_any.max(ratio);
             if o.grid_score == score {
+                // README: within 1.14× at equal score (measured); the test allows 1.2×.
                 assert!(
-                    ratio < 1.35,
+                    ratio < 1.2,
                     "{kind}: p {} vs memelite {p} at equal score",
                     o.p_value
                 );

@@ -58,8 +58,10 @@ fn classifier_gradient_at_the_word_embeddings_matches_torch() {
         let scale = largest_magnitude(theirs);
         eprintln!("{name}: embedding gradient max error {error:.2e} (largest value {scale:.2e})");
         assert!(scale > 1e-3, "{name}: the reference gradient is degenerate");
+        // README: worst 1.5e-7 measured (values up to 0.49); 1e-6 leaves room for another
+        // machine's summation order.
         assert!(
-            error <= 1e-5 + 1e-4 * scale,
+            error <= 1e-6,
             "{name}: embedding gradient differs from torch by {error:e}"
         );
     }
@@ -146,6 +148,6 @@ fn mlm_loss_gradient_at_every_parameter_matches_torch() {
             "{name}: {compared} parameter gradients; largest relative error {:.1e} ({})",
             worst.1, worst.0
         );
-        assert!(compared >= 40, "{name}: only {compared} gradients compared");
+        assert_eq!(compared, 42, "{name}: gradients compared");
     }
 }

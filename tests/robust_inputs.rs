@@ -482,3 +482,26 @@ fn zero_limits_and_batch_sizes_are_refused_and_failed_embeds_leave_no_folder() {
         "a folder the run did not create must stay"
     );
 }
+
+/// Fuzzing regression (fuzz/parquet_table): a Parquet file whose column chunk metadata gives a
+/// negative start made the `parquet` crate assert; it is now an error naming the file.
+#[test]
+fn a_parquet_file_the_reader_panics_on_is_an_error_naming_it() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz/parquet-negative-column-start.parquet");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("embed");
+    let message = refused(
+        &[
+            "embed",
+            "--model",
+            s(&fixture_model("tiny-cls-k3")),
+            "--data",
+            s(&path),
+            "--out",
+            s(&out),
+        ],
+        &["parquet-negative-column-start.parquet", "malformed Parquet file"],
+    );
+    assert!(!message.contains("panicked"), "{message}");
+}

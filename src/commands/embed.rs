@@ -134,6 +134,9 @@ fn embed_into(loaded: &LoadedModel, settings: &EmbedSettings) -> Result<Tokeniza
     counts.warn_if_unknown();
     let mut config = serde_json::to_value(settings).expect("settings serialise");
     config["tokenization"] = serde_json::to_value(&counts).expect("counts serialise");
+    if loaded.model.config().legacy_double_bias {
+        config["legacy_double_bias"] = true.into();
+    }
     RunRecord {
         provenance,
         command: "embed".into(),

@@ -3,6 +3,7 @@
 pub mod arrow_values;
 pub mod bed;
 pub mod fasta;
+pub mod guard;
 pub mod table;
 pub mod variants;
 

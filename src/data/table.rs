@@ -43,16 +43,20 @@ pub fn column_names(path: &Path) -> Result<Option<Vec<String>>> {
         FileKind::Tsv => b'\t',
         FileKind::Fasta | FileKind::Other => return Ok(None),
         FileKind::Parquet => {
-            let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| data_error(path, 0, format!("not a readable Parquet file: {e}")))?;
-            let names = builder
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            return Ok(Some(names));
+            return crate::data::guard::parquet_guarded(path, || {
+                let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
+                let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+                    data_error(path, 0, format!("not a readable Parquet file: {e}"))
+                })?;
+                Ok(Some(
+                    builder
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect(),
+                ))
+            });
         }
     };
     let mut reader = csv::ReaderBuilder::new()
@@ -145,6 +149,10 @@ pub fn read_delimited(path: &Path, delimiter: u8, columns: &TableColumns) -> Res
 
 /// Streams a Parquet table (string sequence column; string or integer id/label columns).
 pub fn read_parquet(path: &Path, columns: &TableColumns) -> Result<ExampleStream> {
+    crate::data::guard::parquet_guarded(path, || read_parquet_unguarded(path, columns))
+}
+
+fn read_parquet_unguarded(path: &Path, columns: &TableColumns) -> Result<ExampleStream> {
     let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| data_error(path, 0, format!("not a readable Parquet file: {e}")))?;
@@ -167,6 +175,18 @@ pub fn read_parquet(path: &Path, columns: &TableColumns) -> Result<ExampleStream
     let mut row_offset = 0usize;
     // The row of every id read so far: a repeated id is refused, naming both rows.
     let mut seen_ids: HashMap<String, usize> = HashMap::new();
+    // Each batch is decoded under the guard too: a malformed page can panic the decoder.
+    let mut reader = reader;
+    let guard_path = path.clone();
+    let reader = std::iter::from_fn(move || {
+        crate::data::guard::parquet_guarded(&guard_path, || Ok(reader.next())).unwrap_or_else(
+            |error| {
+                Some(Err(arrow_schema::ArrowError::ExternalError(Box::new(
+                    error,
+                ))))
+            },
+        )
+    });
     let batches = reader.flat_map(move |batch| {
         let examples = batch
             .map_err(|e| data_error(&path, 0, e.to_string()))

@@ -1,6 +1,7 @@
 //! Log-odds scoring matrices and exact p-values of their scores.
 //!
-//! Conventions follow memelite's FIMO (the reference the tests compare with, to 1e-6 relative):
+//! Conventions follow memelite's FIMO (the reference the tests compare with: identical p-values,
+//! scores within 1e-14 bits):
 //! score = Σ log2((p + ε) / 0.25) over the window's columns (N and other letters add 0), and the
 //! p-value of a score is the exact upper tail of the score distribution under a uniform background
 //! once each log-odds is rounded to a grid of `bin_size` bits. A finer grid gives p-values closer

@@ -37,6 +37,10 @@ pub struct ParquetTable {
 impl ParquetTable {
     /// Reads the whole file.
     pub fn read(path: &Path) -> Result<Self> {
+        crate::data::guard::parquet_guarded(path, || Self::read_unguarded(path))
+    }
+
+    fn read_unguarded(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
         let builder =
             ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;

@@ -20,10 +20,13 @@ CASES = [
     "forward:bert-base:16x200",
     "forward:bert-base:4x512",
     "forward:mini:16x200",
+    "forward:default:16x200",
     "backward:bert-base:16x200",
     "backward:bert-base:4x512",
     "backward:mini:16x200",
     "train-step:mini:16x200",
+    "backward:default:16x200",
+    "train-step:default:16x200",
     "embed:mini:1000",
     "embed:mini:10000",
     "patch-sweep:mini:2x200",
@@ -366,7 +369,7 @@ def worker(case, root):
         # Adam at lr 1e-3: `steps` steps of `batch` rows of the shape's hidden width, 8× latents,
         # rows drawn in a shuffled order from the same deterministic matrix genolens trains on.
         batch, steps = map(int, size.split("x"))
-        d = {"mini": 256, "bert-base": 768}[shape]
+        d = {"default": 128, "mini": 256, "bert-base": 768}[shape]
         m = 8 * d
         x = torch.tensor(sae_rows(batch * steps, d))
         generator = torch.Generator().manual_seed(0)
