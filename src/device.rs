@@ -6,10 +6,7 @@ use crate::error::{GenolensError, Result};
 
 /// Parses a device name.
 pub fn parse_device(name: &str) -> Result<Device> {
-    let fail = |message: String| GenolensError::Hook {
-        hook: format!("--device {name}"),
-        message,
-    };
+    let fail = |message: String| GenolensError::argument(format!("--device {name}"), message);
     match name {
         "cpu" => Ok(Device::Cpu),
         _ if name == "cuda" || name.starts_with("cuda:") => {

@@ -501,7 +501,26 @@ fn a_parquet_file_the_reader_panics_on_is_an_error_naming_it() {
             "--out",
             s(&out),
         ],
-        &["parquet-negative-column-start.parquet", "malformed Parquet file"],
+        &[
+            "parquet-negative-column-start.parquet",
+            "malformed Parquet file",
+        ],
     );
     assert!(!message.contains("panicked"), "{message}");
+}
+
+/// A bad `--device` names the option, not a hook.
+#[test]
+fn a_bad_device_names_the_option() {
+    let message = refused(
+        &[
+            "--device",
+            "gpu",
+            "inspect",
+            "--model",
+            s(&fixture_model("tiny-cls-k3")),
+        ],
+        &["--device gpu", "expected cpu, cuda or cuda:N"],
+    );
+    assert!(!message.contains("hook"), "{message}");
 }
