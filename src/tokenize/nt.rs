@@ -52,16 +52,7 @@ impl NtTokenizer {
             path: path.to_path_buf(),
             message,
         };
-        let mut ids = HashMap::with_capacity(tokens.len());
-        for (line, token) in tokens.iter().enumerate() {
-            if let Some(first) = ids.insert(token.clone(), line as u32) {
-                return Err(fail(format!(
-                    "line {}: token {token:?} repeats line {} (a vocabulary must map ids one to one)",
-                    line + 1,
-                    first + 1
-                )));
-            }
-        }
+        let ids = crate::tokenize::vocab::one_to_one_ids(&tokens).map_err(fail)?;
         let id = |token: &str| -> Result<u32> {
             let id = *ids.get(token).ok_or_else(|| {
                 fail(format!(

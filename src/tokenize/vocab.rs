@@ -76,16 +76,7 @@ impl KmerVocab {
             path: path.to_path_buf(),
             message,
         };
-        let mut ids: HashMap<String, u32> = HashMap::with_capacity(tokens.len());
-        for (line, token) in tokens.iter().enumerate() {
-            if let Some(first) = ids.insert(token.clone(), line as u32) {
-                return Err(fail(format!(
-                    "line {}: token {token:?} repeats line {} (a vocabulary must map ids one to one)",
-                    line + 1,
-                    first + 1
-                )));
-            }
-        }
+        let ids = one_to_one_ids(&tokens).map_err(fail)?;
         let special_id = |name: &str| {
             ids.get(name).copied().ok_or_else(|| {
                 fail(format!(
@@ -170,6 +161,24 @@ impl KmerVocab {
         text.push('\n');
         text
     }
+}
+
+/// The id of every token (its line index), refusing a token listed twice: a vocabulary must map
+/// ids one to one. The error names both 1-based lines.
+pub(crate) fn one_to_one_ids(
+    tokens: &[String],
+) -> std::result::Result<HashMap<String, u32>, String> {
+    let mut ids = HashMap::with_capacity(tokens.len());
+    for (line, token) in tokens.iter().enumerate() {
+        if let Some(first) = ids.insert(token.clone(), line as u32) {
+            return Err(format!(
+                "line {}: token {token:?} repeats line {} (a vocabulary must map ids one to one)",
+                line + 1,
+                first + 1
+            ));
+        }
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]
