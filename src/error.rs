@@ -136,6 +136,14 @@ pub enum GenolensError {
         /// The arrow/parquet error.
         message: String,
     },
+    /// Reading a Parquet table failed (malformed file, missing or mistyped column).
+    #[error("{path}: reading Parquet: {message}")]
+    ParquetRead {
+        /// The table file.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        message: String,
+    },
     /// A tensor operation failed (shape bug or device error).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -402,6 +402,53 @@ fn fasta_refuses_non_dna_symbols_naming_file_line_and_column() {
     assert!(!out.exists(), "a failed embed left its --out folder");
 }
 
+/// CSV, TSV and Parquet sequence tables refuse U, `-` and `*` where the table is read: file,
+/// line (CSV/TSV) or row (Parquet), the character, its position and the column.
+#[test]
+fn sequence_tables_refuse_non_dna_symbols_naming_file_row_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(dir.path(), "rna.csv", "id,sequence\nok,ACGT\nr,ACGU\n");
+    refused(
+        &["data", "info", s(&csv)],
+        &["rna.csv:3", "'U'", "position 4", "\"sequence\"", "RNA?"],
+    );
+    let tsv = write(dir.path(), "gap.tsv", "id\tsequence\ng\tAC-GT\n");
+    refused(
+        &["data", "info", s(&tsv)],
+        &["gap.tsv:2", "'-'", "position 3", "alignment?"],
+    );
+    let parquet = dir.path().join("stop.parquet");
+    write_parquet(
+        &parquet,
+        &[
+            ("id", vec!["a", "b", "c"]),
+            ("sequence", vec!["ACGT", "acgtn", "ACG*T"]),
+        ],
+    );
+    let out = dir.path().join("embedded");
+    refused(
+        &[
+            "embed",
+            "--model",
+            s(&fixture_model("tiny-cls-k3")),
+            "--data",
+            s(&parquet),
+            "--out",
+            s(&out),
+        ],
+        &["stop.parquet", "row 3", "'*'", "position 4"],
+    );
+    assert!(!out.exists(), "a failed embed left its --out folder");
+    // IUPAC codes in either case still read from a table.
+    let iupac = write(
+        dir.path(),
+        "iupac.csv",
+        "id,sequence\ni,ACGTNRYSWKMBDHVacgtnryswkmbdhv\n",
+    );
+    let output = genolens(&["data", "info", s(&iupac)]);
+    assert!(output.status.success(), "{}", text(&output));
+}
+
 #[test]
 fn zero_limits_and_batch_sizes_are_refused_and_failed_embeds_leave_no_folder() {
     let dir = tempfile::tempdir().unwrap();
@@ -507,6 +554,34 @@ fn a_parquet_file_the_reader_panics_on_is_an_error_naming_it() {
         ],
     );
     assert!(!message.contains("panicked"), "{message}");
+}
+
+/// Fuzzing regression (fuzz/parquet_table): a 4 KiB Parquet file whose dictionary page header
+/// claims far more entries than the page holds made the reader allocate gigabytes; it is now
+/// refused before anything is decoded, naming the file, the column and the claim.
+#[test]
+fn a_parquet_dictionary_claiming_more_than_it_holds_is_refused() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/parquet-oom-open.parquet");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("embed");
+    refused(
+        &[
+            "embed",
+            "--model",
+            s(&fixture_model("tiny-cls-k3")),
+            "--data",
+            s(&path),
+            "--out",
+            s(&out),
+        ],
+        &[
+            "parquet-oom-open.parquet",
+            "malformed Parquet file",
+            "dictionary page claiming",
+        ],
+    );
+    assert!(!out.exists(), "a refused run leaves no --out folder");
 }
 
 /// A bad `--device` names the option, not a hook.

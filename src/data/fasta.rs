@@ -104,27 +104,20 @@ impl FastaReader {
                         format!("sequence line before any '>' header: {:?}", truncate(text)),
                     ));
                 }
-                if let Some((offset, bad)) =
-                    text.char_indices().find(|(_, c)| !is_nucleotide_symbol(*c))
-                {
+                if let Some(bad) = first_non_base(text.trim_end()) {
                     let id = self
                         .pending_header
                         .as_ref()
                         .map(|(id, _)| id.as_str())
                         .unwrap_or_default();
-                    let hint = match bad {
-                        'U' | 'u' => "; RNA? write T for U",
-                        '-' | '.' => "; an alignment? remove the gaps",
-                        '*' => "; '*' (a stop or deletion) is not a base",
-                        _ => "",
-                    };
                     return Err(self.error(
                         self.line_number,
                         format!(
-                            "record {id:?}: character {bad:?} at column {} is not a DNA base \
-                             (expected A, C, G, T, N or an IUPAC ambiguity code R Y S W K M B D H V, \
-                             any case{hint})",
-                            offset + 1
+                            "record {id:?}: character {:?} at column {} is not a DNA base \
+                             ({})",
+                            bad.symbol,
+                            bad.position,
+                            bad.expected()
                         ),
                     ));
                 }
@@ -143,6 +136,40 @@ impl FastaReader {
             label: None,
         })
     }
+}
+
+/// The first character of a sequence that is not a DNA base ([`is_nucleotide_symbol`]).
+pub struct NonBase {
+    /// The character.
+    pub symbol: char,
+    /// Its 1-based position (character count) in the text searched.
+    pub position: usize,
+}
+
+impl NonBase {
+    /// What was expected instead, with a hint for RNA, alignments and stop codons.
+    pub fn expected(&self) -> String {
+        let hint = match self.symbol {
+            'U' | 'u' => "; RNA? write T for U",
+            '-' | '.' => "; an alignment? remove the gaps",
+            '*' => "; '*' (a stop or deletion) is not a base",
+            _ => "",
+        };
+        format!(
+            "expected A, C, G, T, N or an IUPAC ambiguity code R Y S W K M B D H V, any case{hint}"
+        )
+    }
+}
+
+/// The first non-base character of `text`, if any (FASTA lines and table sequence fields).
+pub fn first_non_base(text: &str) -> Option<NonBase> {
+    text.chars()
+        .enumerate()
+        .find(|(_, c)| !is_nucleotide_symbol(*c))
+        .map(|(index, symbol)| NonBase {
+            symbol,
+            position: index + 1,
+        })
 }
 
 /// A, C, G, T, N and the IUPAC ambiguity codes R Y S W K M B D H V, in either case: the

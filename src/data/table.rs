@@ -86,9 +86,10 @@ pub fn read_delimited(path: &Path, delimiter: u8, columns: &TableColumns) -> Res
         None => None,
     };
     let path: PathBuf = path.to_path_buf();
-    let (id_name, label_name) = (
+    let (id_name, label_name, sequence_name) = (
         columns.id.clone(),
         columns.label.clone().unwrap_or_default(),
+        columns.sequence.clone(),
     );
     // The line of every id read so far: a repeated id is refused, naming both lines.
     let mut seen_ids: HashMap<String, usize> = HashMap::new();
@@ -104,6 +105,20 @@ pub fn read_delimited(path: &Path, delimiter: u8, columns: &TableColumns) -> Res
         let sequence = field(sequence_column, "sequence")?;
         if sequence.is_empty() {
             return Err(data_error(&path, line, "empty sequence"));
+        }
+        if let Some(bad) = crate::data::fasta::first_non_base(&sequence) {
+            return Err(data_error(
+                &path,
+                line,
+                format!(
+                    "character {:?} at position {} of the sequence (column {:?}) is not a DNA \
+                     base ({})",
+                    bad.symbol,
+                    bad.position,
+                    sequence_name,
+                    bad.expected()
+                ),
+            ));
         }
         let id = match id_column {
             Some(index) => field(index, "id")?,
@@ -166,6 +181,7 @@ fn read_parquet_unguarded(path: &Path, columns: &TableColumns) -> Result<Example
     if let Some(label) = &columns.label {
         column_index(path, &headers, label)?;
     }
+    crate::data::guard::check_dictionary_pages(path)?;
     let reader = builder
         .with_batch_size(4096)
         .build()
@@ -241,6 +257,23 @@ fn examples_from_batch(
         let row = row_offset + index + 1;
         let missing = |what: &str| data_error(path, 0, format!("row {row}: {what} is null"));
         let sequence = sequence.ok_or_else(|| missing("sequence"))?;
+        if sequence.is_empty() {
+            return Err(data_error(path, 0, format!("row {row}: empty sequence")));
+        }
+        if let Some(bad) = crate::data::fasta::first_non_base(&sequence) {
+            return Err(data_error(
+                path,
+                0,
+                format!(
+                    "row {row}: character {:?} at position {} of the sequence (column {:?}) is \
+                     not a DNA base ({})",
+                    bad.symbol,
+                    bad.position,
+                    columns.sequence,
+                    bad.expected()
+                ),
+            ));
+        }
         let id = match &ids {
             Some(ids) => ids[index].clone().ok_or_else(|| missing("id"))?,
             None => format!("row{row}"),

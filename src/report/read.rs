@@ -19,6 +19,13 @@ use crate::error::{GenolensError, Result};
 use crate::report::atomic::temp_path;
 
 fn parquet_error(path: &Path, error: impl std::fmt::Display) -> GenolensError {
+    GenolensError::ParquetRead {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    }
+}
+
+fn parquet_write_error(path: &Path, error: impl std::fmt::Display) -> GenolensError {
     GenolensError::Parquet {
         path: path.to_path_buf(),
         message: error.to_string(),
@@ -56,6 +63,7 @@ impl ParquetTable {
             })
             .unwrap_or_default();
         let schema = builder.schema().clone();
+        crate::data::guard::check_dictionary_pages(path)?;
         let reader = builder.build().map_err(|e| parquet_error(path, e))?;
         let batches = reader
             .collect::<std::result::Result<Vec<_>, _>>()
@@ -243,7 +251,7 @@ impl ParquetTable {
 pub fn concatenate_parquet(parts: &[PathBuf], out: &Path, drop_keys: &[&str]) -> Result<usize> {
     let first = parts
         .first()
-        .ok_or_else(|| parquet_error(out, "no parts to concatenate"))?;
+        .ok_or_else(|| parquet_write_error(out, "no parts to concatenate"))?;
     let open = |path: &Path| -> Result<ParquetRecordBatchReaderBuilder<File>> {
         let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))
@@ -272,7 +280,7 @@ pub fn concatenate_parquet(parts: &[PathBuf], out: &Path, drop_keys: &[&str]) ->
             .set_created_by(format!("genolens {}", env!("CARGO_PKG_VERSION")))
             .build();
         let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))
-            .map_err(|e| parquet_error(out, e))?;
+            .map_err(|e| parquet_write_error(out, e))?;
         let mut rows = 0;
         for part in parts {
             let builder = open(part)?;
@@ -288,10 +296,12 @@ pub fn concatenate_parquet(parts: &[PathBuf], out: &Path, drop_keys: &[&str]) ->
             for batch in builder.build().map_err(|e| parquet_error(part, e))? {
                 let batch = batch.map_err(|e| parquet_error(part, e))?;
                 rows += batch.num_rows();
-                writer.write(&batch).map_err(|e| parquet_error(out, e))?;
+                writer
+                    .write(&batch)
+                    .map_err(|e| parquet_write_error(out, e))?;
             }
         }
-        writer.close().map_err(|e| parquet_error(out, e))?;
+        writer.close().map_err(|e| parquet_write_error(out, e))?;
         Ok(rows)
     })();
     match result {
