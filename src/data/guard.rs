@@ -1,19 +1,12 @@
-//! Guards around the third-party Parquet reader for malformed input, both found by
-//! `fuzz/parquet_table`:
-//! - the `parquet` crate asserts on some impossible metadata: under [`parquet_guarded`] the panic
-//!   becomes an error naming the file, and its message is not printed as a crash;
-//! - a dictionary page whose header claims more values than its bytes can hold makes the reader
-//!   allocate for that claim (gigabytes from a 4 KiB file): [`check_dictionary_pages`] refuses such
-//!   a file before anything is decoded.
+//! A guard around third-party readers that panic on malformed input (the `parquet` crate asserts
+//! on some impossible metadata, found by `fuzz/parquet_table`): the panic becomes an error naming
+//! the file, and its message is not printed as a crash. Page headers that would make the reader
+//! allocate for a false claim are refused first by [`crate::data::parquet_pages`].
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Once;
-
-use parquet::basic::Type as PhysicalType;
-use parquet::column::page::Page;
-use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::error::{GenolensError, Result};
 
@@ -42,69 +35,6 @@ pub fn parquet_guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Resu
             ),
         })
     })
-}
-
-/// Refuses a Parquet file with a dictionary page that claims more entries than its bytes hold.
-///
-/// A dictionary page is PLAIN-encoded, so every entry takes at least its physical width (a
-/// BYTE_ARRAY entry its 4-byte length): `num_values × width ≤ page bytes` holds for every file a
-/// writer makes. The `parquet` reader sizes the dictionary from the header's claim before it
-/// decodes, so a false claim would be a multi-gigabyte allocation. Data pages are skipped
-/// unread (their values are decoded in bounded batches); only dictionary pages are decompressed.
-pub fn check_dictionary_pages(path: &Path) -> Result<()> {
-    let malformed = |message: String| GenolensError::ParquetRead {
-        path: path.to_path_buf(),
-        message,
-    };
-    let file = std::fs::File::open(path).map_err(|e| GenolensError::io(path, e))?;
-    let reader = SerializedFileReader::new(file)
-        .map_err(|e| malformed(format!("not a readable Parquet file: {e}")))?;
-    for group in 0..reader.num_row_groups() {
-        let row_group = reader
-            .get_row_group(group)
-            .map_err(|e| malformed(format!("row group {group}: {e}")))?;
-        let metadata = row_group.metadata();
-        for column in 0..metadata.num_columns() {
-            let chunk = metadata.column(column);
-            let name = chunk.column_path().string();
-            let bits = match chunk.column_type() {
-                PhysicalType::BOOLEAN => 1,
-                PhysicalType::INT32 | PhysicalType::FLOAT => 32,
-                PhysicalType::INT64 | PhysicalType::DOUBLE => 64,
-                PhysicalType::INT96 => 96,
-                PhysicalType::BYTE_ARRAY => 32,
-                PhysicalType::FIXED_LEN_BYTE_ARRAY => {
-                    8 * chunk.column_descr().type_length().max(1) as u64
-                }
-            };
-            let context = |e: parquet::errors::ParquetError| {
-                malformed(format!("row group {group}, column {name:?}: {e}"))
-            };
-            let mut pages = row_group.get_column_page_reader(column).map_err(context)?;
-            while let Some(page) = pages.peek_next_page().map_err(context)? {
-                if !page.is_dict {
-                    pages.skip_next_page().map_err(context)?;
-                    continue;
-                }
-                let Some(Page::DictionaryPage {
-                    buf, num_values, ..
-                }) = pages.get_next_page().map_err(context)?
-                else {
-                    continue;
-                };
-                let holds = buf.len() as u64 * 8 / bits;
-                if u64::from(num_values) > holds {
-                    return Err(malformed(format!(
-                        "malformed Parquet file: row group {group}, column {name:?} has a \
-                         dictionary page claiming {num_values} entries in {} bytes (at most \
-                         {holds} fit); is the file complete and written by a Parquet writer?",
-                        buf.len()
-                    )));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Wraps the panic hook once: panics inside a guarded call are not printed (they are errors).

@@ -4,6 +4,7 @@ pub mod arrow_values;
 pub mod bed;
 pub mod fasta;
 pub mod guard;
+pub mod parquet_pages;
 pub mod table;
 pub mod variants;
 
