@@ -287,6 +287,7 @@ impl Case {
             "tomtom",
             "sae-train",
             "mlm-forward",
+            "gemm",
         ]
         .contains(kind)
         {
@@ -534,6 +535,49 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
             let mut sae = Sae::new(d, 8 * d, Architecture::ReluL1 { l1: 0.2 }, 0)?;
             time_twice(|| {
                 train(&mut sae, &x, &settings)?;
+                Ok(())
+            })
+        }
+        "gemm" => {
+            // The physical limit: the forward's dense products alone (per layer q, k, v, o at
+            // hidden × hidden, the MLP's up and down projections) through genolens's dense
+            // layer, on `batch × tokens` rows; bench.py counts their FLOPs and sets the
+            // forward's rate against this one.
+            let config = case
+                .shape
+                .config()
+                .ok_or_else(|| bench_error("gemm needs a model shape".into()))?;
+            let (h, f, rows) = (
+                config.hidden_size,
+                config.intermediate_size,
+                case.batch * case.tokens,
+            );
+            let values = |count: usize, seed: usize| -> Vec<f32> {
+                (0..count)
+                    .map(|i| ((i * 7919 + seed * 104729) % 2000) as f32 / 1000.0 - 1.0)
+                    .collect()
+            };
+            let cpu = &Device::Cpu;
+            let x = Tensor::from_vec(values(rows * h, 1), (rows, h), cpu)?;
+            let square = Tensor::from_vec(values(h * h, 2), (h, h), cpu)?;
+            let up = Tensor::from_vec(values(f * h, 3), (f, h), cpu)?;
+            let down = Tensor::from_vec(values(h * f, 4), (h, f), cpu)?;
+            let (bias_h, bias_f) = (
+                Tensor::from_vec(values(h, 5), h, cpu)?,
+                Tensor::from_vec(values(f, 6), f, cpu)?,
+            );
+            time_twice(|| {
+                let mut total = 0f32;
+                for _ in 0..config.num_hidden_layers {
+                    for _ in 0..4 {
+                        let y = crate::ops::dense::dense_layer(&x, &square, &bias_h)?;
+                        total += y.get(0)?.get(0)?.to_scalar::<f32>()?;
+                    }
+                    let hidden = crate::ops::dense::dense_layer(&x, &up, &bias_f)?;
+                    let y = crate::ops::dense::dense_layer(&hidden, &down, &bias_h)?;
+                    total += y.get(0)?.get(0)?.to_scalar::<f32>()?;
+                }
+                std::hint::black_box(total);
                 Ok(())
             })
         }

@@ -40,6 +40,9 @@ CASES = [
     "mlm-forward:dnabert2-117m:4x512",
     "mlm-forward:nt-v2-50m:16x200",
     "mlm-forward:nt-v2-50m:4x512",
+    "gemm:bert-base:16x200",
+    "gemm:mini:16x200",
+    "gemm:default:16x200",
 ]
 # Cases whose reference runs in the .venv-lxt environment (LXT 2.1 and captum need
 # transformers 4.46; `just attribution-fixtures` or `just bench` builds it).
@@ -48,6 +51,8 @@ LXT_KINDS = ("attnlrp", "ig")
 # .venv-families: `just family-fixtures`); DNABERT-2's needs GENOLENS_DNABERT2_CODE, a local copy
 # of the zhihan1996/DNABERT-2-117M hub repository.
 FAMILY_KINDS = ("mlm-forward",)
+# (layers, hidden, MLP width, heads) of the BERT-layout bench shapes (src/bench.rs BenchShape).
+SHAPES = {"bert-base": (12, 768, 3072, 12), "mini": (6, 256, 1024, 8), "default": (6, 128, 512, 4)}
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "families"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -194,6 +199,35 @@ def worker(case, root):
         start = time.perf_counter()
         work()
         return time.perf_counter() - start
+
+    if kind == "gemm":
+        # The forward's dense products alone (genolens's `gemm` case): per layer four
+        # hidden x hidden linears and the MLP's two, on batch x tokens rows.
+        layers, h, f, _ = SHAPES[shape]
+        batch, tokens = map(int, size.split("x"))
+        rows = batch * tokens
+
+        def values(count, seed):
+            i = torch.arange(count, dtype=torch.int64)
+            return ((i * 7919 + seed * 104729) % 2000).to(torch.float32) / 1000.0 - 1.0
+
+        x = values(rows * h, 1).reshape(rows, h)
+        square, up, down = values(h * h, 2).reshape(h, h), values(f * h, 3).reshape(f, h), values(h * f, 4).reshape(h, f)
+        bias_h, bias_f = values(h, 5), values(f, 6)
+
+        def work():
+            total = 0.0
+            with torch.no_grad():
+                for _ in range(layers):
+                    for _ in range(4):
+                        total += float(F.linear(x, square, bias_h)[0, 0])
+                    hidden = F.linear(x, up, bias_f)
+                    total += float(F.linear(hidden, down, bias_h)[0, 0])
+            return total
+
+        seconds = timed_twice(work)
+        print(json.dumps({"case": case, "seconds": seconds, "peak_rss_bytes": peak_rss_bytes()}))
+        return
 
     if kind in ("forward", "backward"):
         model = BertForSequenceClassification.from_pretrained(root / f"{shape}-cls", attn_implementation="eager").eval()
@@ -460,10 +494,14 @@ def drive(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(records)
+    machine = machine_description()
     metadata = {"threads": str(args.threads), "torch": version("torch"), "transformers": version("transformers"),
-                "machine": platform.processor() or platform.machine(), "cpus": str(os.cpu_count())}
+                "machine": platform.processor() or platform.machine(), "cpus": str(os.cpu_count()),
+                "cpu_model": machine["model"], "isa": machine["isa"], "date": machine["date"],
+                "commit": machine["commit"]}
     pq.write_table(table.replace_schema_metadata({f"bench.{k}": v for k, v in metadata.items()}), out / "bench.parquet")
     lines = [
+        f"{machine['model']} ({machine['isa']}; {os.cpu_count()} CPUs), {machine['date']}, commit {machine['commit']}.",
         f"Medians of {args.rounds} alternated rounds, {args.threads} threads, torch {version('torch')}, "
         f"transformers {version('transformers')}; ratio = PyTorch time / genolens time (> 1: genolens faster).",
         "",
@@ -477,8 +515,75 @@ def drive(args):
         ours, theirs = median("genolens", "seconds"), median("pytorch", "seconds")
         lines.append(f"| {case} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f} | "
                      f"{median('genolens', 'peak_rss_bytes') / 2**20:.0f} | {median('pytorch', 'peak_rss_bytes') / 2**20:.0f} |")
+    lines += physical_limit(cases, records)
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def machine_description():
+    """CPU model, the vector ISA that matters for GEMM, today's date (UTC) and the commit."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+            if flags and model:
+                break
+    except OSError:
+        pass
+    isa = [name for name, flag in [("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"),
+                                   ("AVX-512 BF16", "avx512_bf16"), ("AMX", "amx_tile")] if flag in flags]
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    date = time.strftime("%Y-%m-%d", time.gmtime())
+    return {"model": model, "isa": ", ".join(isa) or "no AVX2", "date": date, "commit": commit}
+
+
+def dense_flops(shape, rows):
+    """FLOPs of the forward's dense products (the `gemm` case): per layer q, k, v, o and the MLP."""
+    layers, h, f, _ = SHAPES[shape]
+    return layers * 2 * rows * (4 * h * h + 2 * h * f)
+
+
+def physical_limit(cases, records):
+    """The best GEMM rate measured in this run (either side's `gemm` case) and each forward's
+    FLOP rate as a fraction of it (forward FLOPs: the dense products plus q·kᵀ and pattern·v)."""
+    def median(case, implementation):
+        values = [r["seconds"] for r in records if r["case"] == case and r["implementation"] == implementation]
+        return statistics.median(values) if values else None
+
+    lines = []
+    for case in cases:
+        kind, shape, size = case.split(":")
+        if kind != "gemm" or shape not in SHAPES:
+            continue
+        batch, tokens = map(int, size.split("x"))
+        layers, h, _, _ = SHAPES[shape]
+        flops = dense_flops(shape, batch * tokens)
+        rates = {i: flops / s / 1e9 for i in ("genolens", "pytorch") if (s := median(case, i))}
+        if not rates:
+            continue
+        best = max(rates.values())
+        if not lines:
+            lines += ["", "Physical limit: the forward's dense products alone (`gemm` cases), and each forward "
+                      "(all hidden states and patterns captured) as a fraction of the best GEMM rate.", "",
+                      "| shape, rows | genolens GEMM GF/s | PyTorch GEMM GF/s | genolens forward GF/s | "
+                      "fraction of best GEMM | PyTorch forward GF/s |", "|---|---|---|---|---|---|"]
+        forward = f"forward:{shape}:{size}"
+        attention = layers * 4 * batch * tokens * tokens * h
+        ours, theirs = median(forward, "genolens"), median(forward, "pytorch")
+        ours_rate = (flops + attention) / ours / 1e9 if ours else float("nan")
+        theirs_rate = (flops + attention) / theirs / 1e9 if theirs else float("nan")
+        lines.append(f"| {shape}, {batch * tokens} | {rates.get('genolens', float('nan')):.0f} | "
+                     f"{rates.get('pytorch', float('nan')):.0f} | {ours_rate:.0f} | {ours_rate / best:.0%} | "
+                     f"{theirs_rate:.0f} |")
+    return lines
 
 
 def main():
