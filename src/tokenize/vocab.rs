@@ -109,11 +109,21 @@ impl KmerVocab {
                 line + 1
             )));
         }
-        if kmers.len() != 4usize.pow(k as u32) {
+        // DNABERT uses k = 3 to 6; past 12 the 4^k k-mers would not fit in memory (and past 31
+        // in a usize), so such a file cannot be a complete vocabulary.
+        const MAX_K: usize = 12;
+        if k > MAX_K {
             return Err(fail(format!(
-                "{} distinct {k}-mers, expected all {}",
-                kmers.len(),
-                4usize.pow(k as u32)
+                "{k}-mer tokens (the first is {:?}): a complete vocabulary of 4^{k} k-mers is \
+                 not possible; expected k from 1 to {MAX_K} (DNABERT uses 3 to 6)",
+                kmers[0]
+            )));
+        }
+        let expected = 4usize.pow(k as u32);
+        if kmers.len() != expected {
+            return Err(fail(format!(
+                "{} distinct {k}-mers, expected all {expected}",
+                kmers.len()
             )));
         }
         Ok(KmerVocab {
@@ -192,6 +202,21 @@ mod tests {
         assert_eq!(vocab.id("ACGTAG"), Some(728));
         assert_eq!(vocab.id("AAAAAA"), Some(5));
         assert_eq!(KmerVocab::dnabert(3).len(), 69);
+    }
+
+    /// Fuzzing regression (fuzz/vocab): one 35-mer after the specials overflowed 4^k (a panic
+    /// where overflow checks are on, a wrong expected size where they are not).
+    #[test]
+    fn refuses_kmers_too_long_for_a_complete_vocabulary() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/fuzz/vocab-35-mer.txt");
+        let err = KmerVocab::from_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("vocab-35-mer.txt")
+                && err.contains("35-mer tokens")
+                && err.contains("3 to 6"),
+            "{err}"
+        );
     }
 
     #[test]
