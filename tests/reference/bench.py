@@ -522,15 +522,16 @@ def drive(args):
 
 def machine_description():
     """CPU model, the vector ISA that matters for GEMM, today's date (UTC) and the commit."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags, family = platform.processor() or platform.machine(), set(), None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
             if key.strip() == "model name":
                 model = value.strip()
+            elif key.strip() == "cpu family":
+                family = value.strip()
             elif key.strip() == "flags":
                 flags = set(value.split())
-            if flags and model:
                 break
     except OSError:
         pass
@@ -542,6 +543,9 @@ def machine_description():
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     date = time.strftime("%Y-%m-%d", time.gmtime())
+    if family:
+        # VMs often hide the model name ("AMD EPYC"): the family tells Zen 5 (26) from Zen 4 (25).
+        model = f"{model} (family {family})"
     return {"model": model, "isa": ", ".join(isa) or "no AVX2", "date": date, "commit": commit}
 
 
