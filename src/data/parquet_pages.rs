@@ -127,7 +127,8 @@ fn check_chunk(
     let mut window = Vec::new();
     while position < end {
         let remaining = (end - position) as usize;
-        let mut want = remaining.min(64 << 10);
+        // Headers are tens to hundreds of bytes (more with long statistics): start small, grow 4×.
+        let mut want = remaining.min(1 << 10);
         let (header, header_len) = loop {
             window.resize(want, 0);
             file.seek(SeekFrom::Start(position))
