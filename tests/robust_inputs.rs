@@ -39,6 +39,14 @@ fn refused(args: &[&str], expected: &[&str]) -> String {
     message
 }
 
+/// `genolens embed --model MODEL --data DATA --out OUT` is refused with every `expected` piece.
+fn refused_embed(model: &str, data: &str, out: &str, expected: &[&str]) -> String {
+    refused(
+        &["embed", "--model", model, "--data", data, "--out", out],
+        expected,
+    )
+}
+
 fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, content).unwrap();
@@ -387,16 +395,10 @@ fn fasta_refuses_non_dna_symbols_naming_file_line_and_column() {
     let rna = dir.path().join("rna.fa");
     let out = dir.path().join("embedded");
     let model = fixture_model("tiny-cls-k6");
-    refused(
-        &[
-            "embed",
-            "--model",
-            s(&model),
-            "--data",
-            s(&rna),
-            "--out",
-            s(&out),
-        ],
+    refused_embed(
+        s(&model),
+        s(&rna),
+        s(&out),
         &["rna.fa:4", "'U'", "column 4", "\"r\""],
     );
     assert!(!out.exists(), "a failed embed left its --out folder");
@@ -426,16 +428,10 @@ fn sequence_tables_refuse_non_dna_symbols_naming_file_row_and_position() {
         ],
     );
     let out = dir.path().join("embedded");
-    refused(
-        &[
-            "embed",
-            "--model",
-            s(&fixture_model("tiny-cls-k3")),
-            "--data",
-            s(&parquet),
-            "--out",
-            s(&out),
-        ],
+    refused_embed(
+        s(&fixture_model("tiny-cls-k3")),
+        s(&parquet),
+        s(&out),
         &["stop.parquet", "row 3", "'*'", "position 4"],
     );
     assert!(!out.exists(), "a failed embed left its --out folder");
@@ -494,16 +490,10 @@ fn zero_limits_and_batch_sizes_are_refused_and_failed_embeds_leave_no_folder() {
     // A failed embed (no sequences) removes the folders it created, and only those.
     let empty = write(dir.path(), "empty.fa", "");
     let nested = dir.path().join("new/deeper/embedded");
-    refused(
-        &[
-            "embed",
-            "--model",
-            s(&model),
-            "--data",
-            s(&empty),
-            "--out",
-            s(&nested),
-        ],
+    refused_embed(
+        s(&model),
+        s(&empty),
+        s(&nested),
         &["empty.fa", "no sequences"],
     );
     assert!(
@@ -512,18 +502,7 @@ fn zero_limits_and_batch_sizes_are_refused_and_failed_embeds_leave_no_folder() {
     );
     let existing = dir.path().join("existing");
     std::fs::create_dir(&existing).unwrap();
-    refused(
-        &[
-            "embed",
-            "--model",
-            s(&model),
-            "--data",
-            s(&empty),
-            "--out",
-            s(&existing),
-        ],
-        &["no sequences"],
-    );
+    refused_embed(s(&model), s(&empty), s(&existing), &["no sequences"]);
     assert!(
         existing.is_dir(),
         "a folder the run did not create must stay"
@@ -538,16 +517,10 @@ fn a_parquet_file_the_reader_panics_on_is_an_error_naming_it() {
         .join("tests/fixtures/fuzz/parquet-negative-column-start.parquet");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("embed");
-    let message = refused(
-        &[
-            "embed",
-            "--model",
-            s(&fixture_model("tiny-cls-k3")),
-            "--data",
-            s(&path),
-            "--out",
-            s(&out),
-        ],
+    let message = refused_embed(
+        s(&fixture_model("tiny-cls-k3")),
+        s(&path),
+        s(&out),
         &[
             "parquet-negative-column-start.parquet",
             "malformed Parquet file",
@@ -565,16 +538,10 @@ fn a_parquet_dictionary_claiming_more_than_it_holds_is_refused() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/parquet-oom-open.parquet");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("embed");
-    refused(
-        &[
-            "embed",
-            "--model",
-            s(&fixture_model("tiny-cls-k3")),
-            "--data",
-            s(&path),
-            "--out",
-            s(&out),
-        ],
+    refused_embed(
+        s(&fixture_model("tiny-cls-k3")),
+        s(&path),
+        s(&out),
         &[
             "parquet-oom-open.parquet",
             "malformed Parquet file",

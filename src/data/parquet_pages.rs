@@ -17,16 +17,16 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use parquet::basic::{Compression, Type as PhysicalType};
-use parquet::file::metadata::ColumnChunkMetaData;
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 
 use crate::error::{GenolensError, Result};
 
 /// The largest page header read (headers hold statistics, which writers truncate).
 const MAX_HEADER_BYTES: usize = 16 << 20;
 
-/// Refuses a Parquet file whose page headers claim more than their bytes can hold.
-pub fn check_pages(path: &Path) -> Result<()> {
+/// Refuses a Parquet file whose page headers claim more than their bytes can hold; `metadata`
+/// is the footer the caller's reader already parsed.
+pub fn check_pages(path: &Path, metadata: &ParquetMetaData) -> Result<()> {
     let malformed = |message: String| GenolensError::ParquetRead {
         path: path.to_path_buf(),
         message: format!(
@@ -34,19 +34,11 @@ pub fn check_pages(path: &Path) -> Result<()> {
              writer?"
         ),
     };
-    let file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
+    let mut file = File::open(path).map_err(|e| GenolensError::io(path, e))?;
     let file_len = file
         .metadata()
         .map_err(|e| GenolensError::io(path, e))?
         .len();
-    let reader =
-        SerializedFileReader::new(file.try_clone().map_err(|e| GenolensError::io(path, e))?)
-            .map_err(|e| GenolensError::ParquetRead {
-                path: path.to_path_buf(),
-                message: format!("not a readable Parquet file: {e}"),
-            })?;
-    let mut file = file;
-    let metadata = reader.metadata();
     for (group, row_group) in metadata.row_groups().iter().enumerate() {
         for chunk in row_group.columns() {
             let name = chunk.column_path().string();

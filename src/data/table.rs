@@ -181,7 +181,7 @@ fn read_parquet_unguarded(path: &Path, columns: &TableColumns) -> Result<Example
     if let Some(label) = &columns.label {
         column_index(path, &headers, label)?;
     }
-    crate::data::parquet_pages::check_pages(path)?;
+    crate::data::parquet_pages::check_pages(path, builder.metadata())?;
     let reader = builder
         .with_batch_size(4096)
         .build()

@@ -63,7 +63,7 @@ impl ParquetTable {
             })
             .unwrap_or_default();
         let schema = builder.schema().clone();
-        crate::data::parquet_pages::check_pages(path)?;
+        crate::data::parquet_pages::check_pages(path, builder.metadata())?;
         let reader = builder.build().map_err(|e| parquet_error(path, e))?;
         let batches = reader
             .collect::<std::result::Result<Vec<_>, _>>()
