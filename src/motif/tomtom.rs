@@ -161,6 +161,12 @@ struct Workspace {
     grid: Vec<i32>,
     bins: Vec<u16>,
     scratch: Vec<f64>,
+    sums: Vec<i32>,
+    best_score: Vec<i32>,
+    best_overlap: Vec<u32>,
+    best_diagonal: Vec<u32>,
+    overhangs: Vec<f64>,
+    overhang: Vec<f64>,
 }
 
 /// Benjamini–Hochberg q-values of one query's matches (over all of its targets, as MEME's tomtom
@@ -170,33 +176,63 @@ pub fn q_values(matches: &[TomtomMatch]) -> Vec<f64> {
     benjamini_hochberg(&p)
 }
 
-/// All target columns: the forward targets, then (with both strands) their reverse complements in
-/// the same order, stored by letter (structure of arrays) so the similarity loops vectorise.
+/// All target columns, forward targets and (with both strands) their reverse complements, stored
+/// by letter (structure of arrays) so the similarity loops vectorise. Targets of equal width form
+/// a group whose columns are stored position-major — column k of member j at
+/// `start + k · members + j` — so the alignment sums of a whole group advance in one vector loop.
+/// (The order of columns does not matter to the null distributions, which take every column.)
 struct TargetColumns {
     /// Per letter, every column's value; for Pearson the column centred and scaled to norm 1
     /// (a constant column is all 0), so the correlation is a dot product.
     letters: [Vec<f64>; 4],
     /// Squared norms (Euclidean).
     norms: Vec<f64>,
-    /// Per target and strand, (first column, width).
-    spans: Vec<(usize, usize)>,
+    /// Targets (and strands) by width, widths ascending.
+    groups: Vec<WidthGroup>,
+    /// Per target (forward strand), its group.
+    group_of: Vec<usize>,
     targets: usize,
     both_strands: bool,
 }
 
+/// The targets and strands of one width.
+struct WidthGroup {
+    width: usize,
+    /// First column of the group.
+    start: usize,
+    /// Target-strand indices: target t's forward strand is t, its reverse `targets + t`.
+    members: Vec<usize>,
+}
+
 impl TargetColumns {
     fn new(targets: &[Vec<[f64; 4]>], both_strands: bool, similarity: ColumnSimilarity) -> Self {
-        let mut columns: Vec<[f64; 4]> = Vec::new();
-        let mut spans = Vec::new();
-        for target in targets {
-            spans.push((columns.len(), target.len()));
-            columns.extend_from_slice(target);
-        }
+        let mut motifs: Vec<Vec<[f64; 4]>> = targets.to_vec();
         if both_strands {
-            for target in targets {
-                spans.push((columns.len(), target.len()));
-                columns.extend(reverse_complement(target));
+            motifs.extend(targets.iter().map(|t| reverse_complement(t)));
+        }
+        let mut by_width: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (index, motif) in motifs.iter().enumerate() {
+            by_width.entry(motif.len()).or_default().push(index);
+        }
+        let mut columns: Vec<[f64; 4]> = Vec::with_capacity(motifs.iter().map(Vec::len).sum());
+        let mut groups = Vec::with_capacity(by_width.len());
+        let mut group_of = vec![0; targets.len()];
+        for (width, members) in by_width {
+            for &member in &members {
+                if member < targets.len() {
+                    group_of[member] = groups.len();
+                }
             }
+            let start = columns.len();
+            let motifs = &motifs;
+            columns.extend(
+                (0..width).flat_map(|k| members.iter().map(move |&member| motifs[member][k])),
+            );
+            groups.push(WidthGroup {
+                width,
+                start,
+                members,
+            });
         }
         if similarity == ColumnSimilarity::Pearson {
             for c in columns.iter_mut() {
@@ -211,7 +247,8 @@ impl TargetColumns {
         TargetColumns {
             letters,
             norms,
-            spans,
+            groups,
+            group_of,
             targets: targets.len(),
             both_strands,
         }
@@ -222,7 +259,7 @@ impl TargetColumns {
     }
 
     /// Similarity of query column `q` with every target column, into `row`; returns (min, max).
-    #[inline(never)]
+    #[inline(always)]
     fn similarities(
         &self,
         q: &[f64; 4],
@@ -259,6 +296,7 @@ impl TargetColumns {
 }
 
 /// A column centred on its mean and scaled to norm 1 (all 0 when constant).
+#[inline(always)]
 fn standardised(column: &[f64; 4]) -> [f64; 4] {
     let mean = column.iter().sum::<f64>() / 4.0;
     let centred = column.map(|v| v - mean);
@@ -285,6 +323,7 @@ impl SpanNulls {
     }
 
     /// ln P(S_{i..j} < s) for a complete score s (unaligned columns at the grid offset).
+    #[inline(always)]
     fn log_below(&self, i: usize, j: usize, s: i64) -> f64 {
         let unaligned = (self.width - (j - i + 1)) as i64;
         let v = s - unaligned * self.grid_offset;
@@ -300,33 +339,49 @@ impl SpanNulls {
         (-tail).ln_1p()
     }
 
-    /// p-value of the best of the allowed alignments of a target of `target_width` columns
-    /// reaching complete score `s`.
-    #[inline(never)]
-    fn p_value(&self, target_width: usize, min_overlap: usize, s: i64) -> f64 {
+    /// ln P(every overhanging alignment scores below `s`), cumulative over the overlap: entry
+    /// `o − m0` sums the alignments with `m0..o` columns aligned at either end of the query
+    /// (`m0` the minimum overlap capped at the query width), for o = m0..=width. Shared by all
+    /// target widths, which take the entry of their own full overlap.
+    #[inline(always)]
+    fn log_overhangs(&self, m0: usize, s: i64, out: &mut Vec<f64>) {
         let nq = self.width;
-        let m = min_overlap.min(nq).min(target_width).max(1);
-        let mut log_all_below = 0.0;
+        out.clear();
+        let mut total = 0.0;
+        out.push(total);
+        for o in m0..nq {
+            total += self.log_below(0, o - 1, s);
+            total += self.log_below(nq - o, nq - 1, s);
+            out.push(total);
+        }
+    }
+
+    /// p-value of the best of the allowed alignments of a target of `target_width` columns
+    /// reaching complete score `s`, given [`SpanNulls::log_overhangs`] for `s` and `m0`.
+    #[inline(always)]
+    fn p_value(&self, target_width: usize, m0: usize, s: i64, overhangs: &[f64]) -> f64 {
+        let nq = self.width;
         let full = target_width.min(nq);
         // Alignments with `full` aligned columns: every span of that length inside the query
         // (target shorter), or the whole query once per placement (target longer).
-        if target_width < nq {
-            for i in 0..=nq - target_width {
-                log_all_below += self.log_below(i, i + target_width - 1, s);
-            }
+        let mut log_all_below = if target_width < nq {
+            (0..=nq - target_width)
+                .map(|i| self.log_below(i, i + target_width - 1, s))
+                .sum()
         } else {
-            let placements = (target_width - nq + 1) as f64;
-            log_all_below += placements * self.log_below(0, nq - 1, s);
-        }
-        // Overhangs on either end, with fewer than `full` columns aligned.
-        for o in m..full {
-            log_all_below += self.log_below(0, o - 1, s);
-            log_all_below += self.log_below(nq - o, nq - 1, s);
+            (target_width - nq + 1) as f64 * self.log_below(0, nq - 1, s)
+        };
+        // Overhangs on either end, with m0..full columns aligned (none when the target is
+        // narrower than the minimum overlap: then only full alignments count).
+        if full > m0 {
+            log_all_below += overhangs[full - m0];
         }
         (-(log_all_below.exp_m1())).clamp(0.0, 1.0)
     }
 }
 
+crate::simd_dispatch! {
+/// One query against the database (compiled per vector unit; the helpers it calls are inlined).
 fn compare_query(
     query: &[[f64; 4]],
     database: &TargetColumns,
@@ -343,6 +398,7 @@ fn compare_query(
         grid,
         bins: bin_buffer,
         scratch,
+        ..
     } = work;
     scores.resize(nq * n_columns, 0.0);
     let mut medians = vec![0.0f64; nq];
@@ -396,96 +452,145 @@ fn compare_query(
     }
     let nulls = span_nulls(&histograms, grid_offset);
 
-    // Best alignment per target and strand.
+    // Best alignment of every target and strand, a width group at a time: diagonal
+    // d = k + nq − 1 − q aligns target column k with query column q, and every member's sum
+    // on a diagonal is one lane of a vector add.
     let strands = if database.both_strands { 2 } else { 1 };
-    let mut sums: Vec<i32> = Vec::new();
-    let mut matches = Vec::with_capacity(database.targets);
-    for target in 0..database.targets {
-        let mut best: Option<(Alignment, Strand)> = None;
-        for strand in 0..strands {
-            let (first, nt) = database.spans[target + strand * database.targets];
-            let m = options.min_overlap.min(nq).min(nt).max(1);
-            sums.clear();
-            sums.resize(nt + nq - 1, nq as i32 * grid_offset as i32);
-            // Diagonal d = k + nq − 1 − q aligns target column k with query column q.
-            for q in 0..nq {
-                let row = &grid[q * n_columns + first..q * n_columns + first + nt];
-                let d0 = nq - 1 - q;
-                for (sum, &value) in sums[d0..d0 + nt].iter_mut().zip(row) {
+    let mut found = vec![(0i32, 0u32, 0u32); database.targets * strands];
+    let Workspace {
+        sums,
+        best_score,
+        best_overlap,
+        best_diagonal,
+        ..
+    } = work;
+    for group in &database.groups {
+        let (width, n) = (group.width, group.members.len());
+        let m = options.min_overlap.min(nq).min(width).max(1);
+        let diagonals = width + nq - 1;
+        sums.clear();
+        sums.resize(diagonals * n, nq as i32 * grid_offset as i32);
+        for q in 0..nq {
+            let row = &grid[q * n_columns + group.start..][..width * n];
+            for k in 0..width {
+                let d = k + nq - 1 - q;
+                for (sum, &value) in sums[d * n..(d + 1) * n].iter_mut().zip(&row[k * n..]) {
                     *sum += value;
                 }
             }
-            let mut strand_best: Option<Alignment> = None;
-            for (d, &s) in sums.iter().enumerate() {
-                let overlap = (d + 1).min(nq) - (d + 1).saturating_sub(nt);
-                if overlap < m {
-                    continue;
-                }
-                let s = s as i64;
-                if strand_best.is_none_or(|b| s > b.score || (s == b.score && overlap > b.overlap))
-                {
-                    strand_best = Some(Alignment {
-                        score: s,
-                        offset: d as i64 - nq as i64 + 1,
-                        overlap,
-                    });
-                }
+        }
+        // The highest sum, a tie to the longer overlap, then to the first diagonal.
+        best_score.clear();
+        best_score.resize(n, i32::MIN);
+        best_overlap.clear();
+        best_overlap.resize(n, 0);
+        best_diagonal.clear();
+        best_diagonal.resize(n, 0);
+        for d in 0..diagonals {
+            let overlap = (d + 1).min(nq) - (d + 1).saturating_sub(width);
+            if overlap < m {
+                continue;
             }
-            let Some(found) = strand_best else { continue };
-            let strand = if strand == 0 {
-                Strand::Forward
-            } else {
-                Strand::Reverse
-            };
-            // A tie goes to the reverse strand (memelite's rule).
-            if best.is_none_or(|(b, _)| found.score >= b.score) {
-                best = Some((found, strand));
+            let (overlap, diagonal) = (overlap as u32, d as u32);
+            for (((&s, best), best_o), best_d) in sums[d * n..(d + 1) * n]
+                .iter()
+                .zip(best_score.iter_mut())
+                .zip(best_overlap.iter_mut())
+                .zip(best_diagonal.iter_mut())
+            {
+                let better = s > *best || (s == *best && overlap > *best_o);
+                *best = if better { s } else { *best };
+                *best_o = if better { overlap } else { *best_o };
+                *best_d = if better { diagonal } else { *best_d };
             }
         }
-        let (alignment, strand) = best.expect("every target has at least one alignment");
-        let nt = database.spans[target].1;
-        let mut p = nulls.p_value(nt, options.min_overlap, alignment.score);
+        for (j, &member) in group.members.iter().enumerate() {
+            found[member] = (best_score[j], best_diagonal[j], best_overlap[j]);
+        }
+    }
+    // p-values depend on the target's width and the score only: each is computed once per query
+    // (a table per width group over the score range when that is small), and the overhanging
+    // alignments' part once per score, for every width.
+    let score_range = nq * score_bins + 1;
+    let memo_len = if score_range <= 1 << 14 { score_range } else { 0 };
+    let mut memo = vec![f64::NAN; memo_len * database.groups.len()];
+    let m0 = options.min_overlap.min(nq).max(1);
+    let mut overhang_of: std::collections::HashMap<i64, usize> = Default::default();
+    let (overhangs, overhang) = (&mut work.overhangs, &mut work.overhang);
+    overhangs.clear();
+    let mut matches = Vec::with_capacity(database.targets);
+    for target in 0..database.targets {
+        // A tie goes to the reverse strand (memelite's rule).
+        let (forward, reverse) = (found[target], found.get(target + database.targets));
+        let ((score, diagonal, overlap), strand) = match reverse {
+            Some(&r) if strands == 2 && r.0 >= forward.0 => (r, Strand::Reverse),
+            _ => (forward, Strand::Forward),
+        };
+        let score = score as i64;
+        let group = database.group_of[target];
+        let nt = database.groups[group].width;
+        let slot = (memo_len > 0 && (0..memo_len as i64).contains(&score))
+            .then(|| group * memo_len + score as usize);
+        let mut p = match slot.map(|i| memo[i]) {
+            Some(p) if !p.is_nan() => p,
+            _ => {
+                let at = *overhang_of.entry(score).or_insert_with(|| {
+                    nulls.log_overhangs(m0, score, overhang);
+                    overhangs.extend_from_slice(overhang);
+                    overhangs.len() - overhang.len()
+                });
+                let p = nulls.p_value(nt, m0, score, &overhangs[at..at + nq - m0 + 1]);
+                if let Some(i) = slot {
+                    memo[i] = p;
+                }
+                p
+            }
+        };
         if database.both_strands {
             p *= 2.0 - p;
         }
         matches.push(TomtomMatch {
             target,
             p_value: p,
-            grid_score: alignment.score,
-            score: (alignment.score - nq as i64 * grid_offset) as f64 / scale,
-            offset: alignment.offset,
-            overlap: alignment.overlap,
+            grid_score: score,
+            score: (score - nq as i64 * grid_offset) as f64 / scale,
+            offset: diagonal as i64 - nq as i64 + 1,
+            overlap: overlap as usize,
             strand,
         });
     }
     matches
 }
-
-#[derive(Debug, Clone, Copy)]
-struct Alignment {
-    score: i64,
-    offset: i64,
-    overlap: usize,
 }
 
 /// Counts of each value of `values` (as indices below `counts.len()`), in four interleaved tables
-/// so that repeated values do not wait on each other's increments.
+/// so that repeated values do not wait on each other's increments. The tables have a power-of-two
+/// size and indices are masked to it, which spares a bounds check per value (callers guarantee
+/// the range; a debug build checks it).
+#[inline(always)]
 fn count_into<T: Copy>(values: &[T], index: impl Fn(T) -> usize, counts: &mut [u32]) {
     let n = counts.len();
-    let mut tables = vec![0u32; 4 * n];
-    let (t0, rest) = tables.split_at_mut(n);
-    let (t1, rest) = rest.split_at_mut(n);
-    let (t2, t3) = rest.split_at_mut(n);
+    let size = n.next_power_of_two();
+    let mask = size - 1;
+    let at = |v: T| {
+        let i = index(v);
+        debug_assert!(i < n, "count_into: index {i} outside 0..{n}");
+        i & mask
+    };
+    let mut tables = vec![0u32; 4 * size];
+    let (t0, rest) = tables.split_at_mut(size);
+    let (t1, rest) = rest.split_at_mut(size);
+    let (t2, t3) = rest.split_at_mut(size);
     let chunks = values.chunks_exact(4);
     let tail = chunks.remainder();
     for c in chunks {
-        t0[index(c[0])] += 1;
-        t1[index(c[1])] += 1;
-        t2[index(c[2])] += 1;
-        t3[index(c[3])] += 1;
+        t0[at(c[0])] += 1;
+        t1[at(c[1])] += 1;
+        t2[at(c[2])] += 1;
+        t3[at(c[3])] += 1;
     }
     for &v in tail {
-        t0[index(v)] += 1;
+        t0[at(v)] += 1;
     }
     for (k, count) in counts.iter_mut().enumerate() {
         *count = t0[k] + t1[k] + t2[k] + t3[k];
@@ -495,7 +600,7 @@ fn count_into<T: Copy>(values: &[T], index: impl Fn(T) -> usize, counts: &mut [u
 /// Exact median (mean of the two middle values for an even count) of `values`, all within
 /// [low, high]: a 1024-bin histogram finds the bins holding the middle ranks, and only their
 /// values are sorted. `bins` and `scratch` are reused buffers.
-#[inline(never)]
+#[inline(always)]
 fn median_of(
     values: &[f64],
     low: f64,
@@ -540,10 +645,17 @@ fn median_of(
     // One unsigned comparison per value (a value outside the middle bins wraps above `span`):
     // the branch is then almost never taken, where two comparisons split values 50/50.
     let (first_bin, span) = (first_bin as u16, (last_bin - first_bin) as u16);
+    // Blocks of 32 are tested in a vector loop first; only the few with a hit are walked.
     scratch.clear();
-    for (&v, &b) in values.iter().zip(bins.iter()) {
-        if b.wrapping_sub(first_bin) <= span {
-            scratch.push(v);
+    let is_middle = |b: u16| b.wrapping_sub(first_bin) <= span;
+    let (value_blocks, bin_blocks) = (values.chunks(32), bins.chunks(32));
+    for (block, block_bins) in value_blocks.zip(bin_blocks) {
+        if block_bins.iter().fold(false, |hit, &b| hit | is_middle(b)) {
+            for (&v, &b) in block.iter().zip(block_bins) {
+                if is_middle(b) {
+                    scratch.push(v);
+                }
+            }
         }
     }
     scratch.sort_unstable_by(|a, b| a.total_cmp(b));
@@ -552,7 +664,7 @@ fn median_of(
 
 /// Null distributions of Σ_{c=i..j} x_c for every span i ≤ j, by convolving the columns'
 /// histograms left to right from each start, each kept over its support only.
-#[inline(never)]
+#[inline(always)]
 fn span_nulls(histograms: &[Vec<f64>], grid_offset: i64) -> SpanNulls {
     let nq = histograms.len();
     let supports: Vec<(usize, usize)> = histograms
@@ -597,6 +709,7 @@ fn span_nulls(histograms: &[Vec<f64>], grid_offset: i64) -> SpanNulls {
 }
 
 /// P(S ≥ first + k) for every k, summed from the upper tail so small tails keep their digits.
+#[inline(always)]
 fn survival_of(pdf: &[f64]) -> Vec<f64> {
     let mut survival = vec![0.0; pdf.len()];
     let mut tail = 0.0;
@@ -686,8 +799,18 @@ mod tests {
         let queries = random_motifs(3, 6);
         for similarity in [ColumnSimilarity::Pearson, ColumnSimilarity::Euclidean] {
             let database = TargetColumns::new(&targets, true, similarity);
-            let mut all: Vec<[f64; 4]> = targets.iter().flatten().copied().collect();
-            all.extend(targets.iter().flat_map(|t| reverse_complement(t)));
+            // Columns in the database's order: width groups, position-major within each.
+            let mut motifs = targets.clone();
+            motifs.extend(targets.iter().map(|t| reverse_complement(t)));
+            let all: Vec<[f64; 4]> = database
+                .groups
+                .iter()
+                .flat_map(|g| {
+                    let motifs = &motifs;
+                    (0..g.width).flat_map(move |k| g.members.iter().map(move |&j| motifs[j][k]))
+                })
+                .collect();
+            assert_eq!(all.len(), database.len());
             let mut row = vec![0.0; database.len()];
             for q in queries.iter().flatten() {
                 database.similarities(q, similarity, &mut row);

@@ -66,22 +66,27 @@ pub fn erf(x: f32) -> f32 {
 
 /// Defines a function whose body is compiled three times (AVX-512F, AVX2+FMA, baseline) and
 /// picked at run time, so the loops in it vectorise for the widest unit the CPU has. The body is
-/// an `#[inline(always)]` function, which guarantees it is inlined into each target copy.
+/// an `#[inline(always)]` function, which guarantees it is inlined into each target copy; so must
+/// be every helper it calls in a hot loop. Rust never contracts `a * b + c` into an FMA on its
+/// own, so each copy computes the same bits. A return type is optional.
 #[macro_export]
 macro_rules! simd_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $type:ty),* $(,)?) $body:block) => {
+        $crate::simd_dispatch! { $(#[$meta])* $vis fn $name($($arg: $type),*) -> () $body }
+    };
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $type:ty),* $(,)?) -> $ret:ty $body:block) => {
         $(#[$meta])*
-        $vis fn $name($($arg: $type),*) {
+        $vis fn $name($($arg: $type),*) -> $ret {
             #[inline(always)]
-            fn body($($arg: $type),*) $body
+            fn body($($arg: $type),*) -> $ret $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $type),*) {
+                fn avx512($($arg: $type),*) -> $ret {
                     body($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $type),*) {
+                fn avx2($($arg: $type),*) -> $ret {
                     body($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
