@@ -865,6 +865,163 @@ mod tests {
         }
     }
 
+    /// The best alignment and p-value of every target by brute force over all alignments, on
+    /// the module's similarity rows and exact medians: checks the width groups' vector search,
+    /// its tie rules and the memoised p-values against the plain definitions.
+    #[test]
+    fn width_grouped_search_equals_brute_force() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        let mut targets = random_motifs(70, 22);
+        // Widths 1 to 20: narrower than the minimum overlap, narrower, as wide and wider than
+        // the queries; repeated columns make ties.
+        for t in targets.iter_mut().take(20) {
+            let width = rng.random_range(1..21);
+            t.truncate(width);
+            while t.len() < width {
+                let c = t[rng.random_range(0..t.len())];
+                t.push(c);
+            }
+        }
+        targets.push(one_hot("ACGTACGTACGT"));
+        targets.push(one_hot("AAAA"));
+        let mut queries = random_motifs(6, 23);
+        queries.push(one_hot("CGTACG"));
+        queries.push(one_hot("ACGTACGTACGTACGTACG"));
+        for similarity in [ColumnSimilarity::Euclidean, ColumnSimilarity::Pearson] {
+            for (min_overlap, both_strands, score_bins) in [
+                (1, true, 100),
+                (5, true, 100),
+                (5, false, 37),
+                (3, true, 1000),
+            ] {
+                let options = TomtomOptions {
+                    similarity,
+                    score_bins,
+                    min_overlap,
+                    both_strands,
+                };
+                let rows = tomtom(&queries, &targets, &options);
+                let database = TargetColumns::new(&targets, both_strands, similarity);
+                let mut motifs = targets.clone();
+                if both_strands {
+                    motifs.extend(targets.iter().map(|t| reverse_complement(t)));
+                }
+                // Column index of (target-strand, k) in the database.
+                let mut column_of = vec![Vec::new(); motifs.len()];
+                for g in &database.groups {
+                    for (j, &member) in g.members.iter().enumerate() {
+                        column_of[member] = (0..g.width)
+                            .map(|k| g.start + k * g.members.len() + j)
+                            .collect();
+                    }
+                }
+                for (query, row) in queries.iter().zip(&rows) {
+                    let nq = query.len();
+                    let n = database.len();
+                    let (mut bins, mut scratch) = (Vec::new(), Vec::new());
+                    let mut sims = vec![vec![0.0; n]; nq];
+                    let mut medians = vec![0.0; nq];
+                    let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
+                    for (i, q) in query.iter().enumerate() {
+                        let (lo, hi) = database.similarities(q, similarity, &mut sims[i]);
+                        medians[i] = median_of(&sims[i], lo, hi, &mut bins, &mut scratch);
+                        low = low.min(lo - medians[i]);
+                        high = high.max(hi - medians[i]);
+                    }
+                    let i_min = low.floor();
+                    let range = high - i_min;
+                    let top = score_bins as f64;
+                    let scale = if range > 0.0 {
+                        (top / range).floor().max(1.0)
+                    } else {
+                        1.0
+                    };
+                    let offset = (-i_min * scale) as i64;
+                    let grid = |i: usize, c: usize| -> i64 {
+                        let v = (sims[i][c] - (medians[i] + i_min)) * scale + 0.5;
+                        v.max(0.0).min(top).floor() as i64
+                    };
+                    let mut histograms = vec![vec![0.0; score_bins + 1]; nq];
+                    for (i, h) in histograms.iter_mut().enumerate() {
+                        for c in 0..n {
+                            h[grid(i, c) as usize] += 1.0 / n as f64;
+                        }
+                    }
+                    let nulls = span_nulls(&histograms, offset);
+                    for m in row {
+                        let nt = targets[m.target].len();
+                        let min_o = min_overlap.min(nq).min(nt).max(1);
+                        // Higher score, then longer overlap, then the first offset; the reverse
+                        // strand wins a score tie.
+                        let mut best: Option<(i64, usize, i64, Strand)> = None;
+                        let strands = if both_strands { 2 } else { 1 };
+                        for strand in 0..strands {
+                            let cols = &column_of[m.target + strand * targets.len()];
+                            let mut strand_best: Option<(i64, usize, i64)> = None;
+                            for off in -(nq as i64) + 1..nt as i64 {
+                                let mut score = 0i64;
+                                let mut overlap = 0;
+                                for q in 0..nq {
+                                    let k = off + q as i64;
+                                    if (0..nt as i64).contains(&k) {
+                                        score += grid(q, cols[k as usize]);
+                                        overlap += 1;
+                                    } else {
+                                        score += offset;
+                                    }
+                                }
+                                if overlap < min_o {
+                                    continue;
+                                }
+                                if strand_best.is_none_or(|(s, o, _)| {
+                                    score > s || (score == s && overlap > o)
+                                }) {
+                                    strand_best = Some((score, overlap, off));
+                                }
+                            }
+                            let (s, o, off) = strand_best.unwrap();
+                            let strand = [Strand::Forward, Strand::Reverse][strand];
+                            if best.is_none_or(|(b, ..)| s >= b) {
+                                best = Some((s, o, off, strand));
+                            }
+                        }
+                        let (score, overlap, off, strand) = best.unwrap();
+                        assert_eq!(
+                            (m.grid_score, m.overlap, m.offset, m.strand),
+                            (score, overlap, off, strand),
+                            "{similarity:?} min overlap {min_overlap} target {}",
+                            m.target
+                        );
+                        // The p-value by its definition, every alignment's CDF in turn.
+                        let full = nt.min(nq);
+                        let mut log_below = 0.0;
+                        if nt < nq {
+                            for i in 0..=nq - nt {
+                                log_below += nulls.log_below(i, i + nt - 1, score);
+                            }
+                        } else {
+                            log_below += (nt - nq + 1) as f64 * nulls.log_below(0, nq - 1, score);
+                        }
+                        for o in min_o..full {
+                            log_below += nulls.log_below(0, o - 1, score);
+                            log_below += nulls.log_below(nq - o, nq - 1, score);
+                        }
+                        let mut p = -log_below.exp_m1().clamp(-1.0, 0.0);
+                        if both_strands {
+                            p *= 2.0 - p;
+                        }
+                        assert!(
+                            (m.p_value - p).abs() <= 1e-12 * p.max(1e-300),
+                            "{} vs {p}",
+                            m.p_value
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn min_overlap_excludes_short_alignments() {
         let targets = random_motifs(40, 3);
