@@ -885,15 +885,25 @@ impl HookedModel {
             }
             _ => (q, k),
         };
-        let reads_pattern = hooks.wants(point(BlockSite::AttnScores))
-            || hooks.wants(point(BlockSite::Pattern))
+        // The fused op serves every forward that changes nothing at the scores or the pattern
+        // and reads no scores: it returns the pattern too when a hook captures it.
+        let unfused = hooks.wants(point(BlockSite::AttnScores))
+            || hooks.is_intervened(point(BlockSite::Pattern))
             || hooks.rules().is_some();
-        let z = if !reads_pattern && crate::ops::attention::applies(&q, &k, &v) {
+        let z = if !unfused && crate::ops::attention::applies(&q, &k, &v) {
             let alibi = match &self.positions {
                 Positions::Alibi(slopes) => Some(slopes.as_slice()),
                 _ => None,
             };
-            crate::ops::attention::attention(&q, &k, &v, key_mask, scale, alibi)?
+            if hooks.wants(point(BlockSite::Pattern)) {
+                let (z, pattern) = crate::ops::attention::attention_with_pattern(
+                    &q, &k, &v, key_mask, scale, alibi,
+                )?;
+                hooks.apply(point(BlockSite::Pattern), pattern, cache)?;
+                z
+            } else {
+                crate::ops::attention::attention(&q, &k, &v, key_mask, scale, alibi)?
+            }
         } else {
             self.unfused_attention(index, q, k, v, key_mask, hooks, cache)?
         };

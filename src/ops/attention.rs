@@ -19,6 +19,8 @@ struct FusedAttention {
     /// ALiBi slopes, one per head (DNABERT-2): −slope·|i − j| is added to the scores before the
     /// mask, as the unfused path adds its bias tensor.
     alibi: Option<Vec<f32>>,
+    /// When the pattern is wanted too: where the op leaves it ([b, heads, t, t]).
+    pattern: Option<std::sync::Mutex<Option<Vec<f32>>>>,
 }
 
 /// A pointer the tasks share; each writes its own (sequence, head) columns of `z`.
@@ -71,15 +73,10 @@ impl CustomOp3 for FusedAttention {
         let mut z = crate::ops::row_ops::new_in_parallel(len, len.div_ceil(4).max(1), |_, _| {});
         let out = Output(z.as_mut_ptr());
         let t = tokens;
-        (0..batch * heads).into_par_iter().for_each_init(
-            || {
-                (
-                    vec![0f32; t * head_dim],
-                    vec![0f32; t * t],
-                    vec![0f32; t * t],
-                )
-            },
-            |(scaled, scores, pattern), item| {
+        // One (sequence, head) item: its scaled q and scores in scratch, its pattern into
+        // `pattern`, its z columns into `z`.
+        let item_work =
+            |item: usize, scaled: &mut [f32], scores: &mut [f32], pattern: &mut [f32]| {
                 let (b, h) = (item / heads, item % heads);
                 let base = b * tokens * width + h * head_dim;
                 for (i, row) in scaled.chunks_mut(head_dim).enumerate() {
@@ -155,8 +152,39 @@ impl CustomOp3 for FusedAttention {
                         gemm::Parallelism::None,
                     );
                 }
-            },
-        );
+            };
+        match &self.pattern {
+            None => (0..batch * heads).into_par_iter().for_each_init(
+                || {
+                    (
+                        vec![0f32; t * head_dim],
+                        vec![0f32; t * t],
+                        vec![0f32; t * t],
+                    )
+                },
+                |(scaled, scores, pattern), item| item_work(item, scaled, scores, pattern),
+            ),
+            Some(slot) => {
+                // The pattern is an output, [b, heads, t, t]: each item's block is made by the
+                // task that computes it, with scratch kept per thread.
+                thread_local! {
+                    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+                        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+                }
+                let pattern = crate::ops::row_ops::new_in_parallel(
+                    batch * heads * t * t,
+                    t * t,
+                    |offset, pattern| {
+                        SCRATCH.with_borrow_mut(|(scaled, scores)| {
+                            scaled.resize(t * head_dim, 0.0);
+                            scores.resize(t * t, 0.0);
+                            item_work(offset / (t * t), scaled, scores, pattern)
+                        })
+                    },
+                );
+                *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(pattern);
+            }
+        }
         Ok((CpuStorage::F32(z), l1.shape().clone()))
     }
 }
@@ -177,16 +205,53 @@ pub(crate) fn attention(
     scale: f64,
     alibi: Option<&[f32]>,
 ) -> Result<Tensor> {
+    Ok(fused_attention(q, k, v, key_mask, scale, alibi, false)?.0)
+}
+
+/// [`attention`] that also returns the pattern, [b, heads, t, t] (the values of the unfused
+/// path's `hook_pattern`), written by each item's task straight from its scores in cache: for a
+/// forward that captures the pattern but changes nothing at the scores or the pattern.
+pub(crate) fn attention_with_pattern(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_mask: &Tensor,
+    scale: f64,
+    alibi: Option<&[f32]>,
+) -> Result<(Tensor, Tensor)> {
+    let (z, pattern) = fused_attention(q, k, v, key_mask, scale, alibi, true)?;
+    let (batch, tokens, heads, _) = q.dims4()?;
+    let pattern = pattern.ok_or_else(|| candle_core::Error::Msg("no pattern".into()))?;
+    Ok((
+        z,
+        Tensor::from_vec(pattern, (batch, heads, tokens, tokens), q.device())?,
+    ))
+}
+
+fn fused_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_mask: &Tensor,
+    scale: f64,
+    alibi: Option<&[f32]>,
+    with_pattern: bool,
+) -> Result<(Tensor, Option<Vec<f32>>)> {
     let mask = key_mask.flatten_all()?.to_vec1::<f32>()?;
-    q.contiguous()?.apply_op3(
-        &k.contiguous()?,
-        &v.contiguous()?,
-        FusedAttention {
-            mask,
-            scale: scale as f32,
-            alibi: alibi.map(<[f32]>::to_vec),
-        },
-    )
+    let op = FusedAttention {
+        mask,
+        scale: scale as f32,
+        alibi: alibi.map(<[f32]>::to_vec),
+        pattern: with_pattern.then(|| std::sync::Mutex::new(None)),
+    };
+    let z = q
+        .contiguous()?
+        .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?;
+    let pattern = op.pattern.and_then(|slot| {
+        slot.into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    });
+    Ok((z, pattern))
 }
 
 #[cfg(test)]
@@ -224,6 +289,11 @@ mod tests {
             .unwrap();
         let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(flat(&fused), flat(&unfused));
+        // The pattern the fused op can return is the unfused pattern, and z is unchanged.
+        let (z, fused_pattern) = attention_with_pattern(&q, &k, &v, &mask, scale, None).unwrap();
+        assert_eq!(fused_pattern.dims(), pattern.dims());
+        assert_eq!(flat(&fused_pattern), flat(&pattern));
+        assert_eq!(flat(&z), flat(&unfused));
         // With ALiBi biases (any head count), against the bias added to the unfused product.
         let slopes = [0.5f32, 0.25, 0.7, 0.125];
         let fused = attention(&q, &k, &v, &mask, scale, Some(&slopes)).unwrap();
@@ -242,5 +312,9 @@ mod tests {
             .contiguous()
             .unwrap();
         assert_eq!(flat(&fused), flat(&unfused));
+        let (z, fused_pattern) =
+            attention_with_pattern(&q, &k, &v, &mask, scale, Some(&slopes)).unwrap();
+        assert_eq!(flat(&fused_pattern), flat(&pattern));
+        assert_eq!(flat(&z), flat(&unfused));
     }
 }
