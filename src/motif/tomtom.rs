@@ -329,14 +329,15 @@ impl SpanNulls {
         let v = s - unaligned * self.grid_offset;
         let (first, survival) = &self.survivals[self.span_index(i, j)];
         let k = v - first;
-        let tail = if k <= 0 {
-            1.0
-        } else if k as usize >= survival.len() {
-            0.0
-        } else {
-            survival[k as usize]
-        };
-        (-tail).ln_1p()
+        if k <= 0 {
+            // ln 0: no score of the span reaches s… from below.
+            return f64::NEG_INFINITY;
+        }
+        match survival.get(k as usize) {
+            // The tail is empty: ln 1 (most overhangs of a good score; no libm call).
+            None | Some(0.0) => 0.0,
+            Some(&tail) => (-tail).ln_1p(),
+        }
     }
 
     /// ln P(every overhanging alignment scores below `s`), cumulative over the overlap: entry
@@ -457,6 +458,8 @@ fn compare_query(
     // on a diagonal is one lane of a vector add.
     let strands = if database.both_strands { 2 } else { 1 };
     let mut found = vec![(0i32, 0u32, 0u32); database.targets * strands];
+    // Per group, the lowest best score and the count of scores up to the highest.
+    let mut score_spans: Vec<(i64, usize)> = Vec::with_capacity(database.groups.len());
     let Workspace {
         sums,
         best_score,
@@ -507,15 +510,27 @@ fn compare_query(
         for (j, &member) in group.members.iter().enumerate() {
             found[member] = (best_score[j], best_diagonal[j], best_overlap[j]);
         }
+        let low = best_score.iter().copied().min().unwrap_or(0);
+        let high = best_score.iter().copied().max().unwrap_or(0);
+        score_spans.push((low as i64, (high - low) as usize + 1));
     }
     // p-values depend on the target's width and the score only: each is computed once per query
     // (a table per width group over the score range when that is small), and the overhanging
     // alignments' part once per score, for every width.
     let score_range = nq * score_bins + 1;
     let memo_len = if score_range <= 1 << 14 { score_range } else { 0 };
-    let mut memo = vec![f64::NAN; memo_len * database.groups.len()];
+    // The p-value memo: per group, a slot per score between its lowest and highest best score.
+    let mut memo_start = Vec::with_capacity(score_spans.len());
+    let mut memo_size = 0;
+    for &(_, count) in &score_spans {
+        memo_start.push(memo_size);
+        memo_size += count;
+    }
+    let mut memo = vec![f64::NAN; memo_size];
     let m0 = options.min_overlap.min(nq).max(1);
-    let mut overhang_of: std::collections::HashMap<i64, usize> = Default::default();
+    // Where each score's overhang sums start in `overhangs` (u32::MAX: not computed yet).
+    let mut overhang_of = vec![u32::MAX; memo_len];
+    let mut overhang_of_wide: std::collections::HashMap<i64, usize> = Default::default();
     let (overhangs, overhang) = (&mut work.overhangs, &mut work.overhang);
     overhangs.clear();
     let mut matches = Vec::with_capacity(database.targets);
@@ -529,20 +544,29 @@ fn compare_query(
         let score = score as i64;
         let group = database.group_of[target];
         let nt = database.groups[group].width;
-        let slot = (memo_len > 0 && (0..memo_len as i64).contains(&score))
-            .then(|| group * memo_len + score as usize);
-        let mut p = match slot.map(|i| memo[i]) {
-            Some(p) if !p.is_nan() => p,
+        let slot = memo_start[group] + (score - score_spans[group].0) as usize;
+        let mut p = match memo[slot] {
+            p if !p.is_nan() => p,
             _ => {
-                let at = *overhang_of.entry(score).or_insert_with(|| {
+                let mut compute = || {
                     nulls.log_overhangs(m0, score, overhang);
                     overhangs.extend_from_slice(overhang);
                     overhangs.len() - overhang.len()
-                });
+                };
+                let dense = (0..memo_len as i64).contains(&score);
+                let at = match dense {
+                    true => match overhang_of[score as usize] {
+                        u32::MAX => {
+                            let at = compute();
+                            overhang_of[score as usize] = at as u32;
+                            at
+                        }
+                        at => at as usize,
+                    },
+                    false => *overhang_of_wide.entry(score).or_insert_with(compute),
+                };
                 let p = nulls.p_value(nt, m0, score, &overhangs[at..at + nq - m0 + 1]);
-                if let Some(i) = slot {
-                    memo[i] = p;
-                }
+                memo[slot] = p;
                 p
             }
         };
