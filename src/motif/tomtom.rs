@@ -266,32 +266,8 @@ impl TargetColumns {
         similarity: ColumnSimilarity,
         row: &mut [f64],
     ) -> (f64, f64) {
-        let [a, c, g, t] = &self.letters;
-        match similarity {
-            ColumnSimilarity::Pearson => {
-                let q = standardised(q);
-                for (j, out) in row.iter_mut().enumerate() {
-                    let r = q[0] * a[j] + q[1] * c[j] + q[2] * g[j] + q[3] * t[j];
-                    *out = r.clamp(-1.0, 1.0);
-                }
-            }
-            ColumnSimilarity::Euclidean => {
-                let qn: f64 = q.iter().map(|v| v * v).sum();
-                let q2 = q.map(|v| 2.0 * v);
-                for (j, out) in row.iter_mut().enumerate() {
-                    let z = qn + self.norms[j]
-                        - q2[0] * a[j]
-                        - q2[1] * c[j]
-                        - q2[2] * g[j]
-                        - q2[3] * t[j];
-                    *out = -(z.max(0.0)).sqrt();
-                }
-            }
-        }
-        row.iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-                (lo.min(v), hi.max(v))
-            })
+        let [extremes] = self.similarities_n(&[*q], similarity, [row]);
+        extremes
     }
 
     /// [`TargetColumns::similarities`] of four query columns in one pass over the targets (each
@@ -304,22 +280,30 @@ impl TargetColumns {
         similarity: ColumnSimilarity,
         rows: [&mut [f64]; 4],
     ) -> [(f64, f64); 4] {
+        self.similarities_n(qs, similarity, rows)
+    }
+
+    /// Similarities of N query columns with every target column, one row each, in one pass over
+    /// the targets; returns each row's (min, max).
+    #[inline(always)]
+    fn similarities_n<const N: usize>(
+        &self,
+        qs: &[[f64; 4]; N],
+        similarity: ColumnSimilarity,
+        rows: [&mut [f64]; N],
+    ) -> [(f64, f64); N] {
         let [a, c, g, t] = &self.letters;
-        let [r0, r1, r2, r3] = rows;
         let n = self.len();
-        let (r0, r1, r2, r3) = (&mut r0[..n], &mut r1[..n], &mut r2[..n], &mut r3[..n]);
+        let mut rows = rows.map(|row| &mut row[..n]);
         match similarity {
             ColumnSimilarity::Pearson => {
                 let q = qs.map(|q| standardised(&q));
                 for j in 0..n {
                     let (aj, cj, gj, tj) = (a[j], c[j], g[j], t[j]);
-                    let r = |q: &[f64; 4]| {
-                        (q[0] * aj + q[1] * cj + q[2] * gj + q[3] * tj).clamp(-1.0, 1.0)
-                    };
-                    r0[j] = r(&q[0]);
-                    r1[j] = r(&q[1]);
-                    r2[j] = r(&q[2]);
-                    r3[j] = r(&q[3]);
+                    for (row, q) in rows.iter_mut().zip(&q) {
+                        let r = q[0] * aj + q[1] * cj + q[2] * gj + q[3] * tj;
+                        row[j] = r.clamp(-1.0, 1.0);
+                    }
                 }
             }
             ColumnSimilarity::Euclidean => {
@@ -327,25 +311,19 @@ impl TargetColumns {
                 let q2 = qs.map(|q| q.map(|v| 2.0 * v));
                 for j in 0..n {
                     let (nj, aj, cj, gj, tj) = (self.norms[j], a[j], c[j], g[j], t[j]);
-                    let d = |k: usize| {
-                        let q2 = &q2[k];
-                        let z = qn[k] + nj - q2[0] * aj - q2[1] * cj - q2[2] * gj - q2[3] * tj;
-                        -(z.max(0.0)).sqrt()
-                    };
-                    r0[j] = d(0);
-                    r1[j] = d(1);
-                    r2[j] = d(2);
-                    r3[j] = d(3);
+                    for ((row, qn), q2) in rows.iter_mut().zip(&qn).zip(&q2) {
+                        let z = qn + nj - q2[0] * aj - q2[1] * cj - q2[2] * gj - q2[3] * tj;
+                        row[j] = -(z.max(0.0)).sqrt();
+                    }
                 }
             }
         }
-        let extremes = |row: &[f64]| {
+        rows.map(|row| {
             row.iter()
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
                     (lo.min(v), hi.max(v))
                 })
-        };
-        [extremes(r0), extremes(r1), extremes(r2), extremes(r3)]
+        })
     }
 }
 

@@ -20,7 +20,7 @@ struct FusedAttention {
     /// mask, as the unfused path adds its bias tensor.
     alibi: Option<Vec<f32>>,
     /// When the pattern is wanted too: where the op leaves it ([b, heads, t, t]).
-    pattern: Option<std::sync::Mutex<Option<Vec<f32>>>>,
+    pattern: Option<std::sync::Mutex<Vec<f32>>>,
 }
 
 /// A pointer the tasks share; each writes its own (sequence, head) columns of `z`.
@@ -182,7 +182,7 @@ impl CustomOp3 for FusedAttention {
                         })
                     },
                 );
-                *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(pattern);
+                *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = pattern;
             }
         }
         Ok((CpuStorage::F32(z), l1.shape().clone()))
@@ -221,7 +221,6 @@ pub(crate) fn attention_with_pattern(
 ) -> Result<(Tensor, Tensor)> {
     let (z, pattern) = fused_attention(q, k, v, key_mask, scale, alibi, true)?;
     let (batch, tokens, heads, _) = q.dims4()?;
-    let pattern = pattern.ok_or_else(|| candle_core::Error::Msg("no pattern".into()))?;
     Ok((
         z,
         Tensor::from_vec(pattern, (batch, heads, tokens, tokens), q.device())?,
@@ -236,18 +235,19 @@ fn fused_attention(
     scale: f64,
     alibi: Option<&[f32]>,
     with_pattern: bool,
-) -> Result<(Tensor, Option<Vec<f32>>)> {
+) -> Result<(Tensor, Vec<f32>)> {
     let mask = key_mask.flatten_all()?.to_vec1::<f32>()?;
     let op = FusedAttention {
         mask,
         scale: scale as f32,
         alibi: alibi.map(<[f32]>::to_vec),
-        pattern: with_pattern.then(|| std::sync::Mutex::new(None)),
+        pattern: with_pattern.then(|| std::sync::Mutex::new(Vec::new())),
     };
     let z = q
         .contiguous()?
         .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?;
-    let pattern = op.pattern.and_then(|slot| {
+    // Empty when the pattern was not asked for.
+    let pattern = op.pattern.map_or_else(Vec::new, |slot| {
         slot.into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     });
@@ -281,12 +281,15 @@ mod tests {
         let product =
             batched_matmul(&(by_head(&q) * scale).unwrap(), &by_head(&k).t().unwrap()).unwrap();
         let pattern = masked_softmax(&product, &mask).unwrap();
-        let unfused = batched_matmul(&pattern, &by_head(&v))
-            .unwrap()
-            .transpose(1, 2)
-            .unwrap()
-            .contiguous()
-            .unwrap();
+        let unfused_z = |pattern: &Tensor| {
+            batched_matmul(pattern, &by_head(&v))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
+        let unfused = unfused_z(&pattern);
         let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(flat(&fused), flat(&unfused));
         // The pattern the fused op can return is the unfused pattern, and z is unchanged.
@@ -305,12 +308,7 @@ mod tests {
         }
         let bias = Tensor::from_vec(bias, (1, h, t, t), &Device::Cpu).unwrap();
         let pattern = masked_softmax(&product.broadcast_add(&bias).unwrap(), &mask).unwrap();
-        let unfused = batched_matmul(&pattern, &by_head(&v))
-            .unwrap()
-            .transpose(1, 2)
-            .unwrap()
-            .contiguous()
-            .unwrap();
+        let unfused = unfused_z(&pattern);
         assert_eq!(flat(&fused), flat(&unfused));
         let (z, fused_pattern) =
             attention_with_pattern(&q, &k, &v, &mask, scale, Some(&slopes)).unwrap();
