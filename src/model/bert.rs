@@ -886,15 +886,16 @@ impl HookedModel {
             _ => (q, k),
         };
         // The fused op serves every forward that changes nothing at the scores or the pattern
-        // and reads no scores: it returns the pattern too when a hook captures it.
+        // and reads no scores: it returns the pattern too when a hook captures it, and it has a
+        // backward of its own when a gradient is wanted and no hook is at the pattern.
         let unfused = hooks.wants(point(BlockSite::AttnScores))
             || hooks.is_intervened(point(BlockSite::Pattern))
             || hooks.rules().is_some();
+        let alibi = match &self.positions {
+            Positions::Alibi(slopes) => Some(slopes.as_slice()),
+            _ => None,
+        };
         let z = if !unfused && crate::ops::attention::applies(&q, &k, &v) {
-            let alibi = match &self.positions {
-                Positions::Alibi(slopes) => Some(slopes.as_slice()),
-                _ => None,
-            };
             if hooks.wants(point(BlockSite::Pattern)) {
                 let (z, pattern) = crate::ops::attention::attention_with_pattern(
                     &q, &k, &v, key_mask, scale, alibi,
@@ -904,6 +905,12 @@ impl HookedModel {
             } else {
                 crate::ops::attention::attention(&q, &k, &v, key_mask, scale, alibi)?
             }
+        } else if !unfused
+            && !hooks.wants(point(BlockSite::Pattern))
+            && crate::ops::attention::applies_with_gradient(&q, &k, &v)
+        {
+            // A gradient is wanted and nothing reads the pattern: one node with its own backward.
+            crate::ops::attention::attention_with_gradient(&q, &k, &v, key_mask, scale, alibi)?
         } else {
             self.unfused_attention(index, q, k, v, key_mask, hooks, cache)?
         };

@@ -4,8 +4,13 @@
 //! uses. The unfused path stores the scores and the pattern for the whole batch ([b, heads, t, t],
 //! 41 MB at 32 × 8 heads × 200 tokens, each written and read back through memory) and copies `z`
 //! out of a transposed view. Same products, same softmax kernel, same order of operations: the
-//! values equal the unfused path's. Used when no hook reads the scores or the pattern and no
-//! gradient is wanted (the op has no backward).
+//! values equal the unfused path's. Used when no hook reads the scores or changes the pattern.
+//!
+//! With a gradient wanted (training, gradient × input, integrated gradients; no relevance rules
+//! and no hook at the pattern), the op keeps each item's pattern and its backward computes
+//! dv = Pᵀ·dz, dP = dz·vᵀ, dS = P ∘ (dP − rowsum(dP ∘ P)), dq = scale·dS·k and
+//! dk = scale·dSᵀ·q item by item in the same way: one node in the graph where the unfused path has
+//! four, and no [b, heads, t, t] gradient tensor (each was zero-filled and accumulated by candle).
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -187,11 +192,180 @@ impl CustomOp3 for FusedAttention {
         }
         Ok((CpuStorage::F32(z), l1.shape().clone()))
     }
+
+    /// Gradients of q, k and v from the pattern the forward kept (see the module docs).
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _z: &Tensor,
+        dz: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some(slot) = &self.pattern else {
+            candle_core::bail!(
+                "{}: the forward kept no pattern for a backward",
+                self.name()
+            );
+        };
+        let guard = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let pattern: &[f32] = &guard;
+        let (batch, tokens, heads, head_dim) = q.dims4()?;
+        let t = tokens;
+        if pattern.len() != batch * heads * t * t || dz.dims() != q.dims() {
+            candle_core::bail!(
+                "{}: a pattern of {} values and dz {:?} do not fit q {:?}",
+                self.name(),
+                pattern.len(),
+                dz.dims(),
+                q.dims()
+            );
+        }
+        let values = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
+        let (q_values, k_values, v_values, dz_values) =
+            (values(q)?, values(k)?, values(v)?, values(dz)?);
+        let width = heads * head_dim;
+        let len = batch * t * width;
+        let new_output =
+            || crate::ops::row_ops::new_in_parallel(len, len.div_ceil(4).max(1), |_, _| {});
+        let (mut dq, mut dk, mut dv) = (new_output(), new_output(), new_output());
+        let (dq_out, dk_out, dv_out) = (
+            Output(dq.as_mut_ptr()),
+            Output(dk.as_mut_ptr()),
+            Output(dv.as_mut_ptr()),
+        );
+        let scale = self.scale;
+        // One (sequence, head) item; `ds` is t × t scratch.
+        let item_work = |item: usize, ds: &mut [f32]| {
+            let (b, h) = (item / heads, item % heads);
+            let base = b * t * width + h * head_dim;
+            let p = &pattern[item * t * t..(item + 1) * t * t];
+            let product = |m: usize,
+                           n: usize,
+                           depth: usize,
+                           dst: *mut f32,
+                           dst_rs: usize,
+                           lhs: (*const f32, usize, usize),
+                           rhs: (*const f32, usize, usize),
+                           beta: f32| {
+                // SAFETY: every caller below passes pointers and (column, row) strides that
+                // stay inside this item's blocks of its buffers; `dst` is this task's own.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        depth,
+                        dst,
+                        1,
+                        dst_rs as isize,
+                        false,
+                        lhs.0,
+                        lhs.1 as isize,
+                        lhs.2 as isize,
+                        rhs.0,
+                        rhs.1 as isize,
+                        rhs.2 as isize,
+                        0.0,
+                        beta,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            };
+            let dz_item = dz_values[base..].as_ptr();
+            // dv = Pᵀ·dz (Pᵀ read as P with its strides swapped).
+            product(
+                t,
+                head_dim,
+                t,
+                dv_out.at(base),
+                width,
+                (p.as_ptr(), t, 1),
+                (dz_item, 1, width),
+                1.0,
+            );
+            // dP = dz·vᵀ, into `ds`.
+            let v_item = v_values[base..].as_ptr();
+            product(
+                t,
+                t,
+                head_dim,
+                ds.as_mut_ptr(),
+                t,
+                (dz_item, 1, width),
+                (v_item, width, 1),
+                1.0,
+            );
+            // dS = P ∘ (dP − Σ_j dP·P), row by row (masked keys have P = 0, so dS = 0 there).
+            for (ds_row, p_row) in ds.chunks_mut(t).zip(p.chunks(t)) {
+                let total = crate::ops::vector_math::dot(ds_row, p_row);
+                for (d, &pv) in ds_row.iter_mut().zip(p_row) {
+                    *d = pv * (*d - total);
+                }
+            }
+            // dq = scale·dS·k, dk = scale·dSᵀ·q.
+            let (k_item, q_item) = (k_values[base..].as_ptr(), q_values[base..].as_ptr());
+            product(
+                t,
+                head_dim,
+                t,
+                dq_out.at(base),
+                width,
+                (ds.as_ptr(), 1, t),
+                (k_item, 1, width),
+                scale,
+            );
+            product(
+                t,
+                head_dim,
+                t,
+                dk_out.at(base),
+                width,
+                (ds.as_ptr(), t, 1),
+                (q_item, 1, width),
+                scale,
+            );
+        };
+        (0..batch * heads)
+            .into_par_iter()
+            .for_each_init(|| vec![0f32; t * t], |ds, item| item_work(item, ds));
+        let tensor = |values: Vec<f32>| Tensor::from_vec(values, q.shape(), q.device());
+        Ok((Some(tensor(dq)?), Some(tensor(dk)?), Some(tensor(dv)?)))
+    }
 }
 
 /// Whether [`attention`] applies: f32 on the CPU, no gradient wanted.
 pub(crate) fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
     [q, k, v].iter().all(|x| fused(x) && !x.track_op())
+}
+
+/// Whether [`attention_with_gradient`] applies: f32 on the CPU, a gradient wanted.
+pub(crate) fn applies_with_gradient(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
+    [q, k, v].iter().all(|x| fused(x)) && [q, k, v].iter().any(|x| x.track_op())
+}
+
+/// [`attention`] as one node of the graph, with its own backward (the module docs): for a
+/// forward that wants gradients and reads or changes nothing at the scores or the pattern. Check
+/// [`applies_with_gradient`] first.
+pub(crate) fn attention_with_gradient(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_mask: &Tensor,
+    scale: f64,
+    alibi: Option<&[f32]>,
+) -> Result<Tensor> {
+    let op = FusedAttention {
+        mask: key_mask.flatten_all()?.to_vec1::<f32>()?,
+        scale: scale as f32,
+        alibi: alibi.map(<[f32]>::to_vec),
+        // The pattern stays in the op (it lives as long as the graph) for the backward.
+        pattern: Some(std::sync::Mutex::new(Vec::new())),
+    };
+    q.contiguous()?
+        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
 }
 
 /// z = softmax(q·kᵀ·scale + alibi + mask)·v for q, k, v [b, t, heads, d_head], an additive key
@@ -314,5 +488,70 @@ mod tests {
             attention_with_pattern(&q, &k, &v, &mask, scale, Some(&slopes)).unwrap();
         assert_eq!(flat(&fused_pattern), flat(&pattern));
         assert_eq!(flat(&z), flat(&unfused));
+    }
+
+    #[test]
+    fn gradient_equals_the_unfused_graphs() {
+        let (b, t, h, d) = (3, 29, 4, 8);
+        let sample =
+            |seed: u64| crate::ops::kernels::test_support::normal(&[b, t, h, d], seed, 1.0);
+        let mut valid = vec![1u32; b * t];
+        valid[t + 20..2 * t].fill(0);
+        valid[2 * t + 3..].fill(0);
+        let mask =
+            crate::ops::additive_key_mask(&Tensor::from_vec(valid, (b, t), &Device::Cpu).unwrap())
+                .unwrap();
+        let scale = (d as f64).powf(-0.5);
+        // A weighted sum of z, so that every element of z gets its own gradient.
+        let weights = sample(7);
+        let slopes = [0.5f32, 0.25, 0.7, 0.125];
+        for alibi in [None, Some(&slopes[..])] {
+            let vars = [sample(1), sample(2), sample(3)]
+                .map(|x| candle_core::Var::from_tensor(&x).unwrap());
+            let [q, k, v] = vars.each_ref().map(|x| x.as_tensor().clone());
+            assert!(!applies(&q, &k, &v) && applies_with_gradient(&q, &k, &v));
+            let fused = attention_with_gradient(&q, &k, &v, &mask, scale, alibi).unwrap();
+            let by_head = |x: &Tensor| x.transpose(1, 2).unwrap();
+            let mut product =
+                batched_matmul(&(by_head(&q) * scale).unwrap(), &by_head(&k).t().unwrap()).unwrap();
+            if let Some(slopes) = alibi {
+                let mut bias = Vec::new();
+                for &slope in slopes {
+                    for i in 0..t {
+                        bias.extend((0..t).map(|j| slope * -(i.abs_diff(j) as f32)));
+                    }
+                }
+                let bias = Tensor::from_vec(bias, (1, h, t, t), &Device::Cpu).unwrap();
+                product = product.broadcast_add(&bias).unwrap();
+            }
+            let pattern = masked_softmax(&product, &mask).unwrap();
+            let unfused = batched_matmul(&pattern, &by_head(&v))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap();
+            let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            // The forward is the inference op's: bit for bit the unfused z.
+            assert_eq!(flat(&fused), flat(&unfused.contiguous().unwrap()));
+            let gradients = |z: &Tensor| {
+                let grads = (z * &weights)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                [&q, &k, &v].map(|x| flat(grads.get(x).unwrap()))
+            };
+            let (ours, reference) = (gradients(&fused), gradients(&unfused));
+            for (name, (a, r)) in ["q", "k", "v"].iter().zip(ours.iter().zip(&reference)) {
+                let largest = r.iter().fold(0f32, |m, x| m.max(x.abs()));
+                for (x, y) in a.iter().zip(r) {
+                    assert!(
+                        (x - y).abs() <= 1e-5 * largest.max(1.0),
+                        "d{name} with alibi {alibi:?}: {x} vs {y}"
+                    );
+                }
+                assert!(largest > 0.1, "d{name} should not vanish");
+            }
+        }
     }
 }
