@@ -1272,7 +1272,12 @@ impl HookedModel {
 
 /// ALiBi biases [1, heads, queries, keys]: −slope_h·|i − j| in f32 (slope rounded to f32 first,
 /// then one product with the integer distance, as MosaicBERT computes it).
-fn alibi_bias(slopes: &[f32], queries: usize, keys: usize, device: &Device) -> Result<Tensor> {
+pub(crate) fn alibi_bias(
+    slopes: &[f32],
+    queries: usize,
+    keys: usize,
+    device: &Device,
+) -> Result<Tensor> {
     let mut values = Vec::with_capacity(slopes.len() * queries * keys);
     for &slope in slopes {
         for i in 0..queries {

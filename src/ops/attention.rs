@@ -44,6 +44,70 @@ impl Output {
     }
 }
 
+/// A matrix operand of [`product`]: its first element, column stride and row stride.
+#[derive(Clone, Copy)]
+struct Strided(*const f32, usize, usize);
+
+/// dst = beta · lhs·rhs for lhs m × depth and rhs depth × n, dst m × n with column stride 1 and
+/// row stride `dst.1`, on the calling thread (each item is one task).
+///
+/// # Safety
+/// Every operand's strides must stay inside its buffer, and no other task may write `dst`'s
+/// elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    m: usize,
+    n: usize,
+    depth: usize,
+    dst: (*mut f32, usize),
+    lhs: Strided,
+    rhs: Strided,
+    beta: f32,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            depth,
+            dst.0,
+            1,
+            dst.1 as isize,
+            false,
+            lhs.0,
+            lhs.1 as isize,
+            lhs.2 as isize,
+            rhs.0,
+            rhs.1 as isize,
+            rhs.2 as isize,
+            0.0,
+            beta,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+impl FusedAttention {
+    /// The op for an additive key mask [b, 1, 1, t]; `keep_pattern` gives it a slot for the
+    /// pattern (returned by the forward, or kept for the backward).
+    fn new(
+        key_mask: &Tensor,
+        scale: f64,
+        alibi: Option<&[f32]>,
+        keep_pattern: bool,
+    ) -> Result<Self> {
+        Ok(FusedAttention {
+            mask: key_mask.flatten_all()?.to_vec1::<f32>()?,
+            scale: scale as f32,
+            alibi: alibi.map(<[f32]>::to_vec),
+            pattern: keep_pattern.then(|| std::sync::Mutex::new(Vec::new())),
+        })
+    }
+}
+
 impl CustomOp3 for FusedAttention {
     fn name(&self) -> &'static str {
         "genolens-fused-attention"
@@ -92,28 +156,16 @@ impl CustomOp3 for FusedAttention {
                 }
                 // SAFETY: `scaled` is t × d_head (row stride d_head); k's item is read as
                 // kᵀ, d_head × t (row stride 1, column stride `width`) inside k's buffer;
-                // `scores` is t × t.
+                // `scores` is t × t, this task's scratch.
                 unsafe {
-                    gemm::gemm(
+                    product(
                         t,
                         t,
                         head_dim,
-                        scores.as_mut_ptr(),
-                        1,
-                        t as isize,
-                        false,
-                        scaled.as_ptr(),
-                        1,
-                        head_dim as isize,
-                        k.as_ptr().add(base),
-                        width as isize,
-                        1,
-                        0.0,
+                        (scores.as_mut_ptr(), t),
+                        Strided(scaled.as_ptr(), 1, head_dim),
+                        Strided(k.as_ptr().add(base), width, 1),
                         1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
                     );
                 }
                 if let Some(slopes) = &self.alibi {
@@ -135,26 +187,14 @@ impl CustomOp3 for FusedAttention {
                 // z's item is t × d_head at the same offsets (row stride `width`), written
                 // by this task only.
                 unsafe {
-                    gemm::gemm(
+                    product(
                         t,
                         head_dim,
                         t,
-                        out.at(base),
-                        1,
-                        width as isize,
-                        false,
-                        pattern.as_ptr(),
-                        1,
-                        t as isize,
-                        v.as_ptr().add(base),
-                        1,
-                        width as isize,
-                        0.0,
+                        (out.at(base), width),
+                        Strided(pattern.as_ptr(), 1, t),
+                        Strided(v.as_ptr().add(base), 1, width),
                         1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
                     );
                 }
             };
@@ -240,64 +280,35 @@ impl CustomOp3 for FusedAttention {
             let (b, h) = (item / heads, item % heads);
             let base = b * t * width + h * head_dim;
             let p = &pattern[item * t * t..(item + 1) * t * t];
-            let product = |m: usize,
-                           n: usize,
-                           depth: usize,
-                           dst: *mut f32,
-                           dst_rs: usize,
-                           lhs: (*const f32, usize, usize),
-                           rhs: (*const f32, usize, usize),
-                           beta: f32| {
-                // SAFETY: every caller below passes pointers and (column, row) strides that
-                // stay inside this item's blocks of its buffers; `dst` is this task's own.
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        n,
-                        depth,
-                        dst,
-                        1,
-                        dst_rs as isize,
-                        false,
-                        lhs.0,
-                        lhs.1 as isize,
-                        lhs.2 as isize,
-                        rhs.0,
-                        rhs.1 as isize,
-                        rhs.2 as isize,
-                        0.0,
-                        beta,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-            };
-            let dz_item = dz_values[base..].as_ptr();
-            // dv = Pᵀ·dz (Pᵀ read as P with its strides swapped).
-            product(
-                t,
-                head_dim,
-                t,
-                dv_out.at(base),
-                width,
-                (p.as_ptr(), t, 1),
-                (dz_item, 1, width),
-                1.0,
-            );
+            let [q_item, k_item, v_item, dz_item] =
+                [&q_values, &k_values, &v_values, &dz_values].map(|x| x[base..].as_ptr());
+            // SAFETY (every product below): q, k, v and dz items are t × d_head with row stride
+            // `width` inside their buffers; P and `ds` are t × t (Pᵀ and dSᵀ are read with the
+            // strides swapped); the dq, dk and dv items are written by this task only.
+            // dv = Pᵀ·dz.
+            unsafe {
+                product(
+                    t,
+                    head_dim,
+                    t,
+                    (dv_out.at(base), width),
+                    Strided(p.as_ptr(), t, 1),
+                    Strided(dz_item, 1, width),
+                    1.0,
+                );
+            }
             // dP = dz·vᵀ, into `ds`.
-            let v_item = v_values[base..].as_ptr();
-            product(
-                t,
-                t,
-                head_dim,
-                ds.as_mut_ptr(),
-                t,
-                (dz_item, 1, width),
-                (v_item, width, 1),
-                1.0,
-            );
+            unsafe {
+                product(
+                    t,
+                    t,
+                    head_dim,
+                    (ds.as_mut_ptr(), t),
+                    Strided(dz_item, 1, width),
+                    Strided(v_item, width, 1),
+                    1.0,
+                );
+            }
             // dS = P ∘ (dP − Σ_j dP·P), row by row (masked keys have P = 0, so dS = 0 there).
             for (ds_row, p_row) in ds.chunks_mut(t).zip(p.chunks(t)) {
                 let total = crate::ops::vector_math::dot(ds_row, p_row);
@@ -306,27 +317,26 @@ impl CustomOp3 for FusedAttention {
                 }
             }
             // dq = scale·dS·k, dk = scale·dSᵀ·q.
-            let (k_item, q_item) = (k_values[base..].as_ptr(), q_values[base..].as_ptr());
-            product(
-                t,
-                head_dim,
-                t,
-                dq_out.at(base),
-                width,
-                (ds.as_ptr(), 1, t),
-                (k_item, 1, width),
-                scale,
-            );
-            product(
-                t,
-                head_dim,
-                t,
-                dk_out.at(base),
-                width,
-                (ds.as_ptr(), t, 1),
-                (q_item, 1, width),
-                scale,
-            );
+            unsafe {
+                product(
+                    t,
+                    head_dim,
+                    t,
+                    (dq_out.at(base), width),
+                    Strided(ds.as_ptr(), 1, t),
+                    Strided(k_item, 1, width),
+                    scale,
+                );
+                product(
+                    t,
+                    head_dim,
+                    t,
+                    (dk_out.at(base), width),
+                    Strided(ds.as_ptr(), t, 1),
+                    Strided(q_item, 1, width),
+                    scale,
+                );
+            }
         };
         (0..batch * heads)
             .into_par_iter()
@@ -357,13 +367,8 @@ pub(crate) fn attention_with_gradient(
     scale: f64,
     alibi: Option<&[f32]>,
 ) -> Result<Tensor> {
-    let op = FusedAttention {
-        mask: key_mask.flatten_all()?.to_vec1::<f32>()?,
-        scale: scale as f32,
-        alibi: alibi.map(<[f32]>::to_vec),
-        // The pattern stays in the op (it lives as long as the graph) for the backward.
-        pattern: Some(std::sync::Mutex::new(Vec::new())),
-    };
+    // The pattern stays in the op (it lives as long as the graph) for the backward.
+    let op = FusedAttention::new(key_mask, scale, alibi, true)?;
     q.contiguous()?
         .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
 }
@@ -410,13 +415,7 @@ fn fused_attention(
     alibi: Option<&[f32]>,
     with_pattern: bool,
 ) -> Result<(Tensor, Vec<f32>)> {
-    let mask = key_mask.flatten_all()?.to_vec1::<f32>()?;
-    let op = FusedAttention {
-        mask,
-        scale: scale as f32,
-        alibi: alibi.map(<[f32]>::to_vec),
-        pattern: with_pattern.then(|| std::sync::Mutex::new(Vec::new())),
-    };
+    let op = FusedAttention::new(key_mask, scale, alibi, with_pattern)?;
     let z = q
         .contiguous()?
         .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?;
@@ -431,9 +430,20 @@ fn fused_attention(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::bert::alibi_bias;
     use crate::ops::batched_matmul::batched_matmul;
     use crate::ops::kernels::masked_softmax;
     use candle_core::Device;
+
+    /// The additive key mask of `b` sequences of `t` tokens with the given real lengths.
+    fn padded_mask(t: usize, lengths: &[usize]) -> Tensor {
+        let valid: Vec<u32> = lengths
+            .iter()
+            .flat_map(|&length| (0..t).map(move |i| u32::from(i < length)))
+            .collect();
+        let valid = Tensor::from_vec(valid, (lengths.len(), t), &Device::Cpu).unwrap();
+        crate::ops::additive_key_mask(&valid).unwrap()
+    }
 
     #[test]
     fn equals_the_unfused_products_and_softmax_bit_for_bit() {
@@ -442,12 +452,7 @@ mod tests {
             |seed: u64| crate::ops::kernels::test_support::normal(&[b, t, h, d], seed, 1.0);
         let (q, k, v) = (sample(1), sample(2), sample(3));
         // The second sequence has 30 real tokens, the third 5.
-        let mut valid = vec![1u32; b * t];
-        valid[t + 30..2 * t].fill(0);
-        valid[2 * t + 5..].fill(0);
-        let mask =
-            crate::ops::additive_key_mask(&Tensor::from_vec(valid, (b, t), &Device::Cpu).unwrap())
-                .unwrap();
+        let mask = padded_mask(t, &[t, 30, 5]);
         let scale = (d as f64).powf(-0.5);
         assert!(applies(&q, &k, &v));
         let fused = attention(&q, &k, &v, &mask, scale, None).unwrap();
@@ -474,13 +479,7 @@ mod tests {
         // With ALiBi biases (any head count), against the bias added to the unfused product.
         let slopes = [0.5f32, 0.25, 0.7, 0.125];
         let fused = attention(&q, &k, &v, &mask, scale, Some(&slopes)).unwrap();
-        let mut bias = Vec::new();
-        for &slope in &slopes {
-            for i in 0..t {
-                bias.extend((0..t).map(|j| slope * -(i.abs_diff(j) as f32)));
-            }
-        }
-        let bias = Tensor::from_vec(bias, (1, h, t, t), &Device::Cpu).unwrap();
+        let bias = alibi_bias(&slopes, t, t, &Device::Cpu).unwrap();
         let pattern = masked_softmax(&product.broadcast_add(&bias).unwrap(), &mask).unwrap();
         let unfused = unfused_z(&pattern);
         assert_eq!(flat(&fused), flat(&unfused));
@@ -495,12 +494,7 @@ mod tests {
         let (b, t, h, d) = (3, 29, 4, 8);
         let sample =
             |seed: u64| crate::ops::kernels::test_support::normal(&[b, t, h, d], seed, 1.0);
-        let mut valid = vec![1u32; b * t];
-        valid[t + 20..2 * t].fill(0);
-        valid[2 * t + 3..].fill(0);
-        let mask =
-            crate::ops::additive_key_mask(&Tensor::from_vec(valid, (b, t), &Device::Cpu).unwrap())
-                .unwrap();
+        let mask = padded_mask(t, &[t, 20, 3]);
         let scale = (d as f64).powf(-0.5);
         // A weighted sum of z, so that every element of z gets its own gradient.
         let weights = sample(7);
@@ -515,13 +509,7 @@ mod tests {
             let mut product =
                 batched_matmul(&(by_head(&q) * scale).unwrap(), &by_head(&k).t().unwrap()).unwrap();
             if let Some(slopes) = alibi {
-                let mut bias = Vec::new();
-                for &slope in slopes {
-                    for i in 0..t {
-                        bias.extend((0..t).map(|j| slope * -(i.abs_diff(j) as f32)));
-                    }
-                }
-                let bias = Tensor::from_vec(bias, (1, h, t, t), &Device::Cpu).unwrap();
+                let bias = alibi_bias(slopes, t, t, &Device::Cpu).unwrap();
                 product = product.broadcast_add(&bias).unwrap();
             }
             let pattern = masked_softmax(&product, &mask).unwrap();
