@@ -113,14 +113,22 @@ merge RUN_DIR:
     cargo run --release -- merge {{RUN_DIR}}
 
 # genolens vs PyTorch side by side (same weights, inputs and threads; alternated rounds):
-# reports/bench/bench.parquet and bench.md. `just bench 5 forward:mini:16x200` runs one case.
-bench ROUNDS="5" CASES="":
+# reports/bench/bench.parquet and bench.md. `just bench 5 forward:mini:16x200` runs one case;
+# BLAS (a library path, e.g. from `just blas`) adds genolens with GENOLENS_BLAS set as a third side.
+bench ROUNDS="5" CASES="" BLAS="":
     test -x .venv-ref/bin/python || python3 -m venv .venv-ref
     .venv-ref/bin/pip install -q -r tests/reference/requirements.txt
     test -x .venv-lxt/bin/python || python3 -m venv .venv-lxt
     .venv-lxt/bin/pip install -q -r tests/reference/requirements-lxt.txt
     cargo build --release --bin genolens-bench
-    .venv-ref/bin/python tests/reference/bench.py drive --rounds {{ROUNDS}} --cases "{{CASES}}"
+    .venv-ref/bin/python tests/reference/bench.py drive --rounds {{ROUNDS}} --cases "{{CASES}}" {{ if BLAS != "" { "--blas " + BLAS } else { "" } }}
+
+# An optional BLAS for the CPU's matrix products, from PyPI into DIR (no root needed); prints the
+# GENOLENS_BLAS setting that selects it. KIND: mkl (Intel MKL, ~700 MB; Intel Xeons) or openblas
+# (scipy-openblas32, ~25 MB). Debian's libopenblas0-pthread works too: GENOLENS_BLAS=libopenblas.so.0.
+blas KIND="mkl" DIR=".blas":
+    python3 -m pip install -q --prefix {{DIR}}/{{KIND}} {{ if KIND == "mkl" { "mkl==2026.2.1" } else { "scipy-openblas32==0.3.34.481.3" } }}
+    @echo "export GENOLENS_BLAS=$(find $(realpath {{DIR}}/{{KIND}}) -name {{ if KIND == "mkl" { "'libmkl_rt.so.*'" } else { "'libscipy_openblas*.so'" } }} | head -n 1)"
 
 # Build the GPU binary (--features cuda) into target/cuda/release/. PREFIX is a CUDA toolkit
 # folder (e.g. /usr/local/cuda); without one, `scripts/setup-cuda-prefix.sh PREFIX` makes a CUDA

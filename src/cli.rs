@@ -500,6 +500,8 @@ impl Cli {
 
     /// The global options, the device parsed.
     pub fn globals(&self) -> anyhow::Result<Globals> {
+        let backend = crate::device::cpu_matmul_backend()?;
+        tracing::info!("CPU matrix products: {backend}");
         Ok(Globals {
             seed: self.seed,
             device: crate::device::parse_device(&self.device)?,

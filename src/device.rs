@@ -26,6 +26,14 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
 }
 
+/// The CPU's matrix-product backend: the built-in `gemm` crate, or the BLAS library the
+/// `GENOLENS_BLAS` environment variable names (loaded once, here, so a name that does not load
+/// is an error before any work). Returns a description for logs and provenance.
+pub fn cpu_matmul_backend() -> Result<String> {
+    crate::ops::check_backend()
+        .map_err(|message| GenolensError::argument(crate::ops::BLAS_VARIABLE.to_string(), message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

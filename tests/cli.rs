@@ -1170,3 +1170,84 @@ fn legacy_double_bias_reaches_embedded_logits() {
         );
     }
 }
+
+/// `GENOLENS_BLAS`: a name that does not load stops the command before any work, naming the
+/// variable; a BLAS that loads (`GENOLENS_TEST_BLAS`, which CI sets, else Debian's OpenBLAS or
+/// BLIS when installed) gives the built-in GEMM's embeddings to rounding and is recorded in
+/// run.json.
+#[test]
+fn the_blas_backend_is_checked_recorded_and_agrees_with_the_built_in_gemm() {
+    let model = fixture_model("tiny-cls-k3");
+    let model = model.to_str().unwrap();
+    let with_blas = |blas: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_genolens"))
+            .env("GENOLENS_BLAS", blas)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let wrong = with_blas("/no/such/libopenblas.so", &["inspect", "--model", model]);
+    assert!(!wrong.status.success());
+    let message = text(&wrong);
+    assert!(
+        message.contains("GENOLENS_BLAS=/no/such/libopenblas.so")
+            && message.contains("cblas_sgemm"),
+        "{message}"
+    );
+
+    let named = std::env::var("GENOLENS_TEST_BLAS").ok();
+    let candidates = match &named {
+        Some(name) => vec![name.clone()],
+        None => vec!["libopenblas.so.0".to_string(), "libblis.so.4".to_string()],
+    };
+    let Some(blas) = candidates.into_iter().find(|name| {
+        with_blas(name, &["inspect", "--model", model])
+            .status
+            .success()
+    }) else {
+        assert!(named.is_none(), "GENOLENS_TEST_BLAS={named:?} did not load");
+        eprintln!("no BLAS library found: GENOLENS_BLAS's end-to-end path is not exercised here");
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let fasta = fixture_fasta();
+    let embed = |blas: &str, name: &str| {
+        let dir = out.path().join(name);
+        let args = [
+            "embed",
+            "--model",
+            model,
+            "--data",
+            fasta.to_str().unwrap(),
+            "--hook",
+            "blocks.1.hook_resid_post",
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        let output = with_blas(blas, &args);
+        assert!(output.status.success(), "{}", text(&output));
+        let values: Vec<f32> = read_table(&dir.join("embeddings.parquet"))
+            .iter()
+            .flat_map(|batch| {
+                let column = batch.column_by_name("value").expect("value column");
+                let column = column.as_any().downcast_ref::<Float32Array>().unwrap();
+                column.values().to_vec()
+            })
+            .collect();
+        let run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        (values, run["matmul"].as_str().unwrap().to_string())
+    };
+    let (built_in, built_in_name) = embed("gemm", "built-in");
+    let (loaded, loaded_name) = embed(&blas, "blas");
+    assert!(built_in_name.contains("gemm crate"), "{built_in_name}");
+    assert!(loaded_name.contains(&blas), "{loaded_name}");
+    assert_eq!(built_in.len(), loaded.len());
+    assert!(!built_in.is_empty());
+    let worst = built_in
+        .iter()
+        .zip(&loaded)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "largest difference {worst}");
+}

@@ -54,11 +54,12 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     genolens::memory::keep_freed_memory();
+    let backend = genolens::device::cpu_matmul_backend()?;
     match Cli::parse().command {
         Command::MakeInputs { root, seed } => make_inputs(&root, seed)?,
         Command::Run { root, case } => {
             let seconds = run_case(&Case::parse(&case)?, &root)?;
-            let line = serde_json::json!({ "case": case, "seconds": seconds, "peak_rss_bytes": peak_rss_bytes() });
+            let line = serde_json::json!({ "case": case, "seconds": seconds, "peak_rss_bytes": peak_rss_bytes(), "matmul": backend });
             println!("{line}");
         }
         Command::Pieces {
@@ -68,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             repeats,
         } => {
             let device = genolens::device::parse_device(&device)?;
+            eprintln!("CPU matrix products: {backend}");
             let times = time_pieces(PieceShape { batch, tokens }, &device, repeats)?;
             println!("{}", table(&times));
         }

@@ -16,6 +16,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::ops::kernels::{contiguous_f32, fused, masked_softmax_rows, softmax_rows};
+use crate::ops::matmul::{self, Threads, View, ViewMut};
 
 struct FusedAttention {
     /// Additive key mask, [b, t] (0 or f32::MIN).
@@ -64,28 +65,23 @@ unsafe fn product(
     rhs: Strided,
     beta: f32,
 ) {
+    let view = |operand: Strided| View {
+        ptr: operand.0,
+        row_stride: operand.2 as isize,
+        col_stride: operand.1 as isize,
+    };
     // SAFETY: the caller's contract.
     unsafe {
-        gemm::gemm(
+        matmul::product(
             m,
             n,
             depth,
-            dst.0,
-            1,
-            dst.1 as isize,
+            ViewMut::rows(dst.0, dst.1),
             false,
-            lhs.0,
-            lhs.1 as isize,
-            lhs.2 as isize,
-            rhs.0,
-            rhs.1 as isize,
-            rhs.2 as isize,
-            0.0,
+            view(lhs),
+            view(rhs),
             beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            Threads::Caller,
         );
     }
 }

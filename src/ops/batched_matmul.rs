@@ -8,6 +8,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
+use crate::ops::matmul::{self, Threads, View, ViewMut};
+
 /// How to walk one operand: where each batch item starts and its row and column strides.
 struct Walk {
     starts: Vec<usize>,
@@ -83,26 +85,24 @@ impl CustomOp2 for BatchedProduct {
                 // and strides from its layout, which candle checked against its buffer, so
                 // every element the strides reach lies inside that buffer.
                 unsafe {
-                    gemm::gemm(
+                    matmul::product(
                         m,
                         n,
                         k,
-                        dst.as_mut_ptr(),
-                        1,
-                        n as isize,
+                        ViewMut::rows(dst.as_mut_ptr(), n),
                         false,
-                        a_data.as_ptr().add(a_start),
-                        a.col_stride as isize,
-                        a.row_stride as isize,
-                        b_data.as_ptr().add(b_start),
-                        b.col_stride as isize,
-                        b.row_stride as isize,
-                        0.0,
+                        View {
+                            ptr: a_data.as_ptr().add(a_start),
+                            row_stride: a.row_stride as isize,
+                            col_stride: a.col_stride as isize,
+                        },
+                        View {
+                            ptr: b_data.as_ptr().add(b_start),
+                            row_stride: b.row_stride as isize,
+                            col_stride: b.col_stride as isize,
+                        },
                         1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        Threads::Caller,
                     );
                 }
             })

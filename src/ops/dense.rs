@@ -8,6 +8,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::ops::kernels::{contiguous_f32, fused};
+use crate::ops::matmul::{self, Threads, View, ViewMut};
 use crate::ops::row_ops::column_sums;
 
 struct DenseLayer {
@@ -52,37 +53,21 @@ impl CustomOp3 for DenseLayer {
         } else {
             crate::ops::row_ops::repeated_rows(bias, rows)
         };
-        let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
         // SAFETY: every pointer covers the extent its strides describe: out is rows × outputs
         // (row stride outputs), x is rows × inner (row stride inner), and Wᵀ is read from W's
         // outputs × inner buffer as inner × outputs (column stride inner, row stride 1).
-        // out = 1 · out + 1 · x Wᵀ (read_dst: the bias rows are the starting value).
+        // out = out + x Wᵀ (the bias rows are the starting value).
         unsafe {
-            gemm::gemm(
+            matmul::product(
                 rows,
                 outputs,
                 inner,
-                out.as_mut_ptr(),
-                1,
-                outputs as isize,
+                ViewMut::rows(out.as_mut_ptr(), outputs),
                 !zero_bias,
-                x.as_ptr(),
-                1,
-                inner as isize,
-                w.as_ptr(),
-                inner as isize,
-                1,
+                View::rows(x.as_ptr(), inner),
+                View::transposed(w.as_ptr(), inner),
                 1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
+                Threads::Pool,
             );
         }
         if self.gelu {
@@ -105,12 +90,12 @@ impl CustomOp3 for DenseLayer {
             candle_core::bail!("{}: the fused GELU has no backward", self.name());
         }
         let dx = if x.track_op() {
-            Some(grad.matmul(w)?)
+            Some(matmul::matmul_no_grad(grad, w)?)
         } else {
             None
         };
         let dw = if w.track_op() {
-            Some(grad.t()?.matmul(x)?)
+            Some(matmul::matmul_no_grad(&grad.t()?, x)?)
         } else {
             None
         };

@@ -8,6 +8,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use crate::ops::kernels::{contiguous_f32, fused, gelu_in_place};
+use crate::ops::matmul::{self, Threads, View, ViewMut};
 
 /// Rows per task: the hidden block (rows × d_ff floats) fits in L2 next to the weights.
 const BLOCK_ROWS: usize = 256;
@@ -46,26 +47,16 @@ fn dense_block(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32], inner: usi
     // SAFETY: out is rows × outputs (row stride outputs), x is rows × inner (row stride inner),
     // w_t is inner × outputs (row stride outputs); out = out + x · w_t.
     unsafe {
-        gemm::gemm(
+        matmul::product(
             rows,
             outputs,
             inner,
-            out.as_mut_ptr(),
-            1,
-            outputs as isize,
+            ViewMut::rows(out.as_mut_ptr(), outputs),
             true,
-            x.as_ptr(),
-            1,
-            inner as isize,
-            w_t.as_ptr(),
-            1,
-            outputs as isize,
+            View::rows(x.as_ptr(), inner),
+            View::rows(w_t.as_ptr(), outputs),
             1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            Threads::Caller,
         );
     }
 }

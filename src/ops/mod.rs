@@ -13,10 +13,13 @@ pub(crate) mod graft;
 pub(crate) mod kernels;
 pub(crate) mod layer_norm;
 mod layers;
+pub(crate) mod matmul;
 pub(crate) mod mlp;
 pub mod relevance;
 pub(crate) mod row_ops;
 pub(crate) mod vector_math;
+
+pub use matmul::{check_backend, BLAS_VARIABLE};
 
 pub use layers::{
     additive_key_mask, embedding_rows, gelu_erf, softmax_last_dim, LayerNorm, Linear,

@@ -243,6 +243,9 @@ fn render_provenance(html: &mut String, record: &RunRecord) {
     }
     add("genolens", provenance.genolens_version.clone());
     add("git commit", provenance.git_commit.clone());
+    if !provenance.matmul.is_empty() {
+        add("matrix products", provenance.matmul.clone());
+    }
     add("started", record.started_at.clone());
     add("finished", record.finished_at.clone());
     if let serde_json::Value::Object(config) = &record.config {

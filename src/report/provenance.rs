@@ -34,6 +34,10 @@ pub struct Provenance {
     pub model_sha256: Option<String>,
     /// Input data files with checksums.
     pub data: Vec<DataFile>,
+    /// What ran the CPU's matrix products: the built-in `gemm` crate or the BLAS library
+    /// `GENOLENS_BLAS` named (results agree to rounding, not bit for bit, across backends).
+    #[serde(default)]
+    pub matmul: String,
 }
 
 impl Provenance {
@@ -47,6 +51,7 @@ impl Provenance {
             model_id: None,
             model_sha256: None,
             data: Vec::new(),
+            matmul: crate::ops::check_backend().unwrap_or_else(|message| message),
         }
     }
 
@@ -61,6 +66,7 @@ impl Provenance {
             model_id: None,
             model_sha256: None,
             data: sources,
+            matmul: String::new(),
         }
     }
 
@@ -102,6 +108,7 @@ impl Provenance {
                 self.model_sha256.clone().unwrap_or_default(),
             ),
             ("genolens.data_sha256".into(), data_sha256),
+            ("genolens.matmul".into(), self.matmul.clone()),
             (
                 "genolens.provenance".into(),
                 serde_json::to_string(self).expect("provenance serialises"),

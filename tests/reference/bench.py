@@ -442,10 +442,12 @@ def peak_rss_bytes():
     return None
 
 
-def run_one(implementation, case, root, threads):
+def run_one(implementation, case, root, threads, blas=None):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads), BENCH_THREADS=str(threads))
-    if implementation == "genolens":
+    if implementation == "genolens-blas":
+        env["GENOLENS_BLAS"] = blas
+    if implementation in ("genolens", "genolens-blas"):
         command = [str(REPO / "target/release/genolens-bench"), "run", "--root", str(root), "--case", case]
     else:
         python = sys.executable
@@ -463,7 +465,7 @@ def run_one(implementation, case, root, threads):
         raise SystemExit(f"{implementation} {case} failed (status {process.returncode})")
     record = json.loads(process.stdout.decode().strip().splitlines()[-1])
     return {"case": case, "implementation": implementation, "seconds": record["seconds"],
-            "peak_rss_bytes": record["peak_rss_bytes"]}
+            "peak_rss_bytes": record["peak_rss_bytes"], "matmul": record.get("matmul", "")}
 
 
 def drive(args):
@@ -481,12 +483,15 @@ def drive(args):
             # The reference side writes the weights in the hub's layout first.
             run_one("pytorch", f"{kind}:{shape}:1x8", root, args.threads)
     records = []
+    implementations = args.implementations.split(",") + (["genolens-blas"] if args.blas else [])
     for case in cases:
         first_round = 0 if args.warmup_round else 1
         for round_index in range(first_round, args.rounds + 1):  # round 0 warms caches, discarded
-            order = ["genolens", "pytorch"] if round_index % 2 == 0 else ["pytorch", "genolens"]
-            for implementation in (i for i in order if i in args.implementations.split(",")):
-                record = run_one(implementation, case, root, args.threads)
+            # Each implementation goes first in turn.
+            shift = round_index % len(implementations)
+            order = implementations[shift:] + implementations[:shift]
+            for implementation in order:
+                record = run_one(implementation, case, root, args.threads, args.blas)
                 record["round"] = round_index
                 print(json.dumps(record), flush=True)
                 if round_index > 0:
@@ -495,7 +500,9 @@ def drive(args):
     out.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(records)
     machine = machine_description()
-    metadata = {"threads": str(args.threads), "torch": version("torch"), "transformers": version("transformers"),
+    matmul = sorted({r["matmul"] for r in records if r["implementation"] == "genolens"}) or ["not run"]
+    blas = sorted({r["matmul"] for r in records if r["implementation"] == "genolens-blas"})
+    metadata = {"matmul": "; ".join(matmul), "threads": str(args.threads), "torch": version("torch"), "transformers": version("transformers"),
                 "machine": platform.processor() or platform.machine(), "cpus": str(os.cpu_count()),
                 "cpu_model": machine["model"], "isa": machine["isa"], "date": machine["date"],
                 "commit": machine["commit"]}
@@ -504,17 +511,24 @@ def drive(args):
         f"{machine['model']} ({machine['isa']}; {os.cpu_count()} CPUs), {machine['date']}, commit {machine['commit']}.",
         f"Medians of {args.rounds} alternated rounds, {args.threads} threads, torch {version('torch')}, "
         f"transformers {version('transformers')}; ratio = PyTorch time / genolens time (> 1: genolens faster).",
+        f"genolens's matrix products: {'; '.join(matmul)} (`GENOLENS_BLAS`)"
+        + (f"; genolens + BLAS: {'; '.join(blas)}." if blas else "."),
         "",
-        "| case | genolens s | PyTorch s | ratio | genolens peak RSS MiB | PyTorch peak RSS MiB |",
-        "|---|---|---|---|---|---|",
+        "| case | genolens s | PyTorch s | ratio | genolens peak RSS MiB | PyTorch peak RSS MiB |"
+        + (" genolens + BLAS s | ratio with BLAS |" if blas else ""),
+        "|---|---|---|---|---|---|" + ("---|---|" if blas else ""),
     ]
     for case in cases:
         def median(implementation, key):
             values = [r[key] for r in records if r["case"] == case and r["implementation"] == implementation]
             return statistics.median(values) if values else float("nan")
         ours, theirs = median("genolens", "seconds"), median("pytorch", "seconds")
-        lines.append(f"| {case} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f} | "
-                     f"{median('genolens', 'peak_rss_bytes') / 2**20:.0f} | {median('pytorch', 'peak_rss_bytes') / 2**20:.0f} |")
+        line = (f"| {case} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f} | "
+                f"{median('genolens', 'peak_rss_bytes') / 2**20:.0f} | {median('pytorch', 'peak_rss_bytes') / 2**20:.0f} |")
+        if blas:
+            with_blas = median("genolens-blas", "seconds")
+            line += f" {with_blas:.3f} | {theirs / with_blas:.2f} |"
+        lines.append(line)
     lines += physical_limit(cases, records)
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -570,22 +584,25 @@ def physical_limit(cases, records):
         batch, tokens = map(int, size.split("x"))
         layers, h, _, _ = SHAPES[shape]
         flops = dense_flops(shape, batch * tokens)
-        rates = {i: flops / s / 1e9 for i in ("genolens", "pytorch") if (s := median(case, i))}
+        rates = {i: flops / s / 1e9 for i in ("genolens", "genolens-blas", "pytorch") if (s := median(case, i))}
         if not rates:
             continue
         best = max(rates.values())
         if not lines:
             lines += ["", "Physical limit: the forward's dense products alone (`gemm` cases), and each forward "
                       "(all hidden states and patterns captured) as a fraction of the best GEMM rate.", "",
-                      "| shape, rows | genolens GEMM GF/s | PyTorch GEMM GF/s | genolens forward GF/s | "
-                      "fraction of best GEMM | PyTorch forward GF/s |", "|---|---|---|---|---|---|"]
+                      "| shape, rows | genolens GEMM GF/s | genolens + BLAS GEMM GF/s | PyTorch GEMM GF/s | "
+                      "genolens forward GF/s | fraction of best GEMM | PyTorch forward GF/s |",
+                      "|---|---|---|---|---|---|---|"]
         forward = f"forward:{shape}:{size}"
         attention = layers * 4 * batch * tokens * tokens * h
-        ours, theirs = median(forward, "genolens"), median(forward, "pytorch")
+        # genolens's faster backend (built-in GEMM or BLAS) against the best GEMM rate of any side.
+        ours = min((s for s in (median(forward, "genolens"), median(forward, "genolens-blas")) if s), default=None)
+        theirs = median(forward, "pytorch")
         ours_rate = (flops + attention) / ours / 1e9 if ours else float("nan")
         theirs_rate = (flops + attention) / theirs / 1e9 if theirs else float("nan")
         lines.append(f"| {shape}, {batch * tokens} | {rates.get('genolens', float('nan')):.0f} | "
-                     f"{rates.get('pytorch', float('nan')):.0f} | {ours_rate:.0f} | {ours_rate / best:.0%} | "
+                     f"{rates.get('genolens-blas', float('nan')):.0f} | {rates.get('pytorch', float('nan')):.0f} | {ours_rate:.0f} | {ours_rate / best:.0%} | "
                      f"{theirs_rate:.0f} |")
     return lines
 
@@ -600,6 +617,9 @@ def main():
     drive_parser.add_argument("--out", default=str(REPO / "reports/bench"))
     drive_parser.add_argument("--cases", default="", help="comma-separated case ids (default: all)")
     drive_parser.add_argument("--implementations", default="genolens,pytorch")
+    drive_parser.add_argument("--blas", default=None,
+                              help="also run genolens with GENOLENS_BLAS set to this library (a third "
+                                   "implementation, `genolens-blas`, alternated with the others)")
     drive_parser.add_argument("--no-warmup-round", dest="warmup_round", action="store_false",
                               help="skip the discarded round 0 (each process still warms up internally)")
     worker_parser = sub.add_parser("worker")

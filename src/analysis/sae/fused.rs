@@ -9,6 +9,7 @@
 //! ∂P = ∂F ⊙ [F > 0]; ∂W_enc = (x − b_dec)ᵀ ∂P; ∂b_enc = Σ_b ∂P; ∂b_dec = Σ_b G − W_enc ∂b_enc.
 
 use crate::analysis::sae::model::Architecture;
+use crate::ops::matmul::{self, Threads, View, ViewMut};
 
 /// `out` (m × n, row-major) = (or += when `accumulate`) op(a) · op(b), where op(a) is m × k
 /// (stored k × m when `a_t`) and op(b) is k × n (stored n × k when `b_t`).
@@ -42,34 +43,32 @@ pub(crate) fn gemm_into(
     } else {
         (n as isize, 1)
     };
-    let parallelism = if m * n * k >= 1 << 20 {
-        gemm::Parallelism::Rayon(0)
+    let threads = if m * n * k >= 1 << 20 {
+        Threads::Pool
     } else {
-        gemm::Parallelism::None
+        Threads::Caller
     };
     // SAFETY: the asserts above bound every index the strides reach: out is m × n with row
     // stride n; a is read at i·a_rs + l·a_cs < m·k; b at l·b_rs + j·b_cs < k·n.
     unsafe {
-        gemm::gemm(
+        matmul::product(
             m,
             n,
             k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
+            ViewMut::rows(out.as_mut_ptr(), n),
             accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
+            View {
+                ptr: a.as_ptr(),
+                row_stride: a_rs,
+                col_stride: a_cs,
+            },
+            View {
+                ptr: b.as_ptr(),
+                row_stride: b_rs,
+                col_stride: b_cs,
+            },
             1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
+            threads,
         );
     }
 }
