@@ -24,13 +24,21 @@ struct FeedForward {
 
 /// W [outputs, inner] as Wᵀ [inner, outputs], row-major. The GEMM packs its right operand per
 /// call; read as a strided view of W it packed one value at a time (10 % of a patching sweep,
-/// once per block), from Wᵀ it copies whole rows.
+/// once per block), from Wᵀ it copies whole rows. The copy goes in 16 × 16 tiles, so each written
+/// cache line is filled while it is in cache (a row at a time, every write had touched a new line:
+/// 2.4 % of a default-shape forward).
 fn transposed(w: &[f32], inner: usize) -> Vec<f32> {
+    const TILE: usize = 16;
     let outputs = w.len() / inner;
     let mut t = vec![0f32; w.len()];
-    for (j, row) in w.chunks_exact(inner).enumerate() {
-        for (k, &value) in row.iter().enumerate() {
-            t[k * outputs + j] = value;
+    for j0 in (0..outputs).step_by(TILE) {
+        for k0 in (0..inner).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(outputs) {
+                let row = &w[j * inner..(j + 1) * inner];
+                for k in k0..(k0 + TILE).min(inner) {
+                    t[k * outputs + j] = row[k];
+                }
+            }
         }
     }
     t
@@ -172,6 +180,19 @@ pub(crate) fn feed_forward_gelu(
 mod tests {
     use super::*;
     use crate::ops::kernels::test_support::normal;
+
+    #[test]
+    fn the_tiled_transpose_moves_every_value_once() {
+        for (outputs, inner) in [(37, 21), (16, 16), (1, 40), (40, 1), (33, 64)] {
+            let w: Vec<f32> = (0..outputs * inner).map(|i| i as f32).collect();
+            let t = transposed(&w, inner);
+            for j in 0..outputs {
+                for k in 0..inner {
+                    assert_eq!(t[k * outputs + j], w[j * inner + k], "{outputs} × {inner}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn equals_the_dense_gelu_dense_composition() {

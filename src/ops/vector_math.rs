@@ -140,8 +140,15 @@ pub fn exp_in_place_and_sum(values: &mut [f32], shift: f32) -> f32 {
         }
     }
     let rest = chunks.into_remainder();
-    for v in rest.iter_mut() {
-        *v = exp(*v - shift);
+    if !rest.is_empty() {
+        // The tail through one full vector (a 200-token row leaves 8: element by element they
+        // had cost as much as half the row's vectors); same function, so the same bits.
+        let mut padded = [0f32; LANES];
+        padded[..rest.len()].copy_from_slice(rest);
+        for v in padded.iter_mut() {
+            *v = exp(*v - shift);
+        }
+        rest.copy_from_slice(&padded[..rest.len()]);
     }
     lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
