@@ -128,7 +128,7 @@ bench ROUNDS="5" CASES="" BLAS="":
 # (scipy-openblas32, ~25 MB). Debian's libopenblas0-pthread works too: GENOLENS_BLAS=libopenblas.so.0.
 blas KIND="mkl" DIR=".blas":
     python3 -m pip install -q --prefix {{DIR}}/{{KIND}} {{ if KIND == "mkl" { "mkl==2026.2.1" } else { "scipy-openblas32==0.3.34.481.3" } }}
-    @echo "export GENOLENS_BLAS=$(find $(realpath {{DIR}}/{{KIND}}) -name {{ if KIND == "mkl" { "'libmkl_rt.so.*'" } else { "'libscipy_openblas*.so'" } }} | head -n 1)"
+    @echo "export GENOLENS_BLAS=$(find $(realpath {{DIR}}/{{KIND}}) -name {{ if KIND == "mkl" { "'libmkl_rt.so.*'" } else { "'libscipy_openblas.so'" } }} | head -n 1)"
 
 # Build the GPU binary (--features cuda) into target/cuda/release/. PREFIX is a CUDA toolkit
 # folder (e.g. /usr/local/cuda); without one, `scripts/setup-cuda-prefix.sh PREFIX` makes a CUDA

@@ -24,43 +24,50 @@ use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
-/// A read-only strided f32 matrix: first element, row stride and column stride (in elements).
+/// An f32 matrix in memory: its first element, row stride and column stride (in elements).
+/// `P` is `*const f32` for an operand ([`View`]) or `*mut f32` for a destination ([`ViewMut`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct View {
-    pub ptr: *const f32,
+pub(crate) struct Matrix<P> {
+    pub ptr: P,
     pub row_stride: isize,
     pub col_stride: isize,
 }
 
-// SAFETY: views are addresses; [`product`]'s contract (extents inside the buffers, dst written by
-// nobody else) is what makes reading and writing through them from several threads sound.
-unsafe impl Send for View {}
-unsafe impl Sync for View {}
-unsafe impl Send for ViewMut {}
-unsafe impl Sync for ViewMut {}
+/// A matrix that is read.
+pub(crate) type View = Matrix<*const f32>;
+/// A matrix that is written.
+pub(crate) type ViewMut = Matrix<*mut f32>;
 
-/// A writable strided f32 matrix (see [`View`]).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ViewMut {
-    pub ptr: *mut f32,
-    pub row_stride: isize,
-    pub col_stride: isize,
-}
+// SAFETY: a view is an address; [`product`]'s contract (extents inside the buffers, dst written
+// by nobody else) is what makes reading and writing through views from several threads sound.
+unsafe impl<P> Send for Matrix<P> {}
+unsafe impl<P> Sync for Matrix<P> {}
 
-impl View {
-    /// The address `offset` elements from the first (a method, so closures capture the whole
-    /// `Send` view rather than its pointer field).
-    ///
+/// The two pointer kinds a [`Matrix`] holds.
+pub(crate) trait Address: Copy {
     /// # Safety
-    /// The offset must stay inside the view's buffer.
-    unsafe fn at(self, offset: isize) -> *const f32 {
-        // SAFETY: the caller's contract.
-        unsafe { self.ptr.offset(offset) }
-    }
+    /// As `pointer::offset`: the result must stay inside the same buffer.
+    unsafe fn plus(self, count: isize) -> Self;
+}
 
+impl Address for *const f32 {
+    unsafe fn plus(self, count: isize) -> Self {
+        // SAFETY: the caller's contract.
+        unsafe { self.offset(count) }
+    }
+}
+
+impl Address for *mut f32 {
+    unsafe fn plus(self, count: isize) -> Self {
+        // SAFETY: the caller's contract.
+        unsafe { self.offset(count) }
+    }
+}
+
+impl<P: Address> Matrix<P> {
     /// A row-major matrix with `row_stride` elements between rows.
-    pub fn rows(ptr: *const f32, row_stride: usize) -> Self {
-        View {
+    pub fn rows(ptr: P, row_stride: usize) -> Self {
+        Matrix {
             ptr,
             row_stride: row_stride as isize,
             col_stride: 1,
@@ -68,32 +75,31 @@ impl View {
     }
 
     /// The transpose of a row-major matrix with `row_stride` elements between its rows.
-    pub fn transposed(ptr: *const f32, row_stride: usize) -> Self {
-        View {
+    pub fn transposed(ptr: P, row_stride: usize) -> Self {
+        Matrix {
             ptr,
             row_stride: 1,
             col_stride: row_stride as isize,
         }
     }
-}
 
-impl ViewMut {
-    /// See [`View::at`].
+    /// The same elements read as the transpose.
+    fn transpose(self) -> Self {
+        Matrix {
+            ptr: self.ptr,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    /// The address `offset` elements from the first (a method, so closures capture the whole
+    /// `Send` view rather than its pointer field).
     ///
     /// # Safety
     /// The offset must stay inside the view's buffer.
-    unsafe fn at(self, offset: isize) -> *mut f32 {
+    unsafe fn at(self, offset: isize) -> P {
         // SAFETY: the caller's contract.
-        unsafe { self.ptr.offset(offset) }
-    }
-
-    /// A row-major matrix with `row_stride` elements between rows.
-    pub fn rows(ptr: *mut f32, row_stride: usize) -> Self {
-        ViewMut {
-            ptr,
-            row_stride: row_stride as isize,
-            col_stride: 1,
-        }
+        unsafe { self.ptr.plus(offset) }
     }
 }
 
@@ -299,17 +305,12 @@ impl Blas {
     ) -> bool {
         // A column-major dst: compute dstᵀ = bᵀ · aᵀ instead.
         let (m, n, dst, a, b) = if dst.col_stride != 1 && n > 1 && dst.row_stride == 1 {
-            (n, m, transpose_mut(dst), transpose(b), transpose(a))
+            (n, m, dst.transpose(), b.transpose(), a.transpose())
         } else {
             (m, n, dst, a, b)
         };
-        let dst_view = View {
-            ptr: dst.ptr,
-            row_stride: dst.row_stride,
-            col_stride: dst.col_stride,
-        };
         let (Some(a_op), Some(b_op), Some(d_op)) =
-            (operand(a, m, k), operand(b, k, n), operand(dst_view, m, n))
+            (operand(a, m, k), operand(b, k, n), operand(dst, m, n))
         else {
             return false;
         };
@@ -386,7 +387,7 @@ impl Operand {
 /// CBLAS's description of a rows × cols view, when it has one: row-major with unit column stride
 /// (no transpose) or unit row stride (transpose), with a leading dimension CBLAS accepts. A
 /// stride along a dimension of length 1 is never used, so it may be anything.
-fn operand(v: View, rows: usize, cols: usize) -> Option<Operand> {
+fn operand<P>(v: Matrix<P>, rows: usize, cols: usize) -> Option<Operand> {
     let valid = |leading: isize, width: usize| {
         leading >= width.max(1) as isize && leading <= i32::MAX as isize
     };
@@ -413,22 +414,6 @@ fn operand(v: View, rows: usize, cols: usize) -> Option<Operand> {
         });
     }
     None
-}
-
-fn transpose(v: View) -> View {
-    View {
-        ptr: v.ptr,
-        row_stride: v.col_stride,
-        col_stride: v.row_stride,
-    }
-}
-
-fn transpose_mut(v: ViewMut) -> ViewMut {
-    ViewMut {
-        ptr: v.ptr,
-        row_stride: v.col_stride,
-        col_stride: v.row_stride,
-    }
 }
 
 /// `a · b` for rank-2 tensors with no gradient of its own (for backward passes): CPU f32 through
@@ -563,11 +548,7 @@ mod tests {
                 }
             };
             let dst_view = if self.dst_t {
-                ViewMut {
-                    ptr: dst.as_mut_ptr(),
-                    row_stride: 1,
-                    col_stride: d_ld as isize,
-                }
+                ViewMut::transposed(dst.as_mut_ptr(), d_ld)
             } else {
                 ViewMut::rows(dst.as_mut_ptr(), d_ld)
             };
@@ -682,10 +663,15 @@ mod tests {
             .map(String::from)
             .to_vec(),
         };
-        let Some(blas) = candidates.iter().find_map(|name| Blas::load(name).ok()) else {
-            assert!(named.is_none(), "GENOLENS_TEST_BLAS={named:?} did not load");
-            eprintln!("no BLAS library found: the BLAS path is not exercised here");
-            return;
+        let blas = match &named {
+            Some(name) => Blas::load(name).unwrap_or_else(|message| panic!("{message}")),
+            None => match candidates.iter().find_map(|name| Blas::load(name).ok()) {
+                Some(blas) => blas,
+                None => {
+                    eprintln!("no BLAS library found: the BLAS path is not exercised here");
+                    return;
+                }
+            },
         };
         eprintln!("testing {}", blas.description);
         let pool = rayon::ThreadPoolBuilder::new()

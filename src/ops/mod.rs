@@ -4,7 +4,8 @@
 //!
 //! Layering inside: `vector_math` (scalar maths) ← `kernels` (row softmax, GELU, shared helpers)
 //! ← `row_ops` ← `graft` (CUDA) ← `dense`, `layer_norm`, `batched_matmul` ← `layers` (the
-//! building blocks the model holds).
+//! building blocks the model holds). Every CPU matrix product goes through `matmul` (the `gemm`
+//! crate, or the BLAS library `GENOLENS_BLAS` names).
 
 pub(crate) mod attention;
 pub(crate) mod batched_matmul;
