@@ -8,6 +8,7 @@ use genolens::cli::{Cli, Command, DataCommand, SaeCommand, TrainCommand};
 include!(concat!(env!("OUT_DIR"), "/experiments.rs"));
 
 fn main() -> anyhow::Result<()> {
+    genolens::memory::settle_candle_pool();
     genolens::memory::keep_freed_memory();
     genolens::interrupt::install();
     let cli = Cli::parse();

@@ -53,6 +53,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    genolens::memory::settle_candle_pool();
     genolens::memory::keep_freed_memory();
     let backend = genolens::device::cpu_matmul_backend()?;
     match Cli::parse().command {
