@@ -8,6 +8,8 @@
 //! crate, or the BLAS library `GENOLENS_BLAS` names).
 
 pub(crate) mod attention;
+#[cfg(test)]
+mod backprop_tests;
 pub(crate) mod batched_matmul;
 pub(crate) mod dense;
 pub(crate) mod graft;
