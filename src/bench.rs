@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::train::adamw::{AdamW, AdamWSettings};
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::Optimizer;
 
 use crate::commands::embed::{run_embed, EmbedSettings, Pooling};
 use crate::data::TableColumns;
@@ -344,10 +344,9 @@ pub fn run_case(case: &Case, root: &Path) -> Result<f64> {
             let mut taker = WeightTaker::new(&dir, normalised.tensors, &Device::Cpu);
             let mut vars = VarSource::new(&mut taker);
             let model = HookedModel::build(&config, HeadKind::MaskedLm, &mut vars, &Device::Cpu)?;
-            let parameters: Vec<Var> = vars.vars.iter().map(|(_, v)| v.clone()).collect();
             let batch = Batch::from_ids(&bench_ids(case.batch, case.tokens), 0, &Device::Cpu)?;
-            let mut optimizer = adamw(parameters, 2e-4, 0.01)?;
-            time_twice(|| mlm_step(&model, &batch, &mut optimizer).map(|_| ()))
+            let mut optimizer = adamw(vars.vars.clone(), 0.01)?;
+            time_twice(|| mlm_step(&model, &batch, &mut optimizer, 2e-4).map(|_| ()))
         }
         "embed" => {
             let loaded = load_dir(
@@ -603,22 +602,14 @@ fn time_twice(mut work: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// AdamW over `parameters` with candle's default betas and epsilon.
-pub fn adamw(parameters: Vec<Var>, lr: f64, weight_decay: f64) -> Result<candle_nn::optim::AdamW> {
-    let params = candle_nn::optim::ParamsAdamW {
-        lr,
-        weight_decay,
-        ..Default::default()
-    };
-    Ok(candle_nn::optim::AdamW::new(parameters, params)?)
+/// genolens's AdamW (the one `genolens train` runs: PyTorch's betas and epsilon, biases and
+/// LayerNorm weights not decayed) over the named `parameters`.
+pub fn adamw(parameters: Vec<(String, Var)>, weight_decay: f64) -> Result<AdamW> {
+    AdamW::new(parameters, AdamWSettings::with_weight_decay(weight_decay))
 }
 
 /// One MLM training step (forward, cross-entropy on masked positions, backward, AdamW). Returns the loss.
-pub fn mlm_step(
-    model: &HookedModel,
-    batch: &Batch,
-    optimizer: &mut candle_nn::optim::AdamW,
-) -> Result<f32> {
+pub fn mlm_step(model: &HookedModel, batch: &Batch, optimizer: &mut AdamW, lr: f64) -> Result<f32> {
     let (batch_size, tokens) = batch.ids.dims2()?;
     let positions = masked_positions(tokens);
     let ids: Vec<Vec<u32>> = batch.ids.to_vec2()?;
@@ -643,7 +634,7 @@ pub fn mlm_step(
     let selected = flat.index_select(&index, 0)?;
     let labels = Tensor::from_vec(labels.clone(), labels.len(), &Device::Cpu)?;
     let loss = candle_nn::loss::cross_entropy(&selected, &labels)?;
-    optimizer.backward_step(&loss)?;
+    optimizer.step(&loss.backward()?, lr)?;
     Ok(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?)
 }
 
@@ -679,17 +670,16 @@ mod tests {
         let mut vars = VarSource::new(&mut init);
         let model =
             HookedModel::build(&config, HeadKind::MaskedLm, &mut vars, &Device::Cpu).unwrap();
-        let parameters: Vec<Var> = vars.vars.iter().map(|(_, v)| v.clone()).collect();
         let ids: Vec<Vec<u32>> = bench_ids(4, 24)
             .into_iter()
             .map(|r| r.into_iter().map(|i| i % 64 + 5).collect())
             .collect();
         let batch = Batch::from_ids(&ids, 0, &Device::Cpu).unwrap();
-        let mut optimizer = adamw(parameters, 1e-2, 0.0).unwrap();
-        let first = mlm_step(&model, &batch, &mut optimizer).unwrap();
+        let mut optimizer = adamw(vars.vars.clone(), 0.0).unwrap();
+        let first = mlm_step(&model, &batch, &mut optimizer, 1e-2).unwrap();
         let mut last = first;
         for _ in 0..10 {
-            last = mlm_step(&model, &batch, &mut optimizer).unwrap();
+            last = mlm_step(&model, &batch, &mut optimizer, 1e-2).unwrap();
         }
         assert!(last < first * 0.8, "loss {first} -> {last}");
     }

@@ -80,7 +80,7 @@ pub fn write_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Resu
 
 /// Saves the optimiser moments and the trainer state into `dir` (next to the model files).
 pub fn save_training_state(dir: &Path, optimiser: &AdamW, state: &TrainerState) -> Result<()> {
-    let moments: HashMap<String, Tensor> = optimiser.state().into_iter().collect();
+    let moments: HashMap<String, Tensor> = optimiser.state()?.into_iter().collect();
     write_safetensors(&dir.join("optimizer.safetensors"), &moments)?;
     let text = serde_json::to_string_pretty(state).expect("state serialises");
     crate::report::write_atomic(&dir.join("trainer_state.json"), text.as_bytes())
