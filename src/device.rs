@@ -30,8 +30,13 @@ pub fn parse_device(name: &str) -> Result<Device> {
 /// `GENOLENS_BLAS` environment variable names (loaded once, here, so a name that does not load
 /// is an error before any work). Returns a description for logs and provenance.
 pub fn cpu_matmul_backend() -> Result<String> {
-    crate::ops::check_backend()
-        .map_err(|message| GenolensError::argument(crate::ops::BLAS_VARIABLE.to_string(), message))
+    // The loader's messages start with `GENOLENS_BLAS=<name>: `, which names the setting.
+    crate::ops::check_backend().map_err(|message| match message.split_once(": ") {
+        Some((setting, rest)) if setting.starts_with(crate::ops::BLAS_VARIABLE) => {
+            GenolensError::argument(setting, rest)
+        }
+        _ => GenolensError::argument(crate::ops::BLAS_VARIABLE, message),
+    })
 }
 
 #[cfg(test)]

@@ -257,9 +257,27 @@ impl CustomOp3 for FusedAttention {
                 q.dims()
             );
         }
-        let values = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
-        let (q_values, k_values, v_values, dz_values) =
-            (values(q)?, values(k)?, values(v)?, values(dz)?);
+        // The inputs' own buffers, read in place (a strided input is made contiguous first).
+        let [q, k, v, dz] = [q, k, v, dz].map(|x| x.contiguous());
+        let (q, k, v, dz) = (q?, k?, v?, dz?);
+        let held = [&q, &k, &v, &dz].map(|x| x.storage_and_layout());
+        let name = self.name();
+        fn values<'a>(
+            storage: &'a candle_core::Storage,
+            layout: &Layout,
+            name: &str,
+        ) -> Result<&'a [f32]> {
+            match storage {
+                candle_core::Storage::Cpu(cpu) => contiguous_f32(cpu, layout, name),
+                _ => candle_core::bail!("{name}: expected tensors on the CPU"),
+            }
+        }
+        let (q_values, k_values, v_values, dz_values) = (
+            values(&held[0].0, held[0].1, name)?,
+            values(&held[1].0, held[1].1, name)?,
+            values(&held[2].0, held[2].1, name)?,
+            values(&held[3].0, held[3].1, name)?,
+        );
         let width = heads * head_dim;
         let len = batch * t * width;
         let new_output =
@@ -277,7 +295,7 @@ impl CustomOp3 for FusedAttention {
             let base = b * t * width + h * head_dim;
             let p = &pattern[item * t * t..(item + 1) * t * t];
             let [q_item, k_item, v_item, dz_item] =
-                [&q_values, &k_values, &v_values, &dz_values].map(|x| x[base..].as_ptr());
+                [q_values, k_values, v_values, dz_values].map(|x| x[base..].as_ptr());
             // SAFETY (every product below): q, k, v and dz items are t × d_head with row stride
             // `width` inside their buffers; P and `ds` are t × t (Pᵀ and dSᵀ are read with the
             // strides swapped); the dq, dk and dv items are written by this task only.
