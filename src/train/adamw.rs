@@ -114,22 +114,39 @@ struct UpdateConstants {
 }
 
 impl UpdateConstants {
-    /// The update of one value: the composed path's ops in its order, `x * c + 0` being candle's
-    /// affine (the `+ 0` turns −0 into +0 as it does there).
+    /// One value's moments, updated, and its step before the learning rate: the composed path's
+    /// ops in its order, `x * c + 0` being candle's affine (the `+ 0` turns −0 into +0 as it does
+    /// there). The parameter then becomes `p · keep + 0 − (step · lr + 0)`, or `p − (step · lr + 0)`
+    /// without decay.
     #[inline(always)]
-    fn apply(&self, p: &mut f32, g: f32, m: &mut f32, v: &mut f32) {
+    fn step(&self, g: f32, m: &mut f32, v: &mut f32) -> f32 {
         let c = self;
         *m = (*m * c.beta1 + 0.0) + (g * c.one_minus_beta1 + 0.0);
         *v = (*v * c.beta2 + 0.0) + ((g * g) * c.one_minus_beta2 + 0.0);
         let m_hat = *m * c.inverse_correction1 + 0.0;
         let v_hat = *v * c.inverse_correction2 + 0.0;
-        let update = m_hat / (v_hat.sqrt() * 1.0 + c.eps);
-        let value = match c.decay {
-            Some(keep) => *p * keep + 0.0,
-            None => *p,
-        };
-        *p = value - (update * c.lr + 0.0);
+        m_hat / (v_hat.sqrt() * 1.0 + c.eps)
     }
+}
+
+crate::simd_dispatch! {
+/// [`UpdateConstants::apply`] over a chunk, compiled per vector unit (the same bits in each: no
+/// fused multiply-adds, and IEEE square roots and divisions).
+fn update_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &UpdateConstants) {
+    // One loop per case, so the decay test is not in the loop.
+    let values = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+    let lr = c.lr;
+    match c.decay {
+        Some(keep) => values.for_each(|(((p, &g), m), v)| {
+            let step = c.step(g, m, v);
+            *p = (*p * keep + 0.0) - (step * lr + 0.0);
+        }),
+        None => values.for_each(|(((p, &g), m), v)| {
+            let step = c.step(g, m, v);
+            *p -= step * lr + 0.0;
+        }),
+    }
+}
 }
 
 /// One chunk of (parameter, gradient, first moment, second moment).
@@ -178,11 +195,7 @@ impl InplaceOp2 for FusedUpdate<'_> {
             );
         }
         let c = self.constants;
-        let update = |(((p, g), m), v): Chunk| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                c.apply(p, g, m, v);
-            }
-        };
+        let update = |(((p, g), m), v): Chunk| update_chunk(p, g, m, v, &c);
         // Memory-bound: parallel chunks when there is enough to share.
         const CHUNK: usize = 1 << 15;
         if param.len() >= 2 * CHUNK {

@@ -76,6 +76,31 @@ pub(crate) fn gemm_into(
 /// One chunk of (parameter, gradient, first moment, second moment).
 type AdamChunk<'a> = (((&'a mut [f32], &'a [f32]), &'a mut [f32]), &'a mut [f32]);
 
+/// The constants of one Adam step.
+struct AdamConstants {
+    b1: f32,
+    b2: f32,
+    /// Bias corrections 1 − βᵗ.
+    c1: f32,
+    c2: f32,
+    lr: f32,
+    eps: f32,
+}
+
+crate::simd_dispatch! {
+/// Adam's update of one chunk, compiled per vector unit (the same bits in each).
+fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &AdamConstants) {
+    let AdamConstants { b1, b2, c1, c2, lr, eps } = *c;
+    for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        *m = b1 * *m + (1.0 - b1) * g;
+        *v = b2 * *v + (1.0 - b2) * g * g;
+        let m_hat = *m / c1;
+        let v_hat = *v / c2;
+        *p -= lr * m_hat / (v_hat.sqrt() + eps);
+    }
+}
+}
+
 /// Adam's state of one parameter.
 #[derive(Debug, Clone)]
 struct Moments {
@@ -99,15 +124,15 @@ impl Moments {
         let c1 = 1.0 - b1.powi(t);
         let c2 = 1.0 - b2.powi(t);
         let lr = lr as f32;
-        let update = |(((p, g), m), v): AdamChunk| {
-            for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                let m_hat = *m / c1;
-                let v_hat = *v / c2;
-                *p -= lr * m_hat / (v_hat.sqrt() + eps);
-            }
+        let constants = AdamConstants {
+            b1,
+            b2,
+            c1,
+            c2,
+            lr,
+            eps,
         };
+        let update = |(((p, g), m), v): AdamChunk| adam_chunk(p, g, m, v, &constants);
         const CHUNK: usize = 1 << 15;
         if param.len() >= 2 * CHUNK {
             param
