@@ -370,11 +370,8 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    #[test]
-    fn matches_pytorch_adamw_on_one_parameter() {
-        // torch.optim.AdamW([p], lr=0.1, weight_decay=0.01), loss = sum(p²), p = [1, -2], 2 steps:
-        // step 1: m = 0.1g, v = 0.001g², update = lr · sign(g) ⇒ p = p(1 − 0.001) − 0.1·sign(p).
-        let var = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
+    /// AdamW with the defaults over `var` (named `w.weight`), after one step on sum(var²) at lr 0.1.
+    fn stepped_once(var: &Var) -> AdamW {
         let mut optimiser = AdamW::new(
             vec![("w.weight".into(), var.clone())],
             AdamWSettings::default(),
@@ -382,6 +379,15 @@ mod tests {
         .unwrap();
         let loss = var.as_tensor().sqr().unwrap().sum_all().unwrap();
         optimiser.step(&loss.backward().unwrap(), 0.1).unwrap();
+        optimiser
+    }
+
+    #[test]
+    fn matches_pytorch_adamw_on_one_parameter() {
+        // torch.optim.AdamW([p], lr=0.1, weight_decay=0.01), loss = sum(p²), p = [1, -2], 2 steps:
+        // step 1: m = 0.1g, v = 0.001g², update = lr · sign(g) ⇒ p = p(1 − 0.001) − 0.1·sign(p).
+        let var = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
+        stepped_once(&var);
         let p: Vec<f32> = var.as_tensor().to_vec1().unwrap();
         assert!((p[0] - (1.0 * 0.999 - 0.1)).abs() < 1e-6, "{p:?}");
         assert!((p[1] - (-2.0 * 0.999 + 0.1)).abs() < 1e-6, "{p:?}");
@@ -478,13 +484,7 @@ mod tests {
     #[test]
     fn saved_moments_restore_on_either_path_and_wrong_shapes_are_refused() {
         let var = Var::new(&[[1.0f32, -2.0], [0.5, 3.0]], &Device::Cpu).unwrap();
-        let mut optimiser = AdamW::new(
-            vec![("w.weight".into(), var.clone())],
-            AdamWSettings::default(),
-        )
-        .unwrap();
-        let loss = var.as_tensor().sqr().unwrap().sum_all().unwrap();
-        optimiser.step(&loss.backward().unwrap(), 0.1).unwrap();
+        let mut optimiser = stepped_once(&var);
         let state: HashMap<String, Tensor> = optimiser.state().unwrap().into_iter().collect();
         let mut restored = composed(vec![("w.weight".into(), var.clone())]);
         restored.load_state(&state, 1).unwrap();
