@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::train::adamw::{AdamW, AdamWSettings};
 use candle_core::{DType, Device, Tensor, Var};
 
 use crate::commands::embed::{run_embed, EmbedSettings, Pooling};
@@ -14,6 +13,7 @@ use crate::model::source::VarSource;
 use crate::model::weights::WeightTaker;
 use crate::model::{load_dir, Batch, HeadKind, HookedModel, Hooks, LoadOptions, ModelConfig};
 use crate::tokenize::KmerVocab;
+use crate::train::adamw::{AdamW, AdamWSettings};
 
 /// Model shapes benchmarked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -130,7 +130,7 @@ impl UpdateConstants {
 }
 
 crate::simd_dispatch! {
-/// [`UpdateConstants::apply`] over a chunk, compiled per vector unit (the same bits in each: no
+/// [`UpdateConstants::step`] and the parameter's update over a chunk, compiled per vector unit (the same bits in each: no
 /// fused multiply-adds, and IEEE square roots and divisions).
 fn update_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &UpdateConstants) {
     // One loop per case, so the decay test is not in the loop.
@@ -149,8 +149,29 @@ fn update_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &Upda
 }
 }
 
-/// One chunk of (parameter, gradient, first moment, second moment).
-type Chunk<'a> = (((&'a mut [f32], &'a [f32]), &'a mut [f32]), &'a mut [f32]);
+/// Applies `update(param, grad, first, second)` to aligned chunks of the four buffers, in parallel
+/// when there is enough to share (an Adam step is memory-bound: each buffer is read once). Also
+/// the SAE trainer's.
+pub(crate) fn for_each_chunk(
+    param: &mut [f32],
+    grad: &[f32],
+    first: &mut [f32],
+    second: &mut [f32],
+    update: impl Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 15;
+    if param.len() >= 2 * CHUNK {
+        param
+            .par_chunks_mut(CHUNK)
+            .zip(grad.par_chunks(CHUNK))
+            .zip(first.par_chunks_mut(CHUNK))
+            .zip(second.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| update(p, g, m, v));
+    } else {
+        update(param, grad, first, second);
+    }
+}
 
 /// The in-place update of one CPU f32 variable from its gradient, its moments held by the op.
 struct FusedUpdate<'a> {
@@ -170,7 +191,6 @@ impl InplaceOp2 for FusedUpdate<'_> {
         grad: &CpuStorage,
         grad_l: &Layout,
     ) -> candle_core::Result<()> {
-        use rayon::prelude::*;
         let (CpuStorage::F32(param), CpuStorage::F32(grad)) = (dst, grad) else {
             candle_core::bail!("{}: expected f32 parameter and gradient", self.name());
         };
@@ -195,19 +215,9 @@ impl InplaceOp2 for FusedUpdate<'_> {
             );
         }
         let c = self.constants;
-        let update = |(((p, g), m), v): Chunk| update_chunk(p, g, m, v, &c);
-        // Memory-bound: parallel chunks when there is enough to share.
-        const CHUNK: usize = 1 << 15;
-        if param.len() >= 2 * CHUNK {
-            param
-                .par_chunks_mut(CHUNK)
-                .zip(grad.par_chunks(CHUNK))
-                .zip(first.par_chunks_mut(CHUNK))
-                .zip(second.par_chunks_mut(CHUNK))
-                .for_each(update);
-        } else {
-            update((((param, grad), &mut first[..]), &mut second[..]));
-        }
+        for_each_chunk(param, grad, first, second, |p, g, m, v| {
+            update_chunk(p, g, m, v, &c)
+        });
         Ok(())
     }
 }
@@ -271,19 +281,12 @@ impl AdamW {
                 lr: lr as f32,
             };
             match &mut slot.moments {
-                Moments::Host { first, second } if fusable(grad) => {
-                    let op = FusedUpdate {
-                        constants,
-                        moments: Mutex::new((first, second)),
-                    };
-                    slot.var.as_tensor().inplace_op2(grad, &op)?;
-                }
                 Moments::Host { first, second } => {
-                    // A strided gradient: made contiguous first.
                     let op = FusedUpdate {
                         constants,
                         moments: Mutex::new((first, second)),
                     };
+                    // (`contiguous` is the gradient itself unless it is a strided view.)
                     slot.var.as_tensor().inplace_op2(&grad.contiguous()?, &op)?;
                 }
                 Moments::Tensors { first, second } => {

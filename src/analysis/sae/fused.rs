@@ -73,9 +73,6 @@ pub(crate) fn gemm_into(
     }
 }
 
-/// One chunk of (parameter, gradient, first moment, second moment).
-type AdamChunk<'a> = (((&'a mut [f32], &'a [f32]), &'a mut [f32]), &'a mut [f32]);
-
 /// The constants of one Adam step.
 struct AdamConstants {
     b1: f32,
@@ -119,7 +116,6 @@ impl Moments {
     /// One Adam step (β 0.9, 0.999, ε 1e-8, bias-corrected; candle's and PyTorch's formula),
     /// in parallel chunks (memory-bound: the parameters, gradient and moments are read once).
     fn step(&mut self, param: &mut [f32], grad: &[f32], lr: f64, t: i32) {
-        use rayon::prelude::*;
         let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
         let c1 = 1.0 - b1.powi(t);
         let c2 = 1.0 - b2.powi(t);
@@ -132,18 +128,9 @@ impl Moments {
             lr,
             eps,
         };
-        let update = |(((p, g), m), v): AdamChunk| adam_chunk(p, g, m, v, &constants);
-        const CHUNK: usize = 1 << 15;
-        if param.len() >= 2 * CHUNK {
-            param
-                .par_chunks_mut(CHUNK)
-                .zip(grad.par_chunks(CHUNK))
-                .zip(self.m.par_chunks_mut(CHUNK))
-                .zip(self.v.par_chunks_mut(CHUNK))
-                .for_each(update);
-        } else {
-            update((((param, grad), &mut self.m[..]), &mut self.v[..]));
-        }
+        crate::train::adamw::for_each_chunk(param, grad, &mut self.m, &mut self.v, |p, g, m, v| {
+            adam_chunk(p, g, m, v, &constants)
+        });
     }
 }
 
